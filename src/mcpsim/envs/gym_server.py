@@ -1,0 +1,178 @@
+"""Expose a Gymnasium environment as an ordinary MCP server.
+
+A production environment server is described by a `GymEnvSpec`: how to build the env from a seed and a config,
+the names of its discrete actions, and how an observation is shown to the model. `build_server` turns that into
+an `MCPServer` with one tool and a `game://initial_state` resource; `main` gives it the standard command line
+(`--seed N --transport stdio|http|sse --port P`). Nothing here depends on the managed server: the result runs
+standalone under any MCP client.
+
+Reward and episode end are never part of the text the model sees; they travel in the tool result's
+`_meta["mcpsim"]` so a rollout client gets them without an extra round trip.
+"""
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import gymnasium as gym
+from mcp.server.mcpserver import MCPServer
+from mcp.types import CallToolResult, ContentBlock, TextContent
+from pydantic import Field
+
+META_KEY = "mcpsim"
+INITIAL_STATE_URI = "game://initial_state"
+
+
+@dataclass(frozen=True)
+class GymEnvSpec:
+    """What a Gymnasium env needs to become an MCP server; a new env is a handful of these fields."""
+
+    name: str
+    tool_name: str
+    tool_description: str
+    actions: Sequence[str]
+    """Action names in the order of the env's discrete action indices."""
+    make_env: Callable[[int, Mapping[str, Any]], gym.Env]
+    """Builds the env from the seed and the instance's config; `reset(seed=...)` follows."""
+    render_observation: Callable[["Episode"], list[ContentBlock]]
+    """The content blocks the model sees after reset and after every step."""
+    max_steps: int = 100
+    """Steps after which the episode is truncated, unless the config sets `max_steps`."""
+    instructions: str = ""
+
+
+class EpisodeOver(Exception):
+    """A step was asked for after the episode terminated or was truncated."""
+
+
+@dataclass
+class Episode:
+    """One seeded episode of a Gymnasium env: the state a production server keeps for its one client."""
+
+    spec: GymEnvSpec
+    seed: int
+    config: Mapping[str, Any] = field(default_factory=dict)
+    env: gym.Env = field(init=False)
+    observation: Any = field(init=False)
+    info: dict[str, Any] = field(init=False)
+    step_count: int = 0
+    last_reward: float = 0.0
+    total_reward: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+
+    def __post_init__(self) -> None:
+        self.env = self.spec.make_env(self.seed, self.config)
+        self.observation, self.info = self.env.reset(seed=self.seed)
+        self.max_steps = int(self.config.get("max_steps", self.spec.max_steps))
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+    def parse_action(self, action: str) -> int:
+        """Map an action name (case-insensitive) to its index, naming the valid ones on failure."""
+        names = [a.upper() for a in self.spec.actions]
+        key = str(action).strip().upper()
+        if key not in names:
+            raise ValueError(f"Invalid action {action!r}. Valid actions: {', '.join(self.spec.actions)}.")
+        return names.index(key)
+
+    def step(self, action: str) -> None:
+        index = self.parse_action(action)
+        if self.done:
+            how = "terminated" if self.terminated else "was truncated"
+            raise EpisodeOver(
+                f"The episode {how} at step {self.step_count}; no more moves are accepted. "
+                "Start a new episode (a new session) to play again."
+            )
+        self.observation, reward, terminated, truncated, self.info = self.env.step(index)
+        self.step_count += 1
+        self.last_reward = float(reward)
+        self.total_reward += self.last_reward
+        self.terminated = bool(terminated)
+        self.truncated = bool(truncated) or (not self.terminated and self.step_count >= self.max_steps)
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            META_KEY: {
+                "reward": self.last_reward,
+                "terminated": self.terminated,
+                "truncated": self.truncated,
+                "step": self.step_count,
+            }
+        }
+
+    def step_result(self, action: str) -> CallToolResult:
+        """Play one action and answer as the tool does: observation as content, reward and end in `_meta`."""
+        try:
+            self.step(action)
+        except (ValueError, EpisodeOver) as exc:
+            return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True, _meta=self.meta())
+        return CallToolResult(content=self.spec.render_observation(self), _meta=self.meta())
+
+
+def read_config(raw: str | None) -> dict[str, Any]:
+    """Parse `MCPSIM_CONFIG`-style JSON; a config must be a JSON object."""
+    if not raw:
+        return {}
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError(f"config must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def build_server(spec: GymEnvSpec, seed: int, config: Mapping[str, Any] | None = None) -> MCPServer:
+    """An MCP server holding one episode of `spec` for `seed`, with its tool and initial-state resource."""
+    episode = Episode(spec, seed, dict(config or {}))
+    server = MCPServer(spec.name, instructions=spec.instructions or None, log_level="WARNING")
+    action_type = Annotated[
+        str,
+        Field(description=f"One of: {', '.join(spec.actions)}", json_schema_extra={"enum": list(spec.actions)}),
+    ]
+
+    def move(action: str) -> CallToolResult:
+        return episode.step_result(action)
+
+    move.__annotations__ = {"action": action_type, "return": CallToolResult}
+    server.add_tool(move, name=spec.tool_name, description=spec.tool_description)
+
+    @server.resource(INITIAL_STATE_URI, name="initial_state", description="The observation before the first move.")
+    def initial_state() -> str:
+        texts = [c.text for c in spec.render_observation(Episode(spec, seed, episode.config)) if c.type == "text"]
+        return "\n".join(texts)
+
+    server.episode = episode  # type: ignore[attr-defined]  # for in-process tests and the session server
+    return server
+
+
+def main(spec: GymEnvSpec, argv: Sequence[str] | None = None) -> None:
+    """Command line shared by every shipped env: seed and port also come from `MCPSIM_SEED`/`MCPSIM_PORT`."""
+    parser = argparse.ArgumentParser(prog=f"python -m mcpsim.envs.{spec.name}", description=spec.tool_description)
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("MCPSIM_SEED", "0")))
+    parser.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("MCPSIM_PORT", "8000")))
+    parser.add_argument(
+        "--config", default=os.environ.get("MCPSIM_CONFIG"), help="JSON object, e.g. '{\"map_size\": 8}'"
+    )
+    args = parser.parse_args(argv)
+    try:
+        config = read_config(args.config)
+    except ValueError as exc:
+        parser.error(f"invalid --config/MCPSIM_CONFIG: {exc}")
+    try:
+        server = build_server(spec, args.seed, config)
+    except (ValueError, TypeError) as exc:
+        print(f"{spec.name}: cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    if args.transport == "stdio":
+        server.run("stdio")
+    elif args.transport == "sse":
+        server.run("sse", host=args.host, port=args.port)
+    else:
+        server.run("streamable-http", host=args.host, port=args.port, session_idle_timeout=None)

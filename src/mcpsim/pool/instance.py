@@ -1,0 +1,306 @@
+"""One instance of a production server: its process, its connection, its handshake and its end.
+
+An instance lives as one task in the pool's task group, so everything it opened (process, pipes, HTTP client,
+port lease) is closed by the same task that opened it, on every path: a failed start, a crash, an idle
+timeout, a session's end, or the server shutting down.
+
+Readiness is the MCP handshake: the pool sends `initialize` and the instance is ready when its server answers
+(not after a sleep, not on a TCP connect). The result is kept and given to the client that attaches, so a
+client's own `initialize` is answered at once, and an instance can be started before its client arrives.
+"""
+
+import enum
+import json
+import logging
+import math
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+from anyio.abc import TaskStatus
+from mcp_types.version import LATEST_HANDSHAKE_VERSION
+
+from mcpsim import __version__
+from mcpsim.pool.command import ServerCommand
+from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_for_listener
+from mcpsim.pool.errors import StartError
+from mcpsim.pool.process import ChildProcess, inherited_environment, spawn
+from mcpsim.protocol.mux import BackendError, Multiplexer, MuxObserver
+
+logger = logging.getLogger("mcpsim.instance")
+
+HANDSHAKE_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {}}
+"""What the pool declares for the client behind it, so the server may send these requests (they are forwarded)."""
+
+
+class InstanceHooks(Protocol):
+    """What the pool learns from an instance: its process group (for the watchdog) and its end."""
+
+    def process_started(self, pgid: int) -> None: ...
+
+    def process_ended(self, pgid: int) -> None: ...
+
+    def instance_ended(self, instance: "Instance") -> None: ...
+
+
+class State(enum.StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    STOPPING = "stopping"
+    EXITED = "exited"
+    FAILED = "failed"
+
+
+@dataclass
+class InstanceSpec:
+    """Everything needed to start one instance; filled by the pool from its config and the request."""
+
+    command: ServerCommand
+    seed: int
+    config: dict[str, Any]
+    python: str
+    startup_timeout: float
+    port: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    mux_observer: MuxObserver | None = None
+
+
+class Instance:
+    def __init__(self, spec: InstanceSpec, hooks: InstanceHooks) -> None:
+        self.id = secrets.token_hex(6)
+        self.spec = spec
+        self.seed = spec.seed
+        self.config = spec.config
+        self.transport = spec.command.transport
+        self.port = spec.port
+        self.session_id: str | None = None
+        self.state = State.STARTING
+        self.started_at = time.time()
+        self.ready_at: float | None = None
+        self.pid: int | None = None
+        self.init_result: dict[str, Any] = {}
+        self.failure: str | None = None
+        self.exit_code: int | None = None
+        self.process: ChildProcess | None = None
+        self.mux: Multiplexer | None = None
+        self.ready = anyio.Event()
+        self.ended = anyio.Event()
+        self._stop = anyio.Event()
+        self._scope = anyio.CancelScope()
+        self._hooks = hooks
+        self.log = logging.LoggerAdapter(logger, {"instance_id": self.id, "seed": self.seed})
+
+    # -- what the outside sees --------------------------------------------------------------------------------
+
+    @property
+    def last_used_at(self) -> float:
+        """Wall-clock time of the last message either way (the idle timeout counts from it)."""
+        if self.mux is None:
+            return self.started_at
+        return time.time() - (time.monotonic() - self.mux.last_activity)
+
+    def idle_for(self) -> float:
+        if self.mux is None or self.mux.in_flight:
+            return 0.0
+        return time.monotonic() - self.mux.last_activity
+
+    @property
+    def alive(self) -> bool:
+        """Whether a process of this instance may still exist (what `--max-instances` counts)."""
+        return self.state in (State.STARTING, State.READY, State.STOPPING) and not self.ended.is_set()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "session_id": self.session_id,
+            "seed": self.seed,
+            "pid": self.pid,
+            "transport": self.transport,
+            "port": self.port,
+            "state": str(self.state),
+            "started_at": self.started_at,
+            "last_used_at": self.last_used_at,
+            "exit_code": self.exit_code,
+            "error": self.failure,
+        }
+
+    def stop(self) -> None:
+        """Ask the instance to end; returns at once, `ended` is set when its process is gone."""
+        self._stop.set()
+        self._scope.cancel()
+
+    # -- the instance's own task ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            with self._scope:
+                await self._run()
+            if self._scope.cancelled_caught and self.state == State.STARTING:
+                self._fail(f"instance {self.id} was ended before it was ready")
+        except StartError as exc:
+            self._fail(str(exc))
+        except Exception as exc:  # a bug or an unexpected transport failure must still end the instance cleanly
+            self.log.exception("instance failed")
+            self._fail(f"instance {self.id} failed: {exc!r}")
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._cleanup()
+
+    def _fail(self, reason: str) -> None:
+        self.failure = self.failure or reason
+        if self.state == State.STARTING:
+            self.state = State.FAILED
+
+    async def _run(self) -> None:
+        spec = self.spec
+        argv = spec.command.expand(seed=spec.seed, port=spec.port, python=spec.python)
+        env = inherited_environment({**spec.env, "MCPSIM_SEED": spec.seed, "MCPSIM_INSTANCE_ID": self.id})
+        if spec.port is not None:
+            env["MCPSIM_PORT"] = str(spec.port)
+        if spec.config:
+            env["MCPSIM_CONFIG"] = json.dumps(spec.config)
+        self.log.info("starting %s", argv[0], extra={"event": "instance.starting", "argv": argv})
+        try:
+            self.process = await spawn(
+                argv,
+                env,
+                lambda line: self.log.info(line, extra={"event": "instance.output"}),
+                cwd=spec.command.cwd,
+                stdout_is_protocol=spec.command.transport == "stdio",
+            )
+        except FileNotFoundError:
+            raise StartError(f"cannot start the server: command not found: {argv[0]!r}") from None
+        except PermissionError:
+            raise StartError(f"cannot start the server: permission denied for {argv[0]!r}") from None
+        except OSError as exc:
+            raise StartError(f"cannot start the server {argv[0]!r}: {exc}") from None
+        self.pid = self.process.pid
+        self._hooks.process_started(self.process.pgid)
+        with anyio.move_on_after(spec.startup_timeout) as startup:
+            if spec.command.transport == "stdio":
+                await self._serve(StdioConnection(self.process), startup)
+                return
+            assert spec.port is not None
+            await wait_for_listener("127.0.0.1", spec.port, self.process)
+            if not self.process.running:
+                raise StartError(self._exit_reason("before it was ready"))
+            async with open_http(spec.command.url(spec.port), spec.command.transport) as connection:
+                await self._serve(connection, startup)
+                return
+        if startup.cancelled_caught:
+            raise StartError(
+                f"the server did not answer initialize within {spec.startup_timeout:g} s" + self._stderr_suffix()
+            )
+
+    async def _serve(self, connection: ServerConnection, startup: anyio.CancelScope) -> None:
+        assert self.process is not None
+        mux = Multiplexer(connection.send, name=f"instance {self.id}")
+        mux.observer = self.spec.mux_observer
+        self.mux = mux
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._pump, connection, mux)
+            tg.start_soon(self._watch_exit, mux)
+            refusal = await self._handshake(mux)
+            if refusal is None:
+                startup.deadline = math.inf
+                self.state = State.READY
+                self.ready_at = time.time()
+                self.ready.set()
+                self.log.info(
+                    "ready in %.0f ms", (self.ready_at - self.started_at) * 1000, extra={"event": "instance.ready"}
+                )
+                await anyio.sleep_forever()  # until stop() cancels the instance's scope
+            tg.cancel_scope.cancel()
+        raise StartError(refusal)
+
+    async def _handshake(self, mux: Multiplexer) -> str | None:
+        """Initialize the server as its client would; returns why it failed, or None when it is ready."""
+        params = {
+            "protocolVersion": LATEST_HANDSHAKE_VERSION,
+            "capabilities": HANDSHAKE_CAPABILITIES,
+            "clientInfo": {"name": "mcpsim", "version": __version__},
+        }
+        try:
+            self.init_result = await mux.request("initialize", params)  # bounded by the startup timeout
+        except BackendError as exc:
+            return mux.closed_reason or f"the server refused initialize: {exc.error.message}"
+        await mux.notify("notifications/initialized")
+        return None
+
+    async def _pump(self, connection: ServerConnection, mux: Multiplexer) -> None:
+        """Server -> clients. Ends when the server's side closes; then every waiting client gets the reason."""
+        try:
+            while True:
+                message = await connection.receive()
+                if isinstance(message, Exception):
+                    self.log.warning(
+                        "unparseable message from the server: %s", message, extra={"event": "instance.bad_message"}
+                    )
+                    continue
+                await mux.from_server(message)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            reason = str(exc) if isinstance(exc, anyio.BrokenResourceError) and str(exc) else None
+            await self._connection_lost(mux, reason)
+
+    async def _watch_exit(self, mux: Multiplexer) -> None:
+        assert self.process is not None
+        await self.process.exited.wait()
+        await self._connection_lost(mux, None)
+
+    async def _connection_lost(self, mux: Multiplexer, detail: str | None) -> None:
+        assert self.process is not None
+        if self._stop.is_set():
+            return
+        # stdout closes a moment before the exit status is known; wait briefly so the error can name the code.
+        with anyio.move_on_after(0.5):
+            await self.process.exited.wait()
+        reason = detail or self._exit_reason("" if self.state == State.READY else "before it was ready")
+        if mux.closed_reason is None:
+            self.log.warning(reason, extra={"event": "instance.exited"})
+        self.exit_code = self.process.returncode
+        self.failure = self.failure or reason
+        await mux.close(reason)
+        if self.state == State.READY:
+            self.state = State.EXITED  # stays listed, answering with the reason, until its session ends
+        elif self.state == State.STARTING:
+            self._stop.set()
+
+    def _exit_reason(self, when: str) -> str:
+        assert self.process is not None
+        code = self.process.returncode
+        what = "is no longer connected" if code is None else f"exited with code {code}"
+        if code is not None and code < 0:
+            what = f"was killed by signal {-code}"
+        return (
+            f"instance {self.id} (seed {self.seed}): the server process {what}{' ' + when if when else ''}"
+            + self._stderr_suffix()
+        )
+
+    def _stderr_suffix(self) -> str:
+        tail = self.process.stderr_tail() if self.process is not None else ""
+        return f"; last stderr: {tail}" if tail else ""
+
+    async def _cleanup(self) -> None:
+        if self.state == State.READY:
+            self.state = State.STOPPING
+        elif self.state == State.STARTING:
+            self.state = State.FAILED
+        if self.mux is not None and self.mux.closed_reason is None:
+            await self.mux.close(f"instance {self.id} has ended")
+        if self.process is not None:
+            self.exit_code = await self.process.stop()
+            self._hooks.process_ended(self.process.pgid)
+        if self.state != State.FAILED:
+            self.state = State.EXITED
+        self.ready.set()
+        self.ended.set()
+        self.log.info(
+            "ended (exit code %s)%s",
+            self.exit_code,
+            f": {self.failure}" if self.failure else "",
+            extra={"event": "instance.ended"},
+        )
+        self._hooks.instance_ended(self)

@@ -1,0 +1,231 @@
+"""Child processes of the pool: started off the event loop, watched without threads, ended as a group.
+
+Every child is the leader of its own session and process group, so ending it reaches whatever it started
+(`npx` -> `node`, shell wrappers). It gets SIGKILL if the thread that started it dies (`PR_SET_PDEATHSIG`);
+spawning happens on one long-lived thread, so that thread lives as long as the process and the signal means
+"mcpsim died". Grandchildren are covered by the watchdog (see `watchdog.py`).
+
+Exit is observed through a pidfd registered with the event loop (no thread, no polling per child), and the
+pipes are asyncio pipe transports, so 500 children cost 500 sets of file descriptors and nothing else.
+"""
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+MAX_LINE_LOGGED = 2000
+STDOUT_LIMIT = 64 * 1024 * 1024
+"""Largest single message a stdio server may print (LunarLander frames are ~100 kB)."""
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_prctl = _libc.prctl
+_spawn_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcpsim-spawn")
+_parent_pid = os.getpid()
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec: no allocation, no locks
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != _parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+class LineSink(asyncio.Protocol):
+    """Drains a child's output pipe line by line into the log, rate-limited, keeping a tail for error messages.
+
+    A child that prints megabytes must never stall (a full pipe would block it) and never flood the log, so
+    lines beyond the budget are counted and reported as one "suppressed" line when the budget refills.
+    """
+
+    def __init__(self, log: Callable[[str], None], burst: int = 200, per_second: float = 100.0) -> None:
+        self._log = log
+        self._partial = b""
+        self.tail: deque[str] = deque(maxlen=20)
+        self.closed = asyncio.get_running_loop().create_future()
+        self._tokens = float(burst)
+        self._burst = burst
+        self._rate = per_second
+        self._stamp = time.monotonic()
+        self._suppressed = 0
+
+    def data_received(self, data: bytes) -> None:
+        *lines, rest = (self._partial + data).split(b"\n")
+        self._partial = rest[-MAX_LINE_LOGGED:]
+        for line in lines:
+            self._emit(line)
+
+    def _emit(self, raw: bytes) -> None:
+        text = raw[:MAX_LINE_LOGGED].decode(errors="replace").rstrip("\r")
+        self.tail.append(text)
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens < 1:
+            self._suppressed += 1
+            return
+        self._tokens -= 1
+        if self._suppressed:
+            self._log(f"[{self._suppressed} lines suppressed]")
+            self._suppressed = 0
+        self._log(text)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._partial:
+            self._emit(self._partial)
+        if self._suppressed:
+            self._log(f"[{self._suppressed} lines suppressed]")
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class ChildProcess:
+    """A started child: its pipes on the event loop, its exit as an awaitable, its group as the kill target."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.pgid = popen.pid  # leader of its own session, so its pgid is its pid
+        self.returncode: int | None = None
+        self.exited = asyncio.Event()
+        self.stdout: asyncio.StreamReader | None = None
+        self.stdin: asyncio.StreamWriter | None = None
+        self.stderr_sink: LineSink | None = None
+        self.stdout_sink: LineSink | None = None
+        self._transports: list[asyncio.BaseTransport] = []
+        self._pidfd: int | None = None
+        self._poll_task: asyncio.Task[None] | None = None
+
+    async def _attach(self, log: Callable[[str], None], stdout_is_protocol: bool) -> None:
+        loop = asyncio.get_running_loop()
+        assert self.popen.stdin and self.popen.stdout and self.popen.stderr
+        if stdout_is_protocol:
+            self.stdout = asyncio.StreamReader(limit=STDOUT_LIMIT, loop=loop)
+            reader = self.stdout
+            transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self.popen.stdout)
+        else:
+            self.stdout_sink = LineSink(lambda line: log(f"stdout: {line}"))
+            sink = self.stdout_sink
+            transport, _ = await loop.connect_read_pipe(lambda: sink, self.popen.stdout)
+        self._transports.append(transport)
+        self.stderr_sink = LineSink(lambda line: log(f"stderr: {line}"))
+        err_sink = self.stderr_sink
+        transport, _ = await loop.connect_read_pipe(lambda: err_sink, self.popen.stderr)
+        self._transports.append(transport)
+        w_transport, w_protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, self.popen.stdin)
+        self.stdin = asyncio.StreamWriter(w_transport, w_protocol, None, loop)
+        self._transports.append(w_transport)
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+            loop.add_reader(self._pidfd, self._on_exit)
+        except (AttributeError, OSError):  # no pidfd (old kernel): poll instead
+            self._poll_task = loop.create_task(self._poll_exit())
+
+    def _on_exit(self) -> None:
+        if self._pidfd is not None:
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+        self._reap()
+
+    async def _poll_exit(self) -> None:
+        while self.popen.poll() is None:  # noqa: ASYNC110 - only without pidfd; nothing else signals an exit
+            await asyncio.sleep(0.05)
+        self._reap()
+
+    def _reap(self) -> None:
+        # The leader is a zombie until reaped, so its pid (= the pgid) cannot be reused yet: end stragglers first.
+        self.signal_group(signal.SIGKILL)
+        self.returncode = self.popen.wait()
+        if self.stdin is not None:
+            self.stdin.close()
+        self.exited.set()
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pgid, sig)
+
+    @property
+    def running(self) -> bool:
+        return not self.exited.is_set()
+
+    def stderr_tail(self, lines: int = 5) -> str:
+        tail = list(self.stderr_sink.tail)[-lines:] if self.stderr_sink else []
+        return " | ".join(line for line in tail if line.strip())
+
+    async def stop(self, eof_grace: float = 0.5, term_grace: float = 1.0) -> int:
+        """End the child: EOF on stdin, then SIGTERM to the group, then SIGKILL; returns the exit code."""
+        if self.running and self.stdin is not None and not self.stdin.is_closing():
+            self.stdin.close()
+            await self._wait(eof_grace)
+        if self.running:
+            self.signal_group(signal.SIGTERM)
+            await self._wait(term_grace)
+        if self.running:
+            self.signal_group(signal.SIGKILL)
+            await self._wait(5.0)
+        for transport in self._transports:
+            transport.close()
+        return self.returncode if self.returncode is not None else -signal.SIGKILL
+
+    async def _wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.exited.wait(), seconds)
+
+
+def _popen(
+    argv: Sequence[str], env: Mapping[str, str], cwd: str | None, die_with_parent: bool
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        list(argv),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env),
+        cwd=cwd,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if die_with_parent else None,
+    )
+
+
+async def spawn(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    log: Callable[[str], None],
+    *,
+    cwd: str | None = None,
+    stdout_is_protocol: bool = True,
+    die_with_parent: bool = True,
+) -> ChildProcess:
+    """Start `argv` on the spawn thread and attach its pipes to the running loop.
+
+    Raises FileNotFoundError/PermissionError/OSError from exec as they are, for the caller to name.
+    """
+    loop = asyncio.get_running_loop()
+    popen = await loop.run_in_executor(_spawn_thread, _popen, argv, env, cwd, die_with_parent)
+    child = ChildProcess(popen)
+    try:
+        await child._attach(log, stdout_is_protocol)
+    except BaseException:
+        child.signal_group(signal.SIGKILL)
+        popen.wait()
+        raise
+    return child
+
+
+def inherited_environment(extra: Mapping[str, Any]) -> dict[str, str]:
+    """The parent's environment plus the instance's own variables (seed, port, config)."""
+    env = dict(os.environ)
+    env.update({key: str(value) for key, value in extra.items()})
+    return env

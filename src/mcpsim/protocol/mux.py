@@ -1,0 +1,290 @@
+"""Route JSON-RPC messages between one server connection and the client channels attached to it.
+
+An instance has one persistent connection to its server. Usually one client session is attached, but an
+`/envs/{id}/mcp` handle or the proxy itself (its initialize handshake) may send requests over the same
+connection, so request ids from different channels could collide. The multiplexer therefore gives every
+client request a fresh id on the server side and restores the client's id on the response. Everything else
+passes through untouched: server-initiated requests keep their ids (the client answers them with the same id),
+and notifications are routed to the channel they concern (progress by its token, the rest to the primary
+channel, related to the request it is serving so a streamable-HTTP front puts them on that request's stream).
+
+When the connection ends, every pending request gets an error naming the cause, and later requests are answered
+with it at once: a dead server never leaves a client waiting.
+"""
+
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp.types import (
+    ErrorData,
+    JSONRPCError,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    RequestId,
+)
+
+from mcpsim.protocol.errors import BACKEND_UNAVAILABLE, NO_BACK_CHANNEL, error_message
+
+logger = logging.getLogger(__name__)
+
+
+class Channel(Protocol):
+    """A client-facing endpoint: where messages for one client go."""
+
+    name: str
+    accepts_server_requests: bool
+    """Whether the client can receive and answer server-initiated requests (sampling, elicitation, ...)."""
+
+    async def deliver(self, message: SessionMessage) -> None: ...
+
+
+class MuxObserver(Protocol):
+    """Hooks for metrics and the dashboard; called on the event loop, so they must not block."""
+
+    def on_request(self, method: str, tool: str | None) -> None: ...
+
+    def on_response(self, method: str, tool: str | None, seconds: float, is_error: bool) -> None: ...
+
+
+class BackendError(Exception):
+    """The server answered an internal request with a JSON-RPC error, or could not answer it."""
+
+    def __init__(self, error: ErrorData) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclass
+class _Pending:
+    channel: Channel
+    client_id: RequestId
+    method: str
+    tool: str | None
+    progress_token: Any
+    started: float = field(default_factory=time.perf_counter)
+
+
+class _InternalChannel:
+    """The proxy's own requests (the initialize handshake, health pings) resolve futures here."""
+
+    name = "mcpsim"
+    accepts_server_requests = False
+
+    def __init__(self) -> None:
+        self.waiting: dict[RequestId, tuple[anyio.Event, list[JSONRPCResponse | JSONRPCError]]] = {}
+
+    async def deliver(self, message: SessionMessage) -> None:
+        msg = message.message
+        if isinstance(msg, JSONRPCResponse | JSONRPCError) and msg.id in self.waiting:
+            event, box = self.waiting[msg.id]
+            box.append(msg)
+            event.set()
+
+
+class Multiplexer:
+    """One server connection shared by client channels; see the module docstring for the routing rules."""
+
+    def __init__(self, send_to_server: Callable[[SessionMessage], Awaitable[None]], name: str = "") -> None:
+        self._send_to_server = send_to_server
+        self.name = name
+        self.primary: Channel | None = None
+        self.closed_reason: str | None = None
+        self.observer: MuxObserver | None = None
+        self.last_activity = time.monotonic()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._by_client: dict[tuple[int, RequestId], int] = {}
+        self._progress: dict[Any, int] = {}
+        self._server_requests: dict[RequestId, Channel] = {}
+        self._internal = _InternalChannel()
+
+    # -- client -> server -------------------------------------------------------------------------------------
+
+    async def from_client(self, channel: Channel, message: SessionMessage) -> None:
+        msg = message.message
+        self.last_activity = time.monotonic()
+        if isinstance(msg, JSONRPCRequest):
+            await self._forward_request(channel, msg)
+        elif isinstance(msg, JSONRPCResponse | JSONRPCError):
+            if msg.id is not None:
+                self._server_requests.pop(msg.id, None)
+            await self._to_server(SessionMessage(msg))
+        elif isinstance(msg, JSONRPCNotification):
+            if msg.method == "notifications/cancelled" and msg.params:
+                server_id = self._by_client.get((id(channel), msg.params.get("requestId")))
+                if server_id is None:
+                    return  # nothing in flight under that id: the cancellation is moot
+                msg = msg.model_copy(update={"params": {**msg.params, "requestId": server_id}})
+            await self._to_server(SessionMessage(msg))
+
+    async def _forward_request(self, channel: Channel, msg: JSONRPCRequest) -> None:
+        if self.closed_reason is not None:
+            await channel.deliver(error_message(msg.id, BACKEND_UNAVAILABLE, self.closed_reason))
+            return
+        server_id = next(self._ids)
+        params = msg.params or {}
+        meta = params.get("_meta")
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        tool = params.get("name") if msg.method == "tools/call" and isinstance(params.get("name"), str) else None
+        self._pending[server_id] = _Pending(channel, msg.id, msg.method, tool, token)
+        self._by_client[(id(channel), msg.id)] = server_id
+        if token is not None:
+            self._progress[_hashable(token)] = server_id
+        if self.observer is not None:
+            self.observer.on_request(msg.method, tool)
+        await self._to_server(SessionMessage(msg.model_copy(update={"id": server_id})))
+
+    async def _to_server(self, message: SessionMessage) -> None:
+        try:
+            await self._send_to_server(message)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            await self.close(self.closed_reason or f"connection to the server failed: {exc!r}")
+
+    # -- server -> client -------------------------------------------------------------------------------------
+
+    async def from_server(self, message: SessionMessage) -> None:
+        msg = message.message
+        self.last_activity = time.monotonic()
+        if isinstance(msg, JSONRPCResponse | JSONRPCError):
+            pending = self._pending.pop(msg.id, None) if isinstance(msg.id, int) else None
+            if pending is None:
+                logger.debug("%s: response to unknown request id %r dropped", self.name, msg.id)
+                return
+            self._forget(pending)
+            if self.observer is not None:
+                seconds = time.perf_counter() - pending.started
+                self.observer.on_response(pending.method, pending.tool, seconds, _is_error(msg))
+            await self._deliver(pending.channel, SessionMessage(msg.model_copy(update={"id": pending.client_id})))
+        elif isinstance(msg, JSONRPCRequest):
+            target = self.primary
+            if target is None or not target.accepts_server_requests:
+                if msg.method == "ping":
+                    await self._to_server(SessionMessage(JSONRPCResponse(jsonrpc="2.0", id=msg.id, result={})))
+                else:
+                    await self._to_server(
+                        error_message(msg.id, NO_BACK_CHANNEL, f"no connected client can answer {msg.method!r} now")
+                    )
+                return
+            self._server_requests[msg.id] = target
+            await self._deliver(target, SessionMessage(msg, self._related(target)))
+        elif isinstance(msg, JSONRPCNotification):
+            await self._route_notification(msg)
+
+    async def _route_notification(self, msg: JSONRPCNotification) -> None:
+        params = msg.params or {}
+        if msg.method == "notifications/progress" and "progressToken" in params:
+            server_id = self._progress.get(_hashable(params["progressToken"]))
+            pending = self._pending.get(server_id) if server_id is not None else None
+            if pending is not None:
+                meta = ServerMessageMetadata(related_request_id=pending.client_id)
+                await self._deliver(pending.channel, SessionMessage(msg, meta))
+                return
+        if msg.method == "notifications/cancelled":
+            channel = self._server_requests.pop(params.get("requestId"), None)
+            if channel is not None:
+                await self._deliver(channel, SessionMessage(msg))
+            return
+        target = self.primary or self._busiest_channel()
+        if target is None:
+            logger.debug("%s: %s with no client attached dropped", self.name, msg.method)
+            return
+        await self._deliver(target, SessionMessage(msg, self._related(target)))
+
+    def _related(self, channel: Channel) -> ServerMessageMetadata | None:
+        """Relate a server message to the channel's latest in-flight request, so it travels on that stream."""
+        for pending in reversed(self._pending.values()):
+            if pending.channel is channel:
+                return ServerMessageMetadata(related_request_id=pending.client_id)
+        return None
+
+    def _busiest_channel(self) -> Channel | None:
+        for pending in reversed(self._pending.values()):
+            if pending.channel is not self._internal:
+                return pending.channel
+        return None
+
+    async def _deliver(self, channel: Channel, message: SessionMessage) -> None:
+        try:
+            await channel.deliver(message)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            logger.debug("%s: channel %s closed; message dropped", self.name, channel.name)
+            self.detach(channel)
+
+    def _forget(self, pending: _Pending) -> None:
+        self._by_client.pop((id(pending.channel), pending.client_id), None)
+        if pending.progress_token is not None:
+            self._progress.pop(_hashable(pending.progress_token), None)
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    def detach(self, channel: Channel) -> None:
+        """Forget a client: its pending requests are dropped when answered; the primary slot is freed."""
+        if self.primary is channel:
+            self.primary = None
+        for server_id, pending in list(self._pending.items()):
+            if pending.channel is channel:
+                del self._pending[server_id]
+                self._forget(pending)
+
+    async def close(self, reason: str) -> None:
+        """The connection is gone: answer everything pending with `reason` and every later request too."""
+        if self.closed_reason is None:
+            self.closed_reason = reason
+        pending, self._pending = self._pending, {}
+        self._by_client.clear()
+        self._progress.clear()
+        for item in pending.values():
+            await self._deliver(item.channel, error_message(item.client_id, BACKEND_UNAVAILABLE, self.closed_reason))
+
+    # -- the proxy's own traffic ------------------------------------------------------------------------------
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send a request of the proxy's own over the connection and wait for its result.
+
+        The caller bounds the wait (`anyio.fail_after`); a cancelled wait leaves nothing pending behind.
+        """
+        client_id = f"mcpsim-{next(self._ids)}"
+        event = anyio.Event()
+        box: list[JSONRPCResponse | JSONRPCError] = []
+        self._internal.waiting[client_id] = (event, box)
+        try:
+            await self._forward_request(
+                self._internal, JSONRPCRequest(jsonrpc="2.0", id=client_id, method=method, params=params)
+            )
+            await event.wait()
+        finally:
+            self._internal.waiting.pop(client_id, None)
+            if not box:
+                self._drop_internal(client_id)
+        reply = box[0]
+        if isinstance(reply, JSONRPCError):
+            raise BackendError(reply.error)
+        return reply.result
+
+    def _drop_internal(self, client_id: RequestId) -> None:
+        server_id = self._by_client.pop((id(self._internal), client_id), None)
+        if server_id is not None:
+            self._pending.pop(server_id, None)
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        await self._to_server(SessionMessage(JSONRPCNotification(jsonrpc="2.0", method=method, params=params)))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+
+def _hashable(token: Any) -> Any:
+    return token if isinstance(token, str | int | float) else repr(token)
+
+
+def _is_error(msg: JSONRPCResponse | JSONRPCError) -> bool:
+    """A JSON-RPC error, or a tool result flagged `isError`: both count as a failed call."""
+    return isinstance(msg, JSONRPCError) or msg.result.get("isError") is True

@@ -1,0 +1,58 @@
+"""`/api/instances`: start, list and end instances over plain HTTP + JSON.
+
+`POST` starts an instance and answers once it is ready with its handle URL (`/envs/<id>/mcp`), so clients
+without MCP sessions (and warm-up scripts) can address one instance explicitly.
+"""
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mcpsim.pool.errors import PoolError
+from mcpsim.pool.instance import Instance
+from mcpsim.pool.pool import InstancePool
+from mcpsim.server.http_errors import HTTPRejection, parse_json, read_body
+from mcpsim.server.params import parse_config, parse_seed
+
+
+def _error(status: int, message: str, code: int | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, **({"code": code} if code is not None else {})}}, status)
+
+
+def describe(instance: Instance) -> dict[str, Any]:
+    return {**instance.describe(), "url": f"/envs/{instance.id}/mcp"}
+
+
+def api_routes(pool: InstancePool) -> list[Route]:
+    async def create(request: Request) -> Response:
+        try:
+            body = await read_body(request.receive)
+            payload = parse_json(body) if body.strip() else {}
+            if not isinstance(payload, dict):
+                raise HTTPRejection(400, 'the body must be a JSON object like {"seed": 42, "config": {}}')
+            instance = await pool.start(parse_seed(payload.get("seed")), parse_config(payload.get("config")))
+        except HTTPRejection as rejection:
+            return _error(rejection.status, str(rejection), rejection.code)
+        except PoolError as exc:
+            return _error(exc.http_status, str(exc), exc.rpc_code)
+        return JSONResponse(describe(instance), 201)
+
+    async def listing(request: Request) -> Response:
+        return JSONResponse([describe(instance) for instance in list(pool.instances.values())])
+
+    async def one(request: Request) -> Response:
+        try:
+            instance = pool.get(request.path_params["instance_id"])
+        except PoolError as exc:
+            return _error(exc.http_status, str(exc))
+        if request.method == "DELETE":
+            await pool.end(instance.id)
+        return JSONResponse(describe(instance))
+
+    return [
+        Route("/api/instances", create, methods=["POST"]),
+        Route("/api/instances", listing, methods=["GET"]),
+        Route("/api/instances/{instance_id}", one, methods=["GET", "DELETE"]),
+    ]

@@ -1,0 +1,70 @@
+"""`/envs/{instance_id}/mcp`: an explicit handle to one instance, for clients without sessions.
+
+Each HTTP request is served like the SDK's stateless streamable HTTP mode: a transport with no session id is
+created for the request, bridged to the instance for as long as the request lasts, then terminated. Requests
+from several clients may share the instance at once; the instance's multiplexer keeps their ids apart.
+`initialize` is answered from the instance's handshake, so a client may (but need not) send it.
+`DELETE` on the handle ends the instance.
+"""
+
+import re
+
+import anyio
+from mcp.server.streamable_http import StreamableHTTPServerTransport
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+
+from mcpsim.pool.errors import PoolError
+from mcpsim.pool.instance import State
+from mcpsim.pool.pool import InstancePool
+from mcpsim.server.http_errors import HTTPRejection, read_body, replaying, rpc_error_response
+from mcpsim.server.proxy import bridge
+
+INSTANCE_ID = re.compile(r"[0-9a-f]{12}")
+
+
+class HandleFront:
+    """ASGI app mounted at `/envs`; routes `/{instance_id}/mcp`."""
+
+    def __init__(self, pool: InstancePool, json_response: bool = True) -> None:
+        self.pool = pool
+        self.json_response = json_response
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._serve(scope, receive, send)
+        except HTTPRejection as rejection:
+            await rejection.response()(scope, receive, send)
+        except PoolError as exc:
+            await rpc_error_response(exc.http_status, exc.rpc_code, str(exc))(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path_info") or scope["path"]
+        parts = [part for part in path.split("/") if part]
+        if parts and parts[0] == "envs":
+            parts = parts[1:]
+        if len(parts) != 2 or parts[1] != "mcp" or not INSTANCE_ID.fullmatch(parts[0]):
+            raise HTTPRejection(404, "Not found: instance handles look like /envs/<12 hex digits>/mcp")
+        instance = self.pool.get(parts[0])
+        request = Request(scope, receive)
+        if request.method == "DELETE":
+            await self.pool.end(instance.id)
+            await JSONResponse({"id": instance.id, "state": str(instance.state), "exit_code": instance.exit_code})(
+                scope, receive, send
+            )
+            return
+        if instance.state != State.READY and instance.mux is None:
+            raise HTTPRejection(409, f"instance {instance.id} is {instance.state}, not ready")
+        body = await read_body(receive) if request.method == "POST" else b""
+        transport = StreamableHTTPServerTransport(None, is_json_response_enabled=self.json_response)
+        async with transport.connect() as (read_stream, write_stream), anyio.create_task_group() as tg:
+            tg.start_soon(
+                lambda: bridge(instance, read_stream, write_stream, name=f"handle {instance.id}", primary=False)
+            )
+            try:
+                await transport.handle_request(scope, replaying(body, receive), send)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await transport.terminate()
+                tg.cancel_scope.cancel()

@@ -1,0 +1,65 @@
+"""The proxy between one client connection (any SDK server transport) and one instance.
+
+Every message is forwarded as it is, except the handshake: the instance was initialized by the pool when it
+started, so the client's `initialize` is answered with the server's own initialize result (capabilities,
+server info, instructions, protocol version) and its `notifications/initialized` is not repeated. Whatever
+the server can do, the client sees; nothing about tools, resources or prompts is known or hard-coded here.
+"""
+
+import logging
+from typing import Any
+
+import anyio
+from mcp.shared.message import SessionMessage
+from mcp.types import JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
+
+from mcpsim.pool.instance import Instance
+
+logger = logging.getLogger("mcpsim.proxy")
+
+
+class ClientChannel:
+    """A client connection as the instance's multiplexer sees it: a write stream of the front transport."""
+
+    def __init__(self, write_stream: Any, name: str, accepts_server_requests: bool) -> None:
+        self._write = write_stream
+        self.name = name
+        self.accepts_server_requests = accepts_server_requests
+
+    async def deliver(self, message: SessionMessage) -> None:
+        await self._write.send(message)
+
+
+def initialize_answer(instance: Instance) -> dict[str, Any]:
+    """The server's initialize result, as the client's own initialize gets it."""
+    return dict(instance.init_result)
+
+
+async def bridge(instance: Instance, read_stream: Any, write_stream: Any, *, name: str, primary: bool) -> None:
+    """Forward client messages to `instance` until the client side closes; replies flow back via the channel.
+
+    A `primary` channel receives the server's own requests and unrelated notifications (a session); a
+    non-primary one (a single HTTP request on an `/envs` handle) only the answers to what it sent.
+    """
+    mux = instance.mux
+    assert mux is not None
+    channel = ClientChannel(write_stream, name, accepts_server_requests=primary)
+    if primary:
+        mux.primary = channel
+    try:
+        async for item in read_stream:
+            if isinstance(item, Exception):
+                logger.info("%s: transport error from the client: %s", name, item, extra={"instance_id": instance.id})
+                continue
+            msg = item.message
+            if isinstance(msg, JSONRPCRequest) and msg.method == "initialize":
+                answer = JSONRPCResponse(jsonrpc="2.0", id=msg.id, result=initialize_answer(instance))
+                await channel.deliver(SessionMessage(answer))
+            elif isinstance(msg, JSONRPCNotification) and msg.method == "notifications/initialized":
+                continue
+            else:
+                await mux.from_client(channel, item)
+    except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
+        pass
+    finally:
+        mux.detach(channel)

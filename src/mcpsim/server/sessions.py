@@ -1,0 +1,142 @@
+"""`/mcp`: MCP over streamable HTTP where every session is its own instance.
+
+Shaped like the SDK's `StreamableHTTPSessionManager`, but a new session is admitted only once its instance is
+ready: the opening `initialize` is read first, the instance is started with the seed and config of the query
+string, and only then is an SDK `StreamableHTTPServerTransport` created and given the request. So a request
+that cannot be served (bad seed, no capacity, a server that fails to start) gets an HTTP error status and a
+JSON-RPC error naming the cause, and never a session that hangs.
+
+The session's task bridges the transport's streams to the instance. Whichever ends first ends the other:
+`DELETE /mcp` or a dropped session stops the instance; an instance that ends (idle timeout, API delete,
+shutdown) terminates the transport, so its session id answers 404 afterwards.
+"""
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, StreamableHTTPServerTransport
+from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
+from mcp.types import METHOD_NOT_FOUND
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from mcpsim.pool.errors import PoolError
+from mcpsim.pool.instance import Instance
+from mcpsim.pool.pool import InstancePool
+from mcpsim.server.http_errors import HTTPRejection, parse_json, read_body, replaying, rpc_error_response
+from mcpsim.server.params import parse_config, parse_seed
+from mcpsim.server.proxy import bridge
+
+logger = logging.getLogger("mcpsim.sessions")
+
+
+@dataclass
+class Session:
+    id: str
+    transport: StreamableHTTPServerTransport
+    instance: Instance
+
+
+class SessionFront:
+    """ASGI app for `/mcp`; needs `task_group` set (by the app's lifespan) before it serves."""
+
+    def __init__(self, pool: InstancePool, json_response: bool = False) -> None:
+        self.pool = pool
+        self.json_response = json_response
+        self.sessions: dict[str, Session] = {}
+        self.task_group: TaskGroup | None = None
+        self.created = 0
+        self.ended = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        session_id = request.headers.get(MCP_SESSION_ID_HEADER)
+        try:
+            if session_id is not None:
+                await self._existing(session_id, scope, receive, send)
+            elif request.method == "POST":
+                await self._open(request, scope, receive, send)
+            else:
+                raise HTTPRejection(400, f"Bad Request: {request.method} /mcp needs an {MCP_SESSION_ID_HEADER} header")
+        except HTTPRejection as rejection:
+            await rejection.response()(scope, receive, send)
+
+    async def _existing(self, session_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise HTTPRejection(404, f"Session not found: {session_id[:64]!r} ended or never existed")
+        version = Request(scope).headers.get(MCP_PROTOCOL_VERSION_HEADER)
+        if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
+            raise HTTPRejection(
+                400,
+                f"Unsupported {MCP_PROTOCOL_VERSION_HEADER} {version[:40]!r} for a session; "
+                f"supported: {', '.join(HANDSHAKE_PROTOCOL_VERSIONS)}",
+            )
+        await session.transport.handle_request(scope, receive, send)
+        if session.transport.is_terminated:
+            self._discard(session)
+
+    async def _open(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
+        seed = parse_seed(request.query_params.get("seed"))
+        config = parse_config(request.query_params.get("config"))
+        body = await read_body(receive)
+        message = parse_json(body)
+        request_id = message.get("id") if isinstance(message, dict) else None
+        method = message.get("method") if isinstance(message, dict) else None
+        if method != "initialize":
+            if method == "server/discover":
+                raise HTTPRejection(
+                    400,
+                    "server/discover is not served on /mcp: every session is its own instance, so open one with "
+                    "initialize (or use an /envs/{id}/mcp handle)",
+                    METHOD_NOT_FOUND,
+                    request_id,
+                )
+            raise HTTPRejection(
+                400, "Bad Request: no session yet; the first request must be initialize", request_id=request_id
+            )
+        session_id = uuid.uuid4().hex
+        try:
+            instance = await self.pool.start(seed, config, session_id=session_id)
+        except PoolError as exc:
+            await rpc_error_response(exc.http_status, exc.rpc_code, str(exc), request_id)(scope, receive, send)
+            return
+        transport = StreamableHTTPServerTransport(session_id, is_json_response_enabled=self.json_response)
+        session = Session(session_id, transport, instance)
+        self.sessions[session_id] = session
+        self.created += 1
+        assert self.task_group is not None
+        await self.task_group.start(self._run, session)
+        await transport.handle_request(scope, replaying(body, receive), send)
+
+    async def _run(self, session: Session, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The session's life: bridge until the client or the instance ends, then end the other."""
+        try:
+            async with session.transport.connect() as (read_stream, write_stream):
+                task_status.started()
+                async with anyio.create_task_group() as tg:
+
+                    async def end_with_instance() -> None:
+                        await session.instance.ended.wait()
+                        tg.cancel_scope.cancel()
+
+                    tg.start_soon(end_with_instance)
+                    await bridge(
+                        session.instance, read_stream, write_stream, name=f"session {session.id}", primary=True
+                    )
+                    tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                session.instance.stop()
+                if not session.transport.is_terminated:
+                    await session.transport.terminate()
+                self._discard(session)
+
+    def _discard(self, session: Session) -> None:
+        if self.sessions.pop(session.id, None) is not None:
+            self.ended += 1
+            session.instance.stop()

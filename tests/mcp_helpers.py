@@ -1,0 +1,27 @@
+"""Small helpers over the official MCP client for tests."""
+
+from typing import Any
+
+from mcp import Client
+
+
+def lake(url: str, seed: int | None = None, config: str | None = None) -> Client:
+    query = []
+    if seed is not None:
+        query.append(f"seed={seed}")
+    if config is not None:
+        from urllib.parse import quote
+
+        query.append(f"config={quote(config)}")
+    return Client(f"{url}/mcp" + ("?" + "&".join(query) if query else ""), mode="legacy")
+
+
+async def initial_map(client: Client) -> str:
+    result = await client.read_resource("game://initial_state")
+    return result.contents[0].text
+
+
+async def move(client: Client, action: str) -> tuple[str, dict[str, Any], bool]:
+    result = await client.call_tool("lake_move", {"action": action})
+    text = "\n".join(block.text for block in result.content if block.type == "text")
+    return text, (result.meta or {}).get("mcpsim", {}), bool(result.is_error)
