@@ -1,7 +1,8 @@
 """A production-style MCP server for tests: real SDK server, behaviours chosen by tool calls and MCPSIM_CONFIG.
 
 Config keys (as JSON in MCPSIM_CONFIG): `exit_at_start` (exit code, after a line on stderr), `never_ready`
-(sleep instead of serving), `stderr_at_start_kb`. Tools cover every message kind the proxy must forward.
+(sleep instead of serving), `start_delay` (seconds before serving), `stderr_at_start_kb`.
+Tools cover every message kind the proxy must forward.
 """
 
 import json
@@ -19,6 +20,8 @@ seed = int(os.environ.get("MCPSIM_SEED", "0"))
 if "exit_at_start" in config:
     print("toolbox: exiting at start as configured", file=sys.stderr, flush=True)
     sys.exit(int(config["exit_at_start"]))
+if config.get("start_delay"):
+    time.sleep(float(config["start_delay"]))
 if config.get("never_ready"):
     print("toolbox: never becoming ready", file=sys.stderr, flush=True)
     time.sleep(3600)
