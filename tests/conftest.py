@@ -19,6 +19,18 @@ from mcpsim.pool.ports import free_port
 TESTS = Path(__file__).parent
 SERVERS = TESTS / "servers"
 ARTIFACTS = TESTS.parent / "test-artifacts"
+PORT_BASE = int(os.environ.get("MCPSIM_TEST_PORT_BASE", "23000"))
+"""Fixed port ranges of the tests start here; give parallel test runs on one machine different bases."""
+
+
+def ports(offset: int, count: int = 1) -> tuple[int, int]:
+    """A port range reserved for one test: PORT_BASE + offset, `count` ports long."""
+    return PORT_BASE + offset, PORT_BASE + offset + count - 1
+
+
+def port_range(offset: int, count: int = 1) -> str:
+    low, high = ports(offset, count)
+    return f"{low}-{high}"
 
 
 @dataclass

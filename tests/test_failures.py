@@ -12,7 +12,7 @@ import psutil
 import pytest
 from mcp import Client
 
-from conftest import server_script
+from conftest import port_range, ports, server_script
 
 INIT = {
     "jsonrpc": "2.0",
@@ -115,15 +115,16 @@ async def test_max_instances_reached_is_a_503_and_others_keep_working(serve_fact
 
 
 async def test_exhausted_port_range_is_a_503_then_service_resumes(serve_factory):
+    low, high = ports(200, 2)
     serve = serve_factory(
-        "--server", f"python {server_script('toolbox.py')} --port {{port}}", "--port-range", "23200-23201"
+        "--server", f"python {server_script('toolbox.py')} --port {{port}}", "--port-range", f"{low}-{high}"
     )
     async with Client(f"{serve.mcp}?seed=1", mode="legacy") as a:
         async with Client(f"{serve.mcp}?seed=2", mode="legacy"):
             response = open_session(serve.url, seed=3)
             assert response.status_code == 503
-            assert "no free port in 23200-23201: 2 leased to instances" in response.json()["error"]["message"]
-            assert serve.get("/health").json()["ports"] == {"in_use": 2, "free": 0, "range": [23200, 23201]}
+            assert f"no free port in {low}-{high}: 2 leased to instances" in response.json()["error"]["message"]
+            assert serve.get("/health").json()["ports"] == {"in_use": 2, "free": 0, "range": [low, high]}
         await wait_until(lambda: serve.get("/health").json()["ports"]["in_use"] == 1)
         await echo_works(serve.url, seed=4)  # the freed port serves a new instance
         assert "seed=1" in (await a.call_tool("echo", {"text": "x"})).content[0].text
@@ -133,16 +134,17 @@ async def test_exhausted_port_range_is_a_503_then_service_resumes(serve_factory)
 async def test_port_held_by_another_program_is_skipped(serve_factory):
     import socket
 
+    low, high = ports(210, 2)
     blocker = socket.socket()
-    blocker.bind(("127.0.0.1", 23210))
+    blocker.bind(("127.0.0.1", low))
     blocker.listen()
     try:
         serve = serve_factory(
-            "--server", f"python {server_script('toolbox.py')} --port {{port}}", "--port-range", "23210-23211"
+            "--server", f"python {server_script('toolbox.py')} --port {{port}}", "--port-range", port_range(210, 2)
         )
         async with Client(f"{serve.mcp}?seed=1", mode="legacy") as client:
             await client.call_tool("echo", {"text": "x"})
-            assert [i["port"] for i in serve.get("/api/instances").json()] == [23211]
+            assert [i["port"] for i in serve.get("/api/instances").json()] == [high]
             response = open_session(serve.url, seed=2)
             assert response.status_code == 503
             assert "1 leased to instances, 1 held by other programs" in response.json()["error"]["message"]

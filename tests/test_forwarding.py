@@ -7,7 +7,7 @@ import pytest
 from mcp import Client
 from mcp.types import CreateMessageResult, TextContent
 
-from conftest import server_script
+from conftest import port_range, server_script
 
 
 @pytest.fixture(scope="module", params=["stdio", "http"])
@@ -17,7 +17,7 @@ def toolbox(request, tmp_path_factory):
     template = f"python {server_script('toolbox.py')}"
     if request.param == "http":
         template += " --port {port}"
-    serve = start_serve(tmp_path_factory.mktemp("toolbox"), "--server", template, "--port-range", "23000-23100")
+    serve = start_serve(tmp_path_factory.mktemp("toolbox"), "--server", template, "--port-range", port_range(0, 100))
     yield serve
     serve.stop()
     assert not survivors(serve.seen_descendants)

@@ -4,31 +4,34 @@ import socket
 
 import pytest
 
+from conftest import ports
 from mcpsim.pool.errors import PortsExhausted
 from mcpsim.pool.ports import PortAllocator, parse_port_range
 
 
 def test_leases_are_unique_until_released_and_round_robin():
-    ports = PortAllocator(23300, 23303)
-    leased = [ports.lease() for _ in range(4)]
-    assert sorted(leased) == [23300, 23301, 23302, 23303]
-    with pytest.raises(PortsExhausted, match="no free port in 23300-23303: 4 leased"):
-        ports.lease()
-    ports.release(23301)
-    assert ports.lease() == 23301
-    ports.release(23300)
-    ports.release(23302)
-    assert ports.lease() == 23302  # the next in turn, not the most recently freed
+    low, high = ports(300, 4)
+    allocator = PortAllocator(low, high)
+    leased = [allocator.lease() for _ in range(4)]
+    assert sorted(leased) == [low, low + 1, low + 2, low + 3]
+    with pytest.raises(PortsExhausted, match=f"no free port in {low}-{high}: 4 leased"):
+        allocator.lease()
+    allocator.release(low + 1)
+    assert allocator.lease() == low + 1
+    allocator.release(low)
+    allocator.release(low + 2)
+    assert allocator.lease() == low + 2  # the next in turn, not the most recently freed
 
 
 def test_ports_bound_by_other_programs_are_skipped():
+    low, high = ports(310, 2)
     with socket.socket() as held:
-        held.bind(("127.0.0.1", 23310))
+        held.bind(("127.0.0.1", low))
         held.listen()
-        ports = PortAllocator(23310, 23311)
-        assert ports.lease() == 23311
+        allocator = PortAllocator(low, high)
+        assert allocator.lease() == high
         with pytest.raises(PortsExhausted, match="1 leased to instances, 1 held by other programs"):
-            ports.lease()
+            allocator.lease()
 
 
 @pytest.mark.parametrize("text", ["10-5", "abc", "1-70000", "0-10", "100"])
