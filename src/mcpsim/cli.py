@@ -32,6 +32,12 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         "--startup-timeout", type=float, default=60.0, help="seconds for a new instance to answer initialize"
     )
     p.add_argument("--log-format", choices=["json", "text"], default="text")
+    p.add_argument(
+        "--fork-server",
+        action="store_true",
+        help="start Python servers as forks of one template that imported them once (falls back to spawn)",
+    )
+    p.add_argument("--fork-preload", default="", help="extra modules for the fork server to import, comma-separated")
 
 
 def _pool_config(args: argparse.Namespace) -> PoolConfig:
@@ -52,6 +58,8 @@ def _pool_config(args: argparse.Namespace) -> PoolConfig:
         idle_timeout=args.idle_timeout,
         startup_timeout=args.startup_timeout,
         port_range=parse_port_range(args.port_range),
+        fork_server=args.fork_server,
+        fork_preload=[name for name in args.fork_preload.split(",") if name],
     )
 
 
@@ -72,6 +80,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return anyio.run(run_demo, args.episodes, args.steps)
 
 
+def _bench_parser(sub: argparse._SubParsersAction) -> None:
+    from mcpsim.bench import MODES
+
+    p = sub.add_parser("bench", help="measure session start, proxied call latency and instance memory")
+    p.add_argument("--mode", choices=MODES, default="managed")
+    p.add_argument("--compare", metavar="MODES", help=f"comma-separated modes to run in one go, e.g. {','.join(MODES)}")
+    p.add_argument("--sessions", type=int, default=20, help="sequential new sessions timed to first tool result")
+    p.add_argument("--steps", type=int, default=200, help="calls per session in the latency phase")
+    p.add_argument("--concurrency", type=int, default=1, help="sessions calling at once in the latency phase")
+    p.add_argument("--burst", type=int, default=64, help="new sessions opened at once (0 to skip)")
+    p.add_argument("--memory-sessions", type=int, default=16, help="sessions held open to measure RSS/USS")
+    p.add_argument("--json", metavar="FILE", default="bench.json", help="where to write the results")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from mcpsim.bench import MODES, BenchSettings, print_report, run_bench
+
+    modes = args.compare.split(",") if args.compare else [args.mode]
+    unknown = [mode for mode in modes if mode not in MODES]
+    if unknown:
+        raise ValueError(f"unknown bench mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    settings = BenchSettings(args.sessions, args.steps, args.concurrency, args.burst, args.memory_sessions)
+    report = anyio.run(run_bench, modes, settings)
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print_report(report)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mcpsim", description="Seeded, isolated episodes against MCP servers.")
     parser.add_argument("--version", action="version", version=f"mcpsim {__version__}")
@@ -80,8 +119,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     demo = sub.add_parser("demo", help="serve FrozenLake in-process and roll out a random policy on 8 seeds")
     demo.add_argument("--episodes", type=int, default=8)
     demo.add_argument("--steps", type=int, default=30)
+    _bench_parser(sub)
     args = parser.parse_args(argv)
-    handlers = {"serve": cmd_serve, "demo": cmd_demo}
+    handlers = {"serve": cmd_serve, "demo": cmd_demo, "bench": cmd_bench}
     try:
         code = handlers[args.command](args)
     except (CommandError, ValueError) as exc:

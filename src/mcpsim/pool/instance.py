@@ -26,7 +26,7 @@ from mcpsim import __version__
 from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_for_listener
 from mcpsim.pool.errors import StartError
-from mcpsim.pool.process import ChildProcess, inherited_environment, spawn
+from mcpsim.pool.process import ChildProcess, Launcher, inherited_environment, spawn
 from mcpsim.protocol.mux import BackendError, Multiplexer, MuxObserver
 
 logger = logging.getLogger("mcpsim.instance")
@@ -65,6 +65,8 @@ class InstanceSpec:
     port: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     mux_observer: MuxObserver | None = None
+    launch: Launcher = spawn
+    """Starts the process: a plain spawn, or a fork of the fork server's template."""
 
 
 class Instance:
@@ -164,7 +166,7 @@ class Instance:
             env["MCPSIM_CONFIG"] = json.dumps(spec.config)
         self.log.info("starting %s", argv[0], extra={"event": "instance.starting", "argv": argv})
         try:
-            self.process = await spawn(
+            self.process = await spec.launch(
                 argv,
                 env,
                 lambda line: self.log.info(line, extra={"event": "instance.output"}),

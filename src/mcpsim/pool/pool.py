@@ -12,6 +12,7 @@ import secrets
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -21,6 +22,7 @@ from anyio.abc import TaskGroup
 
 from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.errors import CapacityError, InstanceGone, ShuttingDown, StartError
+from mcpsim.pool.forking import ForkServer
 from mcpsim.pool.instance import Instance, InstanceSpec, State
 from mcpsim.pool.ports import PortAllocator
 from mcpsim.pool.process import ChildProcess, inherited_environment, spawn
@@ -40,6 +42,8 @@ class PoolConfig:
     startup_timeout: float = 60.0
     port_range: tuple[int, int] = (10000, 11000)
     env: dict[str, str] = field(default_factory=dict)
+    fork_server: bool = False
+    fork_preload: list[str] = field(default_factory=list)
 
 
 class PoolObserver(Protocol):
@@ -69,6 +73,7 @@ class InstancePool:
         self._watchdog: ChildProcess | None = None
         self._closing = False
         self.observer: PoolObserver | None = None
+        self.forker: ForkServer | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -80,6 +85,9 @@ class InstancePool:
             stdout_is_protocol=False,
             die_with_parent=False,
         )
+        if self.config.fork_server:
+            self.forker = ForkServer(self.config.command, self.config.python, self.config.fork_preload)
+            await self.forker.start()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._reap_idle)
@@ -93,6 +101,8 @@ class InstancePool:
             await self.close()
         self._task_group.cancel_scope.cancel()
         result = await self._task_group.__aexit__(exc_type, exc, tb)
+        if self.forker is not None:
+            await self.forker.close()
         if self._watchdog is not None:
             await self._watchdog.stop(eof_grace=2.0)
         return result
@@ -129,6 +139,7 @@ class InstancePool:
             port=port,
             env=self.config.env,
             mux_observer=self.observer.mux_observer if self.observer else None,
+            launch=self._launch,
         )
         instance = Instance(spec, self)
         instance.session_id = session_id
@@ -147,6 +158,23 @@ class InstancePool:
         if self.observer is not None:
             self.observer.instance_ready(instance)
         return instance
+
+    async def _launch(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log: Callable[[str], None],
+        *,
+        cwd: str | None,
+        stdout_is_protocol: bool,
+    ) -> ChildProcess:
+        """Fork from the template when there is a usable one, else (or if forking fails) spawn."""
+        if self.forker is not None and self.forker.usable:
+            try:
+                return await self.forker.spawn(argv, env, log, cwd, stdout_is_protocol)
+            except OSError as exc:
+                logger.warning("fork server failed (%s); spawning instead", exc, extra={"event": "forkserver.fallback"})
+        return await spawn(argv, env, log, cwd=cwd, stdout_is_protocol=stdout_is_protocol)
 
     def get(self, instance_id: str) -> Instance:
         instance = self.instances.get(instance_id)

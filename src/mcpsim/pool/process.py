@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import IO, Any, Protocol, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ STDOUT_LIMIT = 64 * 1024 * 1024
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _prctl = _libc.prctl
+T = TypeVar("T")
 _spawn_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcpsim-spawn")
 _parent_pid = os.getpid()
 
@@ -91,12 +92,15 @@ class LineSink(asyncio.Protocol):
 
 
 class ChildProcess:
-    """A started child: its pipes on the event loop, its exit as an awaitable, its group as the kill target."""
+    """A started child: its pipes on the event loop, its exit as an awaitable, its group as the kill target.
 
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
-        self.popen = popen
-        self.pid = popen.pid
-        self.pgid = popen.pid  # leader of its own session, so its pgid is its pid
+    How the exit is observed depends on who the parent is: `SpawnedProcess` (our child, a pidfd) or a child of
+    the fork server (which reports exits). Everything else - pipes, group signals, the stop sequence - is here.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.pgid = pid  # leader of its own session, so its pgid is its pid
         self.returncode: int | None = None
         self.exited = asyncio.Event()
         self.stdout: asyncio.StreamReader | None = None
@@ -104,50 +108,38 @@ class ChildProcess:
         self.stderr_sink: LineSink | None = None
         self.stdout_sink: LineSink | None = None
         self._transports: list[asyncio.BaseTransport] = []
-        self._pidfd: int | None = None
-        self._poll_task: asyncio.Task[None] | None = None
 
-    async def _attach(self, log: Callable[[str], None], stdout_is_protocol: bool) -> None:
+    async def attach_pipes(
+        self,
+        stdin: IO[bytes],
+        stdout: IO[bytes],
+        stderr: IO[bytes],
+        log: Callable[[str], None],
+        stdout_is_protocol: bool,
+    ) -> None:
+        """Put the child's pipes on the running loop; the transports own (and close) the file objects."""
         loop = asyncio.get_running_loop()
-        assert self.popen.stdin and self.popen.stdout and self.popen.stderr
         if stdout_is_protocol:
             self.stdout = asyncio.StreamReader(limit=STDOUT_LIMIT, loop=loop)
             reader = self.stdout
-            transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self.popen.stdout)
+            transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdout)
         else:
             self.stdout_sink = LineSink(lambda line: log(f"stdout: {line}"))
             sink = self.stdout_sink
-            transport, _ = await loop.connect_read_pipe(lambda: sink, self.popen.stdout)
+            transport, _ = await loop.connect_read_pipe(lambda: sink, stdout)
         self._transports.append(transport)
         self.stderr_sink = LineSink(lambda line: log(f"stderr: {line}"))
         err_sink = self.stderr_sink
-        transport, _ = await loop.connect_read_pipe(lambda: err_sink, self.popen.stderr)
+        transport, _ = await loop.connect_read_pipe(lambda: err_sink, stderr)
         self._transports.append(transport)
-        w_transport, w_protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, self.popen.stdin)
+        w_transport, w_protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, stdin)
         self.stdin = asyncio.StreamWriter(w_transport, w_protocol, None, loop)
         self._transports.append(w_transport)
-        try:
-            self._pidfd = os.pidfd_open(self.pid)
-            loop.add_reader(self._pidfd, self._on_exit)
-        except (AttributeError, OSError):  # no pidfd (old kernel): poll instead
-            self._poll_task = loop.create_task(self._poll_exit())
 
-    def _on_exit(self) -> None:
-        if self._pidfd is not None:
-            asyncio.get_running_loop().remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = None
-        self._reap()
-
-    async def _poll_exit(self) -> None:
-        while self.popen.poll() is None:  # noqa: ASYNC110 - only without pidfd; nothing else signals an exit
-            await asyncio.sleep(0.05)
-        self._reap()
-
-    def _reap(self) -> None:
-        # The leader is a zombie until reaped, so its pid (= the pgid) cannot be reused yet: end stragglers first.
-        self.signal_group(signal.SIGKILL)
-        self.returncode = self.popen.wait()
+    def mark_exited(self, returncode: int) -> None:
+        if self.exited.is_set():
+            return
+        self.returncode = returncode
         if self.stdin is not None:
             self.stdin.close()
         self.exited.set()
@@ -184,8 +176,43 @@ class ChildProcess:
             await asyncio.wait_for(self.exited.wait(), seconds)
 
 
+class SpawnedProcess(ChildProcess):
+    """Our own child: its exit is watched through a pidfd on the loop, and reaped here."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        super().__init__(popen.pid)
+        self.popen = popen
+        self._pidfd: int | None = None
+        self._poll_task: asyncio.Task[None] | None = None
+
+    def watch_exit(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+            loop.add_reader(self._pidfd, self._on_exit)
+        except (AttributeError, OSError):  # no pidfd (old kernel): poll instead
+            self._poll_task = loop.create_task(self._poll_exit())
+
+    def _on_exit(self) -> None:
+        if self._pidfd is not None:
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+        self._reap()
+
+    async def _poll_exit(self) -> None:
+        while self.popen.poll() is None:  # noqa: ASYNC110 - only without pidfd; nothing else signals an exit
+            await asyncio.sleep(0.05)
+        self._reap()
+
+    def _reap(self) -> None:
+        # The leader is a zombie until reaped, so its pid (= the pgid) cannot be reused yet: end stragglers first.
+        self.signal_group(signal.SIGKILL)
+        self.mark_exited(self.popen.wait())
+
+
 def _popen(
-    argv: Sequence[str], env: Mapping[str, str], cwd: str | None, die_with_parent: bool
+    argv: Sequence[str], env: Mapping[str, str], cwd: str | None, die_with_parent: bool, pass_fds: Sequence[int]
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         list(argv),
@@ -195,6 +222,7 @@ def _popen(
         env=dict(env),
         cwd=cwd,
         start_new_session=True,
+        pass_fds=tuple(pass_fds),
         preexec_fn=_die_with_parent if die_with_parent else None,
     )
 
@@ -207,21 +235,42 @@ async def spawn(
     cwd: str | None = None,
     stdout_is_protocol: bool = True,
     die_with_parent: bool = True,
-) -> ChildProcess:
+    pass_fds: Sequence[int] = (),
+) -> SpawnedProcess:
     """Start `argv` on the spawn thread and attach its pipes to the running loop.
 
     Raises FileNotFoundError/PermissionError/OSError from exec as they are, for the caller to name.
     """
-    loop = asyncio.get_running_loop()
-    popen = await loop.run_in_executor(_spawn_thread, _popen, argv, env, cwd, die_with_parent)
-    child = ChildProcess(popen)
+    popen = await run_on_spawn_thread(_popen, argv, env, cwd, die_with_parent, pass_fds)
+    child = SpawnedProcess(popen)
     try:
-        await child._attach(log, stdout_is_protocol)
+        assert popen.stdin and popen.stdout and popen.stderr
+        await child.attach_pipes(popen.stdin, popen.stdout, popen.stderr, log, stdout_is_protocol)
+        child.watch_exit()
     except BaseException:
         child.signal_group(signal.SIGKILL)
         popen.wait()
         raise
     return child
+
+
+class Launcher(Protocol):
+    """How an instance's process is started (`spawn`, or the fork server's `spawn`)."""
+
+    async def __call__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log: Callable[[str], None],
+        *,
+        cwd: str | None,
+        stdout_is_protocol: bool,
+    ) -> ChildProcess: ...
+
+
+async def run_on_spawn_thread(function: Callable[..., T], *args: Any) -> T:
+    """Run process-creating work on the one long-lived spawn thread (see the module docstring for why)."""
+    return await asyncio.get_running_loop().run_in_executor(_spawn_thread, function, *args)
 
 
 def inherited_environment(extra: Mapping[str, Any]) -> dict[str, str]:

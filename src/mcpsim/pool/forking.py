@@ -1,0 +1,238 @@
+"""The pool's side of the fork server (`--fork-server`): start the template, ask it for children, learn exits.
+
+Only commands that run Python code (`{python} -m module ...` or `{python} script.py ...`) can be forked; the
+template runs the same interpreter, and is a stdlib-only script so an isolated venv's interpreter can run it.
+If the template cannot be used - the command is not Python, preloading left threads running, or the template
+died - instances fall back to a plain spawn, and the log says why once.
+
+A forked child is not our child, so its exit is reported by the template (which reaps it, after killing what
+is left of its process group); if the template itself dies, every child it had dies with it (parent-death
+signal) and is marked exited here.
+"""
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mcpsim.pool import forkserver
+from mcpsim.pool.command import ServerCommand
+from mcpsim.pool.process import ChildProcess, inherited_environment, run_on_spawn_thread, spawn
+
+logger = logging.getLogger("mcpsim.forkserver")
+
+
+def fork_target(command: ServerCommand) -> tuple[str, str, int] | None:
+    """('module'|'script', target, index of the first server argument) if the command runs Python code."""
+    argv = command.argv
+    if not argv or argv[0] != "{python}" or len(argv) < 2:
+        return None
+    if argv[1] == "-m" and len(argv) >= 3:
+        return "module", argv[2], 3
+    if argv[1].endswith(".py"):
+        return "script", argv[1], 2
+    return None
+
+
+class ForkedProcess(ChildProcess):
+    """A child of the template: same pipes and stop sequence, exit reported by the template."""
+
+
+class ForkServer:
+    def __init__(self, command: ServerCommand, python: str, preload: Sequence[str] = ()) -> None:
+        self.command = command
+        self.python = python
+        self.preload = list(preload)
+        self.usable = False
+        self.reason = ""
+        self._template: ChildProcess | None = None
+        self._requests: socket.socket | None = None
+        self._events: socket.socket | None = None
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[int]] = {}
+        self._children: dict[int, ForkedProcess] = {}
+        self._early_exits: dict[int, int] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.hello: dict[str, Any] = {}
+
+    async def start(self) -> bool:
+        target = fork_target(self.command)
+        if target is None:
+            self.reason = f"{self.command.label!r} does not run Python code ({{python}} -m module or a .py script)"
+            logger.warning("fork server not used: %s; instances start with a plain spawn", self.reason)
+            return False
+        kind, name, _ = target
+        requests, requests_child = socket.socketpair()
+        events, events_child = socket.socketpair()
+        argv = [
+            self.python,
+            str(Path(forkserver.__file__)),
+            str(requests_child.fileno()),
+            str(events_child.fileno()),
+            kind,
+            name,
+            *self.preload,
+        ]
+        env = inherited_environment({"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+        try:
+            self._template = await spawn(
+                argv,
+                env,
+                lambda line: logger.info("template: %s", line),
+                cwd=self.command.cwd,
+                stdout_is_protocol=False,
+                pass_fds=(requests_child.fileno(), events_child.fileno()),
+            )
+        finally:
+            requests_child.close()
+            events_child.close()
+        self._requests, self._events = requests, events
+        events.setblocking(False)
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(120):  # preloading imports a whole SDK; a stuck template must not hang us
+            hello_line = await self._read_line(loop)
+        if hello_line is None:
+            return self._unusable("the template exited while preloading" + self._template_tail())
+        self.hello = json.loads(hello_line).get("hello", {})
+        if "unsafe" in self.hello:
+            return self._unusable(self.hello["unsafe"])
+        self.usable = True
+        self._reader = loop.create_task(self._read_events(loop))
+        logger.info(
+            "fork server ready: pid %s, %d modules preloaded%s",
+            self.hello.get("pid"),
+            len(self.hello["loaded"]),
+            f", {len(self.hello['failed'])} failed to preload" if self.hello.get("failed") else "",
+            extra={"event": "forkserver.ready"},
+        )
+        return True
+
+    def _unusable(self, reason: str) -> bool:
+        self.reason = reason
+        logger.warning("fork server not used: %s; instances start with a plain spawn", reason)
+        self.usable = False
+        return False
+
+    def _template_tail(self) -> str:
+        tail = self._template.stderr_tail() if self._template else ""
+        return f" ({tail})" if tail else ""
+
+    _buffer = b""
+
+    async def _read_line(self, loop: asyncio.AbstractEventLoop) -> bytes | None:
+        assert self._events is not None
+        while b"\n" not in self._buffer:
+            chunk = await loop.sock_recv(self._events, 65536)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
+
+    async def _read_events(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            while (line := await self._read_line(loop)) is not None:
+                event = json.loads(line)
+                if "exit" in event:
+                    child = self._children.pop(event["exit"], None)
+                    if child is not None:
+                        child.mark_exited(event["code"])
+                    else:  # exited before `spawn` resumed to register it
+                        self._early_exits[event["exit"]] = event["code"]
+                elif (future := self._waiting.pop(event.get("id"), None)) is not None and not future.done():
+                    if "pid" in event:
+                        future.set_result(event["pid"])
+                    else:
+                        future.set_exception(OSError(event.get("error", "the fork server refused the request")))
+        except (OSError, ValueError) as exc:
+            logger.error("fork server connection failed: %r", exc)
+        finally:
+            self._template_gone()
+
+    def _template_gone(self) -> None:
+        """Without its template every forked child died too (parent-death signal): say so to everyone waiting."""
+        self.usable = False
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(OSError("the fork server exited"))
+        self._waiting.clear()
+        for child in self._children.values():
+            child.mark_exited(-9)
+        self._children.clear()
+
+    async def spawn(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log: Callable[[str], None],
+        cwd: str | None,
+        stdout_is_protocol: bool,
+    ) -> ChildProcess:
+        target = fork_target(self.command)
+        assert target is not None and self._requests is not None
+        kind, name, first_arg = target
+        request_id = next(self._ids)
+        request = {
+            "id": request_id,
+            "kind": kind,
+            "target": name,
+            "argv": list(argv[first_arg:]),
+            "env": dict(env),
+            "cwd": cwd or self.command.cwd,
+        }
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        try:
+            await run_on_spawn_thread(_send, self._requests, request, [in_r, out_w, err_w])
+        except OSError:
+            self._waiting.pop(request_id, None)
+            for fd in (in_w, out_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (in_r, out_w, err_w):
+                os.close(fd)
+        try:
+            pid = await future
+        except OSError:
+            for fd in (in_w, out_r, err_r):
+                os.close(fd)
+            raise
+        child = ForkedProcess(pid)
+        if pid in self._early_exits:
+            child.mark_exited(self._early_exits.pop(pid))
+        else:
+            self._children[pid] = child
+        await child.attach_pipes(
+            os.fdopen(in_w, "wb", buffering=0),
+            os.fdopen(out_r, "rb", buffering=0),
+            os.fdopen(err_r, "rb", buffering=0),
+            log,
+            stdout_is_protocol,
+        )
+        return child
+
+    async def close(self) -> None:
+        if self._requests is not None:
+            self._requests.close()  # the template kills its children's groups and exits
+        if self._template is not None:
+            await self._template.stop(eof_grace=2.0)
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._events is not None:
+            self._events.close()
+
+
+def _send(sock: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+    socket.send_fds(sock, [json.dumps(request).encode() + b"\n"], fds)

@@ -1,0 +1,239 @@
+"""Fork server template: imports a Python server's dependencies once, then forks one child per instance.
+
+Starting a Python MCP server costs most of a second of CPU, nearly all of it importing the SDK and its
+dependencies. This process pays that once: it imports the modules the server imports (found by reading the
+server's source, never by running it, so module-level code that reads the seed or config runs fresh in each
+child), freezes the heap for the garbage collector, and then serves fork requests. Each child gets its own
+stdin/stdout/stderr (passed over the control socket), argv, environment, session and process group, and then
+runs the server as `__main__`, as `python -m module` or `python script.py` would.
+
+This file uses only the standard library so any Python interpreter can run it as a script (an isolated venv
+has no mcpsim installed). Protocol, over two Unix socket pairs given as file descriptors:
+- requests (from the pool): one JSON line per message, with the child's three stdio fds as SCM_RIGHTS;
+  `{"id": n, "kind": "module"|"script", "target": ..., "argv": [...], "env": {...}, "cwd": ...}`
+- events (to the pool): JSON lines: `{"hello": ...}` once, `{"id": n, "pid": p}` or `{"id": n, "error": ...}`
+  per request, `{"exit": pid, "code": c}` when a child ends.
+When the request socket closes (the pool ended, however) every child's group is killed and the template exits.
+"""
+
+import ast
+import contextlib
+import ctypes
+import ctypes.util
+import gc
+import importlib
+import importlib.util
+import json
+import os
+import runpy
+import selectors
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+ALWAYS_PRELOAD = ("anyio._backends._asyncio", "mcp.server.stdio", "mcp.server.mcpserver")
+
+
+def imports_of(kind: str, target: str) -> list[str]:
+    """Top-level modules the target imports, read from its source without executing it."""
+    if kind == "module":
+        spec = importlib.util.find_spec(target)
+        path = spec.origin if spec else None
+    else:
+        path = target
+    if not path or not Path(path).is_file():
+        return []
+    tree = ast.parse(Path(path).read_bytes(), path)
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return names
+
+
+def preload(kind: str, target: str, extra: list[str]) -> tuple[list[str], list[str]]:
+    loaded, failed = [], []
+    for name in [*imports_of(kind, target), *ALWAYS_PRELOAD, *extra]:
+        if name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+            loaded.append(name)
+        except Exception as exc:  # a module that fails to preload simply loads in the child
+            failed.append(f"{name}: {exc!r}"[:200])
+    return loaded, failed
+
+
+def thread_count() -> int:
+    try:
+        return len(list(Path("/proc/self/task").iterdir()))
+    except OSError:
+        return threading.active_count()
+
+
+class Template:
+    def __init__(self, requests: socket.socket, events: socket.socket) -> None:
+        self.requests = requests
+        self.events = events
+        self.children: set[int] = set()
+        self.prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+        self.pid = os.getpid()
+
+    def send(self, message: dict) -> None:
+        self.events.sendall((json.dumps(message) + "\n").encode())
+
+    def serve(self) -> None:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        selector = selectors.DefaultSelector()
+        selector.register(self.requests, selectors.EVENT_READ, "request")
+        selector.register(wake_r, selectors.EVENT_READ, "wake")
+        buffer = b""
+        pending_fds: list[int] = []
+        while True:
+            for key, _ in selector.select():
+                if key.data == "wake":
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_r, 4096)
+                    self.reap()
+                    continue
+                data, fds, _, _ = socket.recv_fds(self.requests, 1 << 20, 3)
+                if not data:
+                    self.shutdown()
+                    return
+                pending_fds.extend(fds)
+                buffer += data
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    fds, pending_fds = pending_fds[:3], pending_fds[3:]
+                    self.fork(json.loads(line), fds)
+            self.reap()
+
+    def fork(self, request: dict, fds: list[int]) -> None:
+        if len(fds) != 3:
+            self.send({"id": request.get("id"), "error": f"expected 3 file descriptors, got {len(fds)}"})
+            for fd in fds:
+                os.close(fd)
+            return
+        ready_r, ready_w = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            os.close(ready_r)
+            self.become_child(request, fds, ready_w)  # never returns
+        os.close(ready_w)
+        for fd in fds:
+            os.close(fd)
+        os.read(ready_r, 1)  # the child has its own session and process group now
+        os.close(ready_r)
+        self.children.add(pid)
+        self.send({"id": request["id"], "pid": pid})
+
+    def become_child(self, request: dict, fds: list[int], ready_w: int) -> None:
+        code = 1
+        try:
+            os.setsid()
+            self.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != self.pid:
+                os._exit(1)
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            for target_fd, fd in enumerate(fds):
+                os.dup2(fd, target_fd)
+            os.write(ready_w, b"x")
+            os.closerange(3, 65536)  # close_range(2): one system call
+            os.environ.clear()
+            os.environ.update(request["env"])
+            if request.get("cwd"):
+                os.chdir(request["cwd"])
+            reseed_numpy()
+            if request["kind"] == "module":
+                sys.argv = [request["target"], *request["argv"]]
+                runpy.run_module(request["target"], run_name="__main__", alter_sys=True)
+            else:
+                sys.argv = [request["target"], *request["argv"]]
+                sys.path[0] = str(Path(request["target"]).resolve().parent)
+                runpy.run_path(request["target"], run_name="__main__")
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if exc.code is not None and not isinstance(exc.code, int):
+                print(exc.code, file=sys.stderr)
+        except BaseException:  # report like an interpreter would, then exit
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None:
+                return
+            pid = info.si_pid
+            # The child is a zombie until reaped, so its pgid cannot be reused yet: end what it left behind.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            self.children.discard(pid)
+            self.send({"exit": pid, "code": os.waitstatus_to_exitcode(status)})
+
+    def shutdown(self) -> None:
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        for pid in list(self.children):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def reseed_numpy() -> None:
+    """A fresh process would get fresh global random state; a fork copies the template's."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        with contextlib.suppress(Exception):
+            numpy.random.seed(int.from_bytes(os.urandom(4), "little"))
+
+
+def main() -> None:
+    request_fd, event_fd, kind, target = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    extra = [name for name in sys.argv[5:] if name]
+    requests = socket.socket(fileno=request_fd)
+    events = socket.socket(fileno=event_fd)
+    ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if kind == "script":
+        sys.path.insert(0, str(Path(target).resolve().parent))
+    loaded, failed = preload(kind, target, extra)
+    gc.collect()
+    gc.freeze()  # keep the collector from touching (and copying) the shared heap in every child
+    threads = thread_count()
+    hello = {"loaded": loaded, "failed": failed, "threads": threads, "pid": os.getpid()}
+    if threads > 1:
+        hello["unsafe"] = f"the template runs {threads} threads after preloading; forking it is not safe"
+        events.sendall((json.dumps({"hello": hello}) + "\n").encode())
+        return
+    events.sendall((json.dumps({"hello": hello}) + "\n").encode())
+    Template(requests, events).serve()
+
+
+if __name__ == "__main__":
+    main()
