@@ -37,6 +37,12 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="start Python servers as forks of one template that imported them once (falls back to spawn)",
     )
+    p.add_argument(
+        "--warm",
+        type=int,
+        metavar="N",
+        help="keep N unclaimed instances started ahead of sessions (announced seeds first, else random seeds)",
+    )
     p.add_argument("--fork-preload", default="", help="extra modules for the fork server to import, comma-separated")
 
 
@@ -50,6 +56,8 @@ def _pool_config(args: argparse.Namespace) -> PoolConfig:
         raise CommandError(f"command not found: {program!r}")
     if args.max_instances < 1:
         raise CommandError("--max-instances must be at least 1")
+    if args.warm is not None and not 0 <= args.warm <= args.max_instances:
+        raise CommandError("--warm must be between 0 and --max-instances")
     if args.idle_timeout <= 0 or args.startup_timeout <= 0:
         raise CommandError("--idle-timeout and --startup-timeout must be positive")
     return PoolConfig(
@@ -59,6 +67,7 @@ def _pool_config(args: argparse.Namespace) -> PoolConfig:
         startup_timeout=args.startup_timeout,
         port_range=parse_port_range(args.port_range),
         fork_server=args.fork_server,
+        warm=args.warm,
         fork_preload=[name for name in args.fork_preload.split(",") if name],
     )
 

@@ -70,14 +70,18 @@ class InstanceSpec:
 
 
 class Instance:
-    def __init__(self, spec: InstanceSpec, hooks: InstanceHooks) -> None:
+    def __init__(
+        self, spec: InstanceSpec, hooks: InstanceHooks, session_id: str | None = None, warm: bool = False
+    ) -> None:
         self.id = secrets.token_hex(6)
         self.spec = spec
         self.seed = spec.seed
         self.config = spec.config
         self.transport = spec.command.transport
         self.port = spec.port
-        self.session_id: str | None = None
+        self.session_id = session_id
+        self.warm = warm
+        """Started ahead of its session (announced seed or `--warm`); cleared when a session claims it."""
         self.state = State.STARTING
         self.started_at = time.time()
         self.ready_at: float | None = None
@@ -92,7 +96,7 @@ class Instance:
         self._stop = anyio.Event()
         self._scope = anyio.CancelScope()
         self._hooks = hooks
-        self.log = logging.LoggerAdapter(logger, {"instance_id": self.id, "seed": self.seed})
+        self.log = logging.LoggerAdapter(logger, {"instance_id": self.id, "seed": self.seed, "session_id": session_id})
 
     # -- what the outside sees --------------------------------------------------------------------------------
 
@@ -125,8 +129,16 @@ class Instance:
             "started_at": self.started_at,
             "last_used_at": self.last_used_at,
             "exit_code": self.exit_code,
+            "warm": self.warm,
             "error": self.failure,
         }
+
+    def claim(self, session_id: str | None) -> None:
+        """A session takes this (warm) instance over."""
+        self.warm = False
+        self.session_id = session_id
+        self.log.extra = {**(self.log.extra or {}), "session_id": session_id}  # type: ignore[dict-item]
+        self.log.info("claimed by a session", extra={"event": "instance.claimed"})
 
     def stop(self) -> None:
         """Ask the instance to end; returns at once, `ended` is set when its process is gone."""

@@ -8,7 +8,6 @@ process is killed outright.
 """
 
 import logging
-import secrets
 import sys
 import time
 from collections import Counter
@@ -26,11 +25,11 @@ from mcpsim.pool.forking import ForkServer
 from mcpsim.pool.instance import Instance, InstanceSpec, State
 from mcpsim.pool.ports import PortAllocator
 from mcpsim.pool.process import ChildProcess, inherited_environment, spawn
+from mcpsim.pool.seeds import random_seed
+from mcpsim.pool.warm import WarmPool
 from mcpsim.protocol.mux import MuxObserver
 
 logger = logging.getLogger("mcpsim.pool")
-
-MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -43,6 +42,8 @@ class PoolConfig:
     port_range: tuple[int, int] = (10000, 11000)
     env: dict[str, str] = field(default_factory=dict)
     fork_server: bool = False
+    warm: int | None = None
+    """Unclaimed instances kept started ahead of sessions (announced seeds, else random seeds); None = no bound."""
     fork_preload: list[str] = field(default_factory=list)
 
 
@@ -58,10 +59,6 @@ class PoolObserver(Protocol):
     def instance_ended(self, instance: Instance) -> None: ...
 
 
-def random_seed() -> int:
-    return secrets.randbelow(2**31)
-
-
 class InstancePool:
     def __init__(self, config: PoolConfig) -> None:
         self.config = config
@@ -74,6 +71,7 @@ class InstancePool:
         self._closing = False
         self.observer: PoolObserver | None = None
         self.forker: ForkServer | None = None
+        self.warm = WarmPool(self, config.warm)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -91,6 +89,8 @@ class InstancePool:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._reap_idle)
+        self._task_group.start_soon(self.warm.run)
+        self.warm.wake()
         return self
 
     async def __aexit__(
@@ -122,18 +122,35 @@ class InstancePool:
     async def start(
         self, seed: int | None = None, config: dict[str, Any] | None = None, session_id: str | None = None
     ) -> Instance:
-        """Start an instance and wait until it is ready; raises a `PoolError` naming the cause otherwise."""
+        """A ready instance for `seed`/`config`: a warm one if announced, else a new one (raises `PoolError`)."""
         if self._closing or self._task_group is None:
             raise ShuttingDown("the server is shutting down")
-        live = self.live_count
-        if live >= self.config.max_instances:
+        config = dict(config or {})
+        warm = await self.warm.claim(seed, config)
+        if warm is not None:
+            warm.claim(session_id)
+            return warm
+        if self.live_count >= self.config.max_instances and not self.warm.evict_one():
+            live = self.live_count
             raise CapacityError(f"--max-instances reached: {live} of {self.config.max_instances} instances are running")
-        seed = random_seed() if seed is None else seed
+        instance = await self.launch(random_seed() if seed is None else seed, config, session_id)
+        try:
+            await instance.ready.wait()
+        except BaseException:  # the caller went away while we waited: nobody will use this instance
+            instance.stop()
+            raise
+        self.check_ready(instance)
+        return instance
+
+    async def launch(self, seed: int, config: dict[str, Any], session_id: str | None, warm: bool = False) -> Instance:
+        """Start an instance's task and return at once (it is `starting`); callers wait on `ready`."""
+        if self._closing or self._task_group is None:
+            raise ShuttingDown("the server is shutting down")
         port = self.ports.lease() if self.config.command.uses_port else None
         spec = InstanceSpec(
             command=self.config.command,
             seed=seed,
-            config=dict(config or {}),
+            config=config,
             python=self.config.python,
             startup_timeout=self.config.startup_timeout,
             port=port,
@@ -141,15 +158,28 @@ class InstancePool:
             mux_observer=self.observer.mux_observer if self.observer else None,
             launch=self._launch,
         )
-        instance = Instance(spec, self)
-        instance.session_id = session_id
+        instance = Instance(spec, self, session_id=session_id, warm=warm)
         self.instances[instance.id] = instance
         await self._task_group.start(instance.run)
-        try:
+        return instance
+
+    def watch_start(self, instance: Instance) -> None:
+        """For instances nobody waits on (warm ones): record their start failure or readiness when it comes."""
+        assert self._task_group is not None
+
+        async def watch() -> None:
             await instance.ready.wait()
-        except BaseException:  # the caller went away while we waited: nobody will use this instance
-            instance.stop()
-            raise
+            if self._closing:
+                return
+            try:
+                self.check_ready(instance)
+            except StartError as exc:
+                instance.log.warning("warm instance failed to start: %s", exc, extra={"event": "warm.failed"})
+
+        self._task_group.start_soon(watch)
+
+    def check_ready(self, instance: Instance) -> None:
+        """After `ready` is set: raise the instance's start failure, or tell the observer it is ready."""
         if instance.state != State.READY:
             self._record_failure(instance)
             if self.observer is not None:
@@ -157,7 +187,6 @@ class InstancePool:
             raise StartError(instance.failure or f"instance {instance.id} did not start")
         if self.observer is not None:
             self.observer.instance_ready(instance)
-        return instance
 
     async def _launch(
         self,
@@ -188,6 +217,10 @@ class InstancePool:
         if wait:
             await instance.ended.wait()
         return instance
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     @property
     def live_count(self) -> int:
@@ -222,6 +255,8 @@ class InstancePool:
     def instance_ended(self, instance: Instance) -> None:
         self.ports.release(instance.port)
         self.instances.pop(instance.id, None)
+        self.warm.forget(instance)
+        self.warm.wake()
         if self.observer is not None:
             self.observer.instance_ended(instance)
 

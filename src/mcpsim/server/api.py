@@ -32,12 +32,25 @@ def api_routes(pool: InstancePool) -> list[Route]:
             payload = parse_json(body) if body.strip() else {}
             if not isinstance(payload, dict):
                 raise HTTPRejection(400, 'the body must be a JSON object like {"seed": 42, "config": {}}')
+            if "seeds" in payload:
+                return announce(payload)
             instance = await pool.start(parse_seed(payload.get("seed")), parse_config(payload.get("config")))
         except HTTPRejection as rejection:
             return _error(rejection.status, str(rejection), rejection.code)
         except PoolError as exc:
             return _error(exc.http_status, str(exc), exc.rpc_code)
         return JSONResponse(describe(instance), 201)
+
+    def announce(payload: dict[str, Any]) -> Response:
+        """Seeds whose sessions will come: started ahead (bounded by --warm), claimed by matching sessions."""
+        seeds = payload["seeds"]
+        if not isinstance(seeds, list) or len(seeds) > 100_000:
+            raise HTTPRejection(400, "seeds must be a list of at most 100000 integers")
+        parsed = [parse_seed(seed) for seed in seeds]
+        if any(seed is None for seed in parsed):
+            raise HTTPRejection(400, "seeds must not contain empty values")
+        queued = pool.warm.announce([seed for seed in parsed if seed is not None], parse_config(payload.get("config")))
+        return JSONResponse({"announced": len(parsed), "queued": queued, "warm": pool.warm.unclaimed_count}, 202)
 
     async def listing(request: Request) -> Response:
         return JSONResponse([describe(instance) for instance in list(pool.instances.values())])

@@ -94,6 +94,13 @@ class _PoolCollector(Collector):
             "mcpsim_sessions_created", "Sessions opened since start.", value=self.sessions.created
         )
         yield CounterMetricFamily("mcpsim_sessions_ended", "Sessions ended since start.", value=self.sessions.ended)
+        warm = self.pool.warm
+        yield CounterMetricFamily("mcpsim_warm_hits", "Sessions that found their instance warm.", value=warm.hits)
+        yield CounterMetricFamily("mcpsim_warm_misses", "Sessions that had to start their instance.", value=warm.misses)
+        yield GaugeMetricFamily(
+            "mcpsim_warm_unclaimed", "Warm instances waiting for a session.", value=warm.unclaimed_count
+        )
+        yield GaugeMetricFamily("mcpsim_warm_queued", "Announced seeds not started yet.", value=len(warm.queue))
         ports = self.pool.ports
         yield GaugeMetricFamily(
             "mcpsim_ports_leased", "Ports of the range leased to instances.", value=len(ports.leased)

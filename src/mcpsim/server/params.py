@@ -10,7 +10,7 @@ from typing import Any
 
 from mcp.types import INVALID_PARAMS
 
-from mcpsim.pool.pool import MAX_SEED
+from mcpsim.pool.seeds import MAX_SEED
 from mcpsim.server.http_errors import HTTPRejection
 
 

@@ -1,0 +1,138 @@
+"""Instances started before their sessions arrive, so a session finds its instance already initialized.
+
+An instance is bound to its seed from its first moment (the seed is on its command line), so warming needs
+the seeds ahead of time: clients announce them (`POST /api/instances {"seeds": [...], "config": {...}}`, which
+`mcpsim.make` does for a dataset), and the pool starts them in the background. A session whose seed and config
+match an announced instance claims it; if it is still starting, the session waits for it rather than starting
+a second one. `--warm N` bounds how many unclaimed instances are kept ahead (announced seeds first; with none
+queued, N instances with random seeds serve sessions that ask for no seed). Unclaimed instances end by the idle
+timeout like any other, and are the first to go when `--max-instances` is reached, so nothing is ever leaked
+and warming never refuses a real session.
+"""
+
+import json
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from mcpsim.pool.errors import PoolError
+from mcpsim.pool.instance import Instance, State
+from mcpsim.pool.seeds import random_seed
+
+if TYPE_CHECKING:
+    from mcpsim.pool.pool import InstancePool
+
+logger = logging.getLogger("mcpsim.warm")
+
+WarmKey = tuple[int | None, str]
+
+
+def warm_key(seed: int | None, config: dict[str, Any]) -> WarmKey:
+    return seed, json.dumps(config, sort_keys=True, separators=(",", ":"))
+
+
+class WarmPool:
+    def __init__(self, pool: "InstancePool", depth: int | None) -> None:
+        self.pool = pool
+        self.depth = depth
+        self.queue: deque[tuple[int, dict[str, Any]]] = deque()
+        self.unclaimed: dict[WarmKey, list[Instance]] = {}
+        self.hits = 0
+        self.misses = 0
+        self._wake = anyio.Event()
+
+    @property
+    def unclaimed_count(self) -> int:
+        return sum(len(instances) for instances in self.unclaimed.values())
+
+    def announce(self, seeds: list[int], config: dict[str, Any]) -> int:
+        """Queue seeds to start ahead of their sessions; returns how many are queued now."""
+        self.queue.extend((seed, dict(config)) for seed in seeds)
+        self._wake.set()
+        return len(self.queue)
+
+    async def claim(self, seed: int | None, config: dict[str, Any]) -> Instance | None:
+        """The warm instance for this seed/config, waiting for it if it is still starting; None if there is none."""
+        key = warm_key(seed, config)
+        candidates = self.unclaimed.get(key, [])
+        while candidates:
+            instance = candidates.pop(0)
+            if not candidates:
+                self.unclaimed.pop(key, None)
+            await instance.ready.wait()
+            if instance.state == State.READY:
+                self.hits += 1
+                self._wake.set()
+                return instance
+        if seed is not None:  # it may be queued but not started: this session starts it now instead
+            self._drop_queued(seed, key[1])
+        self.misses += 1
+        return None
+
+    def evict_one(self) -> bool:
+        """Make room for a session at `--max-instances`: end the oldest unclaimed ready instance."""
+        ready = [i for instances in self.unclaimed.values() for i in instances if i.state == State.READY]
+        if not ready:
+            return False
+        oldest = min(ready, key=lambda instance: instance.started_at)
+        self.forget(oldest)
+        oldest.log.info("unclaimed warm instance ended to make room", extra={"event": "warm.evicted"})
+        oldest.stop()
+        return True
+
+    def _evict_spare(self) -> None:
+        spares = self.unclaimed.get(warm_key(None, {}), [])
+        if spares:
+            spare = spares[0]
+            self.forget(spare)
+            spare.stop()
+
+    def forget(self, instance: Instance) -> None:
+        for key, instances in list(self.unclaimed.items()):
+            if instance in instances:
+                instances.remove(instance)
+                if not instances:
+                    del self.unclaimed[key]
+
+    def _drop_queued(self, seed: int, config_key: str) -> None:
+        for item in self.queue:
+            if item[0] == seed and warm_key(*item)[1] == config_key:
+                self.queue.remove(item)
+                return
+
+    def _next(self) -> tuple[int | None, dict[str, Any]] | None:
+        """What to start next, if there is room: an announced seed, else a seedless spare under `--warm N`."""
+        if self.pool.closing:
+            return None
+        limit = self.depth if self.depth is not None else self.pool.config.max_instances
+        if self.queue and self.unclaimed_count >= limit:
+            self._evict_spare()  # announced seeds are real demand; a seedless spare is a guess
+        if self.unclaimed_count >= limit or self.pool.live_count >= self.pool.config.max_instances:
+            return None
+        if self.queue:
+            return self.queue.popleft()
+        if self.depth and len(self.unclaimed.get(warm_key(None, {}), [])) < self.depth:
+            return None, {}
+        return None
+
+    async def run(self) -> None:
+        """Keep starting instances ahead of sessions while there is something to start and room for it."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            while (item := self._next()) is not None:
+                seed, config = item
+                key = warm_key(seed, config)
+                try:
+                    instance = await self.pool.launch(random_seed() if seed is None else seed, config, None, warm=True)
+                except PoolError as exc:  # e.g. no free port: try again when something changes
+                    logger.warning("cannot start a warm instance: %s", exc, extra={"event": "warm.failed"})
+                    break
+                self.unclaimed.setdefault(key, []).append(instance)
+                self.pool.watch_start(instance)
+
+    def wake(self) -> None:
+        """Something changed (an instance ended, a port was freed): look again for room."""
+        self._wake.set()
