@@ -40,6 +40,7 @@ class BenchSettings:
     concurrency: int = 1
     burst: int = 64
     memory_sessions: int = 16
+    live: int = 0
     env: str = "frozen_lake"
 
 
@@ -53,6 +54,7 @@ class ModeResult:
     burst_errors: int = 0
     rss_mb: float | None = None
     uss_mb: float | None = None
+    live: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
 
@@ -252,6 +254,8 @@ async def bench_managed(mode: str, settings: BenchSettings) -> ModeResult:
         result.call_ms = percentiles(latencies)
         await measure_burst(result, target, settings, mode)
         await measure_memory(result, target, settings)
+        if settings.live:
+            result.live = await measure_live(target, settings.live)
     finally:
         target.close()
     return result
@@ -310,6 +314,66 @@ async def measure_memory(result: ModeResult, target: ManagedTarget, settings: Be
         pids = await target.instance_pids()
         result.rss_mb, result.uss_mb = await anyio.to_thread.run_sync(memory_mb, pids)
         release.set()
+
+
+async def measure_live(target: ManagedTarget, count: int) -> dict[str, Any]:
+    """Hold `count` sessions open at once, call each, and weigh the whole process tree."""
+    errors: list[str] = []
+    opened = 0
+    all_open, release = anyio.Event(), anyio.Event()
+    limiter = anyio.CapacityLimiter(32)  # how many sessions are being opened at a time, not how many are held
+    started = time.perf_counter()
+
+    async def hold(seed: int) -> None:
+        nonlocal opened
+        try:
+            async with limiter:
+                client = target.client(20000 + seed)
+                await client.__aenter__()
+            try:
+                await client.call_tool("lake_move", {"action": "LEFT"})
+                opened += 1
+                if opened + len(errors) == count:
+                    all_open.set()
+                await release.wait()
+                await client.call_tool("lake_move", {"action": "LEFT"})
+            finally:
+                await client.__aexit__(None, None, None)
+        except Exception as exc:  # counted, reported
+            errors.append(repr(exc)[:200])
+            if opened + len(errors) == count:
+                all_open.set()
+
+    async with anyio.create_task_group() as tg:
+        for seed in range(count):
+            tg.start_soon(hold, seed)
+        await all_open.wait()
+        open_s = time.perf_counter() - started
+        pids = await target.instance_pids()
+        tree = await anyio.to_thread.run_sync(tree_memory_mb, target.process.pid)
+        release.set()
+    return {
+        "sessions": count,
+        "open": opened,
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "instances_listed": len(pids),
+        "open_s": round(open_s, 2),
+        **tree,
+    }
+
+
+def tree_memory_mb(root: int) -> dict[str, float]:
+    processes = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+    rss = uss = 0.0
+    for proc in processes:
+        try:
+            info = proc.memory_full_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        rss += info.rss / 2**20
+        uss += info.uss / 2**20
+    return {"tree_processes": len(processes), "tree_rss_mb": round(rss), "tree_uss_mb": round(uss)}
 
 
 async def bench_direct(settings: BenchSettings) -> ModeResult:
@@ -373,6 +437,14 @@ def print_report(report: dict[str, Any]) -> None:
         )
     console = Console()
     console.print(table)
+    for r in results:
+        if r.get("live"):
+            live = r["live"]
+            console.print(
+                f"{r['mode']}: {live['open']} of {live['sessions']} sessions live at once ({live['errors']} errors), "
+                f"opened in {live['open_s']} s; process tree {live['tree_processes']} processes, "
+                f"USS {live['tree_uss_mb']} MB, RSS {live['tree_rss_mb']} MB"
+            )
     if len(results) > 1:
         base = results[0]
         for r in results[1:]:

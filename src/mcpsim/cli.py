@@ -100,6 +100,7 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=int, default=1, help="sessions calling at once in the latency phase")
     p.add_argument("--burst", type=int, default=64, help="new sessions opened at once (0 to skip)")
     p.add_argument("--memory-sessions", type=int, default=16, help="sessions held open to measure RSS/USS")
+    p.add_argument("--live", type=int, default=0, help="also hold this many sessions live at once (e.g. 500)")
     p.add_argument("--json", metavar="FILE", default="bench.json", help="where to write the results")
 
 
@@ -113,7 +114,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     unknown = [mode for mode in modes if mode not in MODES]
     if unknown:
         raise ValueError(f"unknown bench mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
-    settings = BenchSettings(args.sessions, args.steps, args.concurrency, args.burst, args.memory_sessions)
+    settings = BenchSettings(args.sessions, args.steps, args.concurrency, args.burst, args.memory_sessions, args.live)
     report = anyio.run(run_bench, modes, settings)
     Path(args.json).write_text(json.dumps(report, indent=2))
     print_report(report)

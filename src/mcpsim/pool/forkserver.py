@@ -34,7 +34,13 @@ import threading
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
-ALWAYS_PRELOAD = ("anyio._backends._asyncio", "mcp.server.stdio", "mcp.server.mcpserver")
+ALWAYS_PRELOAD = (
+    "anyio._backends._asyncio",
+    "mcp.server.stdio",
+    "mcp.server.mcpserver",
+    "rich.console",  # the SDK configures logging with rich when a server is built
+    "rich.logging",
+)
 
 
 def imports_of(kind: str, target: str) -> list[str]:

@@ -24,7 +24,7 @@ from mcpsim.pool.errors import CapacityError, InstanceGone, ShuttingDown, StartE
 from mcpsim.pool.forking import ForkServer
 from mcpsim.pool.instance import Instance, InstanceSpec, State
 from mcpsim.pool.ports import PortAllocator
-from mcpsim.pool.process import ChildProcess, inherited_environment, spawn
+from mcpsim.pool.process import ChildProcess, inherited_environment, raise_fd_limit, spawn
 from mcpsim.pool.seeds import random_seed
 from mcpsim.pool.warm import WarmPool
 from mcpsim.protocol.mux import MuxObserver
@@ -76,6 +76,7 @@ class InstancePool:
     # -- lifecycle --------------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        raise_fd_limit()
         self._watchdog = await spawn(
             [sys.executable, "-m", "mcpsim.pool.watchdog"],
             inherited_environment({}),

@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -271,6 +272,16 @@ class Launcher(Protocol):
 async def run_on_spawn_thread(function: Callable[..., T], *args: Any) -> T:
     """Run process-creating work on the one long-lived spawn thread (see the module docstring for why)."""
     return await asyncio.get_running_loop().run_in_executor(_spawn_thread, function, *args)
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft open-files limit to the hard one: every instance holds a few pipes and a pidfd."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return hard
+    return soft
 
 
 def inherited_environment(extra: Mapping[str, Any]) -> dict[str, str]:

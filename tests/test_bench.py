@@ -1,0 +1,29 @@
+"""`mcpsim bench` runs end to end in a tiny configuration and reports every field."""
+
+import json
+import subprocess
+import sys
+
+
+def test_bench_compare_writes_every_field(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "mcpsim", "bench", "--compare", "direct,managed,managed-fork,managed-warm",
+         "--sessions", "2", "--steps", "5", "--burst", "3", "--memory-sessions", "2", "--live", "4",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report) >= {"mcpsim", "machine", "settings", "results", "time"}
+    modes = [r["mode"] for r in report["results"]]
+    assert modes == ["direct", "managed", "managed-fork", "managed-warm"]
+    for r in report["results"]:
+        assert set(r["spawn_ms"]) == {"p50", "p95", "p99", "mean", "n"} and r["spawn_ms"]["n"] == 2
+        assert set(r["call_ms"]) == {"p50", "p95", "p99", "mean", "n"} and r["call_ms"]["n"] == 5
+        assert r["throughput_calls_s"] > 0
+        assert r["rss_mb"] > 0 and r["uss_mb"] > 0
+        if r["mode"] != "direct":
+            assert r["burst_ready_s"] > 0 and r["burst_errors"] == 0
+            assert r["live"]["open"] == 4 and r["live"]["errors"] == 0 and r["live"]["tree_uss_mb"] > 0
+    assert "managed-fork vs direct" in result.stdout
