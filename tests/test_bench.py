@@ -8,10 +8,29 @@ import sys
 def test_bench_compare_writes_every_field(tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "mcpsim", "bench", "--compare", "direct,managed,managed-fork,managed-warm",
-         "--sessions", "2", "--steps", "5", "--burst", "3", "--memory-sessions", "2", "--live", "4",
-         "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "mcpsim",
+            "bench",
+            "--compare",
+            "direct,managed,managed-fork,managed-warm",
+            "--sessions",
+            "2",
+            "--steps",
+            "5",
+            "--burst",
+            "3",
+            "--memory-sessions",
+            "2",
+            "--live",
+            "4",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())

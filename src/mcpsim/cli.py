@@ -32,6 +32,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         "--startup-timeout", type=float, default=60.0, help="seconds for a new instance to answer initialize"
     )
     p.add_argument("--log-format", choices=["json", "text"], default="text")
+    p.add_argument("--stdio", action="store_true", help="speak MCP on stdin/stdout to one client (one instance)")
+    p.add_argument("--seed", type=int, help="with --stdio: the instance's seed (default: MCPSIM_SEED, else random)")
+    p.add_argument("--config", help="with --stdio: the instance's config as a JSON object")
+    p.add_argument("--json-response", action="store_true", help="answer /mcp requests with JSON bodies, not SSE")
     p.add_argument(
         "--fork-server",
         action="store_true",
@@ -73,14 +77,37 @@ def _pool_config(args: argparse.Namespace) -> PoolConfig:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import json
+    import os
+
     from mcpsim.server.app import ServeConfig
     from mcpsim.server.logs import configure_logging
+
+    pool = _pool_config(args)
+    configure_logging(args.log_format)
+    if args.stdio:
+        from mcpsim.server.stdio_front import serve_stdio
+
+        seed = args.seed if args.seed is not None else _env_seed(os.environ.get("MCPSIM_SEED"))
+        config = json.loads(args.config) if args.config else {}
+        if not isinstance(config, dict):
+            raise ValueError("--config must be a JSON object")
+        return anyio.run(serve_stdio, pool, seed, config)
     from mcpsim.server.run import serve
 
-    config = ServeConfig(pool=_pool_config(args), host=args.host, port=args.port, log_format=args.log_format)
-    configure_logging(args.log_format)
+    config = ServeConfig(
+        pool=pool, host=args.host, port=args.port, log_format=args.log_format, json_response=args.json_response
+    )
     anyio.run(serve, config)
     return 0
+
+
+def _env_seed(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise ValueError(f"MCPSIM_SEED must be a non-negative integer, got {raw!r}")
+    return int(raw)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from mcpsim.server.handles import HandleFront
 from mcpsim.server.metrics import Metrics
 from mcpsim.server.ops import ops_routes
 from mcpsim.server.sessions import SessionFront
+from mcpsim.server.sse_front import SseFront
 
 
 @dataclass
@@ -35,6 +36,7 @@ def create_app(config: ServeConfig) -> Starlette:
     pool = InstancePool(config.pool)
     sessions = SessionFront(pool, json_response=config.json_response)
     handles = HandleFront(pool)
+    sse = SseFront(pool)
     metrics = Metrics(pool, sessions)
     pool.observer = metrics
     serving = anyio.Event()
@@ -54,6 +56,7 @@ def create_app(config: ServeConfig) -> Starlette:
     routes = [
         Route("/mcp", endpoint=sessions, methods=["GET", "POST", "DELETE"]),
         Mount("/envs", app=handles),
+        *sse.routes(),
         *api_routes(pool),
         *ops_routes(pool, metrics, lambda: serving.is_set() and not stopping.is_set()),
         *dashboard_routes(),
@@ -61,5 +64,6 @@ def create_app(config: ServeConfig) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.pool = pool
     app.state.sessions = sessions
+    app.state.sse = sse
     app.state.metrics = metrics
     return app

@@ -11,9 +11,10 @@ from typing import Any
 
 import anyio
 from mcp.shared.message import SessionMessage
-from mcp.types import JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
+from mcp.types import PARSE_ERROR, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
 
 from mcpsim.pool.instance import Instance
+from mcpsim.protocol.errors import error_message
 
 logger = logging.getLogger("mcpsim.proxy")
 
@@ -48,8 +49,11 @@ async def bridge(instance: Instance, read_stream: Any, write_stream: Any, *, nam
         mux.primary = channel
     try:
         async for item in read_stream:
-            if isinstance(item, Exception):
-                logger.info("%s: transport error from the client: %s", name, item, extra={"instance_id": instance.id})
+            if isinstance(item, Exception):  # a message that did not parse: say so, and go on with the others
+                logger.info(
+                    "%s: unreadable message from the client: %s", name, item, extra={"instance_id": instance.id}
+                )
+                await channel.deliver(error_message(None, PARSE_ERROR, f"Parse error: {str(item)[:300]}"))
                 continue
             msg = item.message
             if isinstance(msg, JSONRPCRequest) and msg.method == "initialize":
@@ -63,3 +67,19 @@ async def bridge(instance: Instance, read_stream: Any, write_stream: Any, *, nam
         pass
     finally:
         mux.detach(channel)
+
+
+async def serve_client(instance: Instance, read_stream: Any, write_stream: Any, *, name: str) -> None:
+    """A client session's life on one instance: bridge until either side ends, then end the instance."""
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def end_with_instance() -> None:
+                await instance.ended.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(end_with_instance)
+            await bridge(instance, read_stream, write_stream, name=name, primary=True)
+            tg.cancel_scope.cancel()
+    finally:
+        instance.stop()

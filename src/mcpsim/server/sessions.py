@@ -29,7 +29,7 @@ from mcpsim.pool.instance import Instance
 from mcpsim.pool.pool import InstancePool
 from mcpsim.server.http_errors import HTTPRejection, parse_json, read_body, replaying, rpc_error_response
 from mcpsim.server.params import parse_config, parse_seed
-from mcpsim.server.proxy import bridge
+from mcpsim.server.proxy import serve_client
 
 logger = logging.getLogger("mcpsim.sessions")
 
@@ -83,6 +83,8 @@ class SessionFront:
     async def _open(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
         seed = parse_seed(request.query_params.get("seed"))
         config = parse_config(request.query_params.get("config"))
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            raise HTTPRejection(415, "Unsupported Media Type: Content-Type must be application/json")
         body = await read_body(receive)
         message = parse_json(body)
         request_id = message.get("id") if isinstance(message, dict) else None
@@ -118,17 +120,7 @@ class SessionFront:
         try:
             async with session.transport.connect() as (read_stream, write_stream):
                 task_status.started()
-                async with anyio.create_task_group() as tg:
-
-                    async def end_with_instance() -> None:
-                        await session.instance.ended.wait()
-                        tg.cancel_scope.cancel()
-
-                    tg.start_soon(end_with_instance)
-                    await bridge(
-                        session.instance, read_stream, write_stream, name=f"session {session.id}", primary=True
-                    )
-                    tg.cancel_scope.cancel()
+                await serve_client(session.instance, read_stream, write_stream, name=f"session {session.id}")
         finally:
             with anyio.CancelScope(shield=True):
                 session.instance.stop()

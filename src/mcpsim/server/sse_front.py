@@ -1,0 +1,57 @@
+"""`/sse` + `/messages/`: the legacy HTTP+SSE transport, one instance per SSE connection.
+
+The instance is started (seed and config from the `GET /sse` query string) before the event stream opens, so a
+failure is an HTTP error status with a JSON-RPC error body, like on `/mcp`. Then the SDK's `SseServerTransport`
+carries the session; when the client drops its event stream, the session's streams close and the instance
+ends, as it does when the instance ends first.
+"""
+
+import logging
+import uuid
+
+from mcp.server.sse import SseServerTransport
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Receive, Scope, Send
+
+from mcpsim.pool.errors import PoolError
+from mcpsim.pool.pool import InstancePool
+from mcpsim.server.http_errors import HTTPRejection, rpc_error_response
+from mcpsim.server.params import parse_config, parse_seed
+from mcpsim.server.proxy import serve_client
+
+logger = logging.getLogger("mcpsim.sse")
+
+
+class SseFront:
+    def __init__(self, pool: InstancePool) -> None:
+        self.pool = pool
+        self.transport = SseServerTransport("/messages/")
+        self.open = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI app for `GET /sse`."""
+        request = Request(scope, receive)
+        try:
+            seed = parse_seed(request.query_params.get("seed"))
+            config = parse_config(request.query_params.get("config"))
+            instance = await self.pool.start(seed, config, session_id=f"sse-{uuid.uuid4().hex}")
+        except HTTPRejection as rejection:
+            await rejection.response()(scope, receive, send)
+            return
+        except PoolError as exc:
+            await rpc_error_response(exc.http_status, exc.rpc_code, str(exc))(scope, receive, send)
+            return
+        self.open += 1
+        try:
+            async with self.transport.connect_sse(scope, receive, send) as (read_stream, write_stream):
+                await serve_client(instance, read_stream, write_stream, name=f"sse {instance.id}")
+        finally:
+            self.open -= 1
+            instance.stop()
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/sse", endpoint=self, methods=["GET"]),
+            Mount("/messages/", app=self.transport.handle_post_message),
+        ]
