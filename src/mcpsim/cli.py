@@ -4,11 +4,15 @@ import argparse
 import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import anyio
 
-from mcpsim import __version__
+from mcpsim import __version__, envs_cli
 from mcpsim.pool.command import SHIPPED_ENVS, TRANSPORTS, CommandError, for_env, parse_command
+from mcpsim.pool.errors import PoolError
+from mcpsim.pool.isolation import ISOLATIONS, IsolationConfig
+from mcpsim.pool.isolation import validate as validate_isolation
 from mcpsim.pool.pool import PoolConfig
 from mcpsim.pool.ports import parse_port_range
 
@@ -25,6 +29,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backend-transport", choices=TRANSPORTS, help="default: http if the template has {port}, else stdio"
     )
+    p.add_argument("--isolation", choices=ISOLATIONS, default="process", help="where instances' interpreter comes from")
+    p.add_argument("--requirements", type=Path, help="requirements.txt (or environment.yml for conda) of the server")
+    p.add_argument("--conda-exe", help="with --isolation conda: the conda, mamba or micromamba executable")
     p.add_argument("--port-range", default="10000-11000", help="ports for HTTP/SSE backends (default 10000-11000)")
     p.add_argument("--max-instances", type=int, default=256)
     p.add_argument("--idle-timeout", type=float, default=600.0, help="seconds without messages before an instance ends")
@@ -55,6 +62,8 @@ def _pool_config(args: argparse.Namespace) -> PoolConfig:
         command = parse_command(args.server, args.backend_transport)
     else:
         command = for_env(args.env or "frozen_lake", args.backend_transport or "stdio")
+    isolation = IsolationConfig(args.isolation, args.requirements, args.conda_exe)
+    validate_isolation(isolation)
     program = command.argv[0]
     if program != "{python}" and shutil.which(program) is None:
         raise CommandError(f"command not found: {program!r}")
@@ -70,6 +79,7 @@ def _pool_config(args: argparse.Namespace) -> PoolConfig:
         idle_timeout=args.idle_timeout,
         startup_timeout=args.startup_timeout,
         port_range=parse_port_range(args.port_range),
+        isolation=isolation,
         fork_server=args.fork_server,
         warm=args.warm,
         fork_preload=[name for name in args.fork_preload.split(",") if name],
@@ -157,11 +167,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     demo.add_argument("--episodes", type=int, default=8)
     demo.add_argument("--steps", type=int, default=30)
     _bench_parser(sub)
+    envs_cli.add_parser(sub)
     args = parser.parse_args(argv)
-    handlers = {"serve": cmd_serve, "demo": cmd_demo, "bench": cmd_bench}
+    handlers = {"serve": cmd_serve, "demo": cmd_demo, "bench": cmd_bench, "envs": envs_cli.run}
     try:
         code = handlers[args.command](args)
-    except (CommandError, ValueError) as exc:
+    except (CommandError, ValueError, PoolError) as exc:
         print(f"mcpsim {args.command}: error: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

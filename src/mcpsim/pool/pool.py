@@ -7,6 +7,7 @@ so leaving the pool's context waits for all of them, and the watchdog ends their
 process is killed outright.
 """
 
+import contextlib
 import logging
 import sys
 import time
@@ -23,6 +24,7 @@ from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.errors import CapacityError, InstanceGone, ShuttingDown, StartError
 from mcpsim.pool.forking import ForkServer
 from mcpsim.pool.instance import Instance, InstanceSpec, State
+from mcpsim.pool.isolation import IsolationConfig, Prepared, prepare
 from mcpsim.pool.ports import PortAllocator
 from mcpsim.pool.process import ChildProcess, inherited_environment, raise_fd_limit, spawn
 from mcpsim.pool.seeds import random_seed
@@ -30,6 +32,8 @@ from mcpsim.pool.warm import WarmPool
 from mcpsim.protocol.mux import MuxObserver
 
 logger = logging.getLogger("mcpsim.pool")
+
+PREPARE_RETRY_S = 60.0
 
 
 @dataclass
@@ -41,6 +45,7 @@ class PoolConfig:
     startup_timeout: float = 60.0
     port_range: tuple[int, int] = (10000, 11000)
     env: dict[str, str] = field(default_factory=dict)
+    isolation: IsolationConfig = field(default_factory=IsolationConfig)
     fork_server: bool = False
     warm: int | None = None
     """Unclaimed instances kept started ahead of sessions (announced seeds, else random seeds); None = no bound."""
@@ -58,6 +63,12 @@ class PoolObserver(Protocol):
 
     def instance_ended(self, instance: Instance) -> None: ...
 
+    def environment_built(self, kind: str, seconds: float) -> None: ...
+
+    def environment_reused(self, kind: str) -> None: ...
+
+    def environment_failed(self, kind: str) -> None: ...
+
 
 class InstancePool:
     def __init__(self, config: PoolConfig) -> None:
@@ -72,6 +83,10 @@ class InstancePool:
         self.observer: PoolObserver | None = None
         self.forker: ForkServer | None = None
         self.warm = WarmPool(self, config.warm)
+        self.prepared: Prepared | None = None
+        self.prepare_error: StartError | None = None
+        self._prepare_failed_at = 0.0
+        self._prepare_lock = anyio.Lock()
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -84,11 +99,9 @@ class InstancePool:
             stdout_is_protocol=False,
             die_with_parent=False,
         )
-        if self.config.fork_server:
-            self.forker = ForkServer(self.config.command, self.config.python, self.config.fork_preload)
-            await self.forker.start()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
+        self._task_group.start_soon(self._prepare_in_background)
         self._task_group.start_soon(self._reap_idle)
         self._task_group.start_soon(self.warm.run)
         self.warm.wake()
@@ -147,15 +160,16 @@ class InstancePool:
         """Start an instance's task and return at once (it is `starting`); callers wait on `ready`."""
         if self._closing or self._task_group is None:
             raise ShuttingDown("the server is shutting down")
-        port = self.ports.lease() if self.config.command.uses_port else None
+        prepared = await self.ready_to_launch()
+        port = self.ports.lease() if prepared.command.uses_port else None
         spec = InstanceSpec(
-            command=self.config.command,
+            command=prepared.command,
             seed=seed,
             config=config,
-            python=self.config.python,
+            python=prepared.python,
             startup_timeout=self.config.startup_timeout,
             port=port,
-            env=self.config.env,
+            env={**self.config.env, **prepared.env},
             mux_observer=self.observer.mux_observer if self.observer else None,
             launch=self._launch,
         )
@@ -188,6 +202,36 @@ class InstancePool:
             raise StartError(instance.failure or f"instance {instance.id} did not start")
         if self.observer is not None:
             self.observer.instance_ready(instance)
+
+    async def ready_to_launch(self) -> Prepared:
+        """The prepared command (environments built, fork server started), preparing it on first use.
+
+        Concurrent callers wait for one preparation. After a failure, callers get the same error for a minute
+        (a broken requirements file is not retried per session), then one of them tries again.
+        """
+        if self.prepared is not None:
+            return self.prepared
+        async with self._prepare_lock:
+            if self.prepared is not None:
+                return self.prepared
+            if self.prepare_error is not None and time.monotonic() - self._prepare_failed_at < PREPARE_RETRY_S:
+                raise self.prepare_error
+            try:
+                prepared = await prepare(self.config.command, self.config.isolation, self.config.python, self.observer)
+            except StartError as exc:
+                self.prepare_error = exc
+                self._prepare_failed_at = time.monotonic()
+                raise
+            if self.config.fork_server:
+                self.forker = ForkServer(prepared.command, prepared.python, self.config.fork_preload)
+                await self.forker.start()
+            self.prepared, self.prepare_error = prepared, None
+            return prepared
+
+    async def _prepare_in_background(self) -> None:
+        """Build environments as soon as the pool starts, not when the first session arrives."""
+        with contextlib.suppress(StartError):
+            await self.ready_to_launch()
 
     async def _launch(
         self,

@@ -153,6 +153,11 @@ class ChildProcess:
     def running(self) -> bool:
         return not self.exited.is_set()
 
+    def output_tail(self, lines: int = 20) -> str:
+        """The last lines of stdout (if it is not the protocol) and stderr, for error messages."""
+        sinks = [sink for sink in (self.stdout_sink, self.stderr_sink) if sink is not None]
+        return "\n".join(line for sink in sinks for line in list(sink.tail)[-lines:])
+
     def stderr_tail(self, lines: int = 5) -> str:
         tail = list(self.stderr_sink.tail)[-lines:] if self.stderr_sink else []
         return " | ".join(line for line in tail if line.strip())
@@ -289,3 +294,28 @@ def inherited_environment(extra: Mapping[str, Any]) -> dict[str, str]:
     env = dict(os.environ)
     env.update({key: str(value) for key, value in extra.items()})
     return env
+
+
+async def run_logged(
+    argv: Sequence[str],
+    log: Callable[[str], None],
+    *,
+    time_limit: float,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[int, str]:
+    """Run a helper command (an installer) as a child like any other: its own group, killed with us, output
+    drained into the log. Returns its exit code (-9 if it was killed for overrunning `time_limit`) and output tail."""
+    child = await spawn(
+        argv, env if env is not None else inherited_environment({}), log, cwd=cwd, stdout_is_protocol=False
+    )
+    assert child.stdin is not None
+    child.stdin.close()
+    try:
+        await asyncio.wait_for(child.exited.wait(), time_limit)
+    except TimeoutError:
+        log(f"still running after its {time_limit:g} s limit; killing it")
+        await child.stop(eof_grace=0, term_grace=2)
+        return -signal.SIGKILL, child.output_tail()
+    await child.stop(eof_grace=0)
+    return child.returncode if child.returncode is not None else -signal.SIGKILL, child.output_tail()

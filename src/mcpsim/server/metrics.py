@@ -50,6 +50,19 @@ class Metrics:
             ["method", "tool"],
             registry=self.registry,
         )
+        self.env_build_seconds = Histogram(
+            "mcpsim_environment_build_seconds",
+            "Time to build an isolated environment.",
+            ["kind"],
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 900),
+            registry=self.registry,
+        )
+        self.env_reused = Counter(
+            "mcpsim_environment_cache_hits", "Environments found already built.", ["kind"], registry=self.registry
+        )
+        self.env_failed = Counter(
+            "mcpsim_environment_build_failures", "Environment builds that failed.", ["kind"], registry=self.registry
+        )
         self.registry.register(_PoolCollector(pool, sessions))
         self.mux_observer = self
 
@@ -74,6 +87,15 @@ class Metrics:
 
     def instance_ended(self, instance: Instance) -> None:
         self.instances_ended.inc()
+
+    def environment_built(self, kind: str, seconds: float) -> None:
+        self.env_build_seconds.labels(kind).observe(seconds)
+
+    def environment_reused(self, kind: str) -> None:
+        self.env_reused.labels(kind).inc()
+
+    def environment_failed(self, kind: str) -> None:
+        self.env_failed.labels(kind).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

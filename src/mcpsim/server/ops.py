@@ -22,6 +22,13 @@ def health(pool: InstancePool, serving: bool) -> tuple[int, dict[str, Any]]:
     degraded = bool(recent) or live >= NEAR_LIMIT * config.max_instances
     if config.command.uses_port:
         degraded = degraded or len(ports.leased) >= NEAR_LIMIT * ports.size
+    environment = {
+        "state": "ready" if pool.prepared else ("failed" if pool.prepare_error else "preparing"),
+        "isolation": config.isolation.isolation,
+        "environments": pool.prepared.environments if pool.prepared else [],
+        "error": str(pool.prepare_error) if pool.prepare_error else None,
+    }
+    degraded = degraded or pool.prepare_error is not None
     status = "ok" if not degraded else "degraded"
     if not serving:
         status = "stopping"
@@ -40,6 +47,7 @@ def health(pool: InstancePool, serving: bool) -> tuple[int, dict[str, Any]]:
             "startup_timeout_s": config.startup_timeout,
         },
         "server": {"command": config.command.label, "transport": config.command.transport},
+        "environment": environment,
         "recent_spawn_failures": recent,
     }
     return (200 if serving else 503), body

@@ -1,0 +1,179 @@
+"""The cache of built environments (venvs, conda envs, installed Node projects, pre-warmed npx packages).
+
+Each environment lives in `<cache>/envs/<kind>-<hash>/` where the hash covers everything that determines its
+contents (requirements, interpreter version, lockfile). It is built in a temporary sibling directory and renamed
+into place only when complete, so the cache never holds a half-built environment, and a build lock (a file
+lock, so two `mcpsim serve` processes on one machine do not build it twice either) makes concurrent sessions
+wait for one build instead of starting their own. `mcpsim-env.json` in each directory records what it is,
+when it was built and last used, its size and build time; `mcpsim envs list|gc|rm|check` read and act on it.
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("mcpsim.envs")
+
+META_FILE = "mcpsim-env.json"
+
+
+def cache_root() -> Path:
+    """`$MCPSIM_CACHE_DIR`, else `$XDG_CACHE_HOME/mcpsim`, else `~/.cache/mcpsim`."""
+    if os.environ.get("MCPSIM_CACHE_DIR"):
+        return Path(os.environ["MCPSIM_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mcpsim"
+
+
+def content_hash(*parts: bytes | str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class EnvRecord:
+    kind: str
+    hash: str
+    source: str
+    """What it was built from (requirements file, project directory, package spec)."""
+    python: str | None = None
+    created_at: float = field(default_factory=time.time)
+    last_used_at: float = field(default_factory=time.time)
+    build_seconds: float = 0.0
+    size_bytes: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-{self.hash}"
+
+
+class EnvCache:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = (root or cache_root()) / "envs"
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / f"{kind}-{key}"
+
+    def record(self, path: Path) -> EnvRecord | None:
+        try:
+            return EnvRecord(**json.loads((path / META_FILE).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def write_record(self, path: Path, record: EnvRecord) -> None:
+        (path / META_FILE).write_text(json.dumps(asdict(record), indent=2))
+
+    def touch(self, path: Path) -> None:
+        """Mark an environment used now (what `gc` goes by)."""
+        record = self.record(path)
+        if record is not None:
+            record.last_used_at = time.time()
+            with contextlib.suppress(OSError):
+                self.write_record(path, record)
+
+    def entries(self) -> list[tuple[Path, EnvRecord | None]]:
+        if not self.root.is_dir():
+            return []
+        return [
+            (path, self.record(path))
+            for path in sorted(self.root.iterdir())
+            if path.is_dir() and ".tmp-" not in path.name
+        ]
+
+    @contextlib.contextmanager
+    def build_lock(self, kind: str, key: str) -> Iterator[None]:
+        """Exclusive across processes; blocking, so take it off the event loop."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / f".{kind}-{key}.lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def staging(self, kind: str, key: str) -> Path:
+        path = self.root / f"{kind}-{key}.tmp-{os.getpid()}"
+        shutil.rmtree(path, ignore_errors=True)
+        return path
+
+    def commit(self, staging: Path, final: Path, record: EnvRecord) -> None:
+        """Complete a build: the record is written last, then (if built aside) the directory moves into place."""
+        record.size_bytes = directory_size(staging)
+        self.write_record(staging, record)
+        if staging != final:
+            staging.rename(final)
+
+    def remove(self, path: Path) -> bool:
+        """Delete an environment and verify it is gone."""
+        record = self.record(path)
+        shutil.rmtree(path, ignore_errors=True)
+        gone = not path.exists()
+        logger.info(
+            "environment %s removed",
+            path.name,
+            extra={"event": "env.removed", "env": path.name, "verified": gone, "kind": record.kind if record else None},
+        )
+        return gone
+
+    def gc(self, older_than_days: float) -> list[tuple[str, bool]]:
+        """Remove environments unused for `older_than_days`, and leftovers of interrupted builds."""
+        cutoff = time.time() - older_than_days * 86400
+        removed = []
+        if self.root.is_dir():
+            for path in self.root.iterdir():
+                if path.is_dir() and ".tmp-" in path.name and not _pid_alive(path.name.rsplit("-", 1)[-1]):
+                    removed.append((path.name, self.remove(path)))
+        for path, record in self.entries():
+            never_completed = record is None and self._unlocked(path)
+            unused = record is not None and record.last_used_at < cutoff
+            if never_completed or unused:
+                removed.append((path.name, self.remove(path)))
+        return removed
+
+    def _unlocked(self, path: Path) -> bool:
+        """No build holds this environment's lock right now."""
+        lock = self.root / f".{path.name}.lock"
+        try:
+            with lock.open("w") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        return True
+
+
+def directory_size(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(root) / name).lstat().st_size
+    return total
+
+
+def _pid_alive(text: str) -> bool:
+    if not text.isdigit():
+        return False
+    try:
+        os.kill(int(text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
