@@ -38,6 +38,13 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--startup-timeout", type=float, default=60.0, help="seconds for a new instance to answer initialize"
     )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=300.0,
+        help="seconds a request may wait for its answer (progress restarts the clock); then the instance is ended;"
+        " 0 disables",
+    )
     p.add_argument("--log-format", choices=["json", "text"], default="text")
     p.add_argument("--stdio", action="store_true", help="speak MCP on stdin/stdout to one client (one instance)")
     p.add_argument("--seed", type=int, help="with --stdio: the instance's seed (default: MCPSIM_SEED, else random)")
@@ -78,6 +85,7 @@ def _pool_config(args: argparse.Namespace) -> PoolConfig:
         max_instances=args.max_instances,
         idle_timeout=args.idle_timeout,
         startup_timeout=args.startup_timeout,
+        request_timeout=args.request_timeout if args.request_timeout > 0 else None,
         port_range=parse_port_range(args.port_range),
         isolation=isolation,
         fork_server=args.fork_server,

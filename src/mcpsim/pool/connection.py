@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 import anyio
+import httpx2
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import SessionMessage
@@ -67,9 +68,21 @@ class StreamsConnection:
             raise anyio.EndOfStream from None
 
 
+def shared_http_client() -> httpx2.AsyncClient:
+    """One HTTP client for every streamable-HTTP backend of a pool: no per-instance client, TLS context and
+    connection pool. Unbounded connections (each instance holds a GET stream open) and no read timeout (an
+    idle stream is normal; hung servers are caught by the pool's request timeout)."""
+    return httpx2.AsyncClient(
+        timeout=httpx2.Timeout(30.0, read=None),
+        limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64),
+    )
+
+
 @contextlib.asynccontextmanager
-async def open_http(url: str, transport: str) -> AsyncIterator[ServerConnection]:
-    client = streamable_http_client(url) if transport == "http" else sse_client(url)
+async def open_http(
+    url: str, transport: str, http_client: httpx2.AsyncClient | None = None
+) -> AsyncIterator[ServerConnection]:
+    client = streamable_http_client(url, http_client=http_client) if transport == "http" else sse_client(url)
     async with client as streams:
         read, write = streams[0], streams[1]
         yield StreamsConnection(read, write)

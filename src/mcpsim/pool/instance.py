@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import secrets
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -65,6 +66,9 @@ class InstanceSpec:
     port: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     mux_observer: MuxObserver | None = None
+    request_timeout: float | None = None
+    http_client: Any = None
+    """The pool's shared HTTP client for streamable-HTTP backends."""
     launch: Launcher = spawn
     """Starts the process: a plain spawn, or a fork of the fork server's template."""
 
@@ -96,6 +100,7 @@ class Instance:
         self._stop = anyio.Event()
         self._scope = anyio.CancelScope()
         self._hooks = hooks
+        self._hang_reason: str | None = None
         self.log = logging.LoggerAdapter(logger, {"instance_id": self.id, "seed": self.seed, "session_id": session_id})
 
     # -- what the outside sees --------------------------------------------------------------------------------
@@ -201,7 +206,7 @@ class Instance:
             await wait_for_listener("127.0.0.1", spec.port, self.process)
             if not self.process.running:
                 raise StartError(self._exit_reason("before it was ready"))
-            async with open_http(spec.command.url(spec.port), spec.command.transport) as connection:
+            async with open_http(spec.command.url(spec.port), spec.command.transport, spec.http_client) as connection:
                 await self._serve(connection, startup)
                 return
         if startup.cancelled_caught:
@@ -211,7 +216,12 @@ class Instance:
 
     async def _serve(self, connection: ServerConnection, startup: anyio.CancelScope) -> None:
         assert self.process is not None
-        mux = Multiplexer(connection.send, name=f"instance {self.id}")
+        mux = Multiplexer(
+            connection.send,
+            name=f"instance {self.id}",
+            request_timeout=self.spec.request_timeout,
+            on_timeout=self._hung,
+        )
         mux.observer = self.spec.mux_observer
         self.mux = mux
         async with anyio.create_task_group() as tg:
@@ -244,6 +254,14 @@ class Instance:
         await mux.notify("notifications/initialized")
         return None
 
+    def _hung(self, reason: str) -> None:
+        """A request ran out of time: the server is presumed hung, so its process group is killed. The usual
+        exit path then answers this session's later requests with the reason."""
+        self._hang_reason = f"{reason}; the instance was presumed hung and ended"
+        self.log.warning(self._hang_reason, extra={"event": "instance.hung"})
+        if self.process is not None:
+            self.process.signal_group(signal.SIGKILL)
+
     async def _pump(self, connection: ServerConnection, mux: Multiplexer) -> None:
         """Server -> clients. Ends when the server's side closes; then every waiting client gets the reason."""
         try:
@@ -271,7 +289,9 @@ class Instance:
         # stdout closes a moment before the exit status is known; wait briefly so the error can name the code.
         with anyio.move_on_after(0.5):
             await self.process.exited.wait()
-        reason = detail or self._exit_reason("" if self.state == State.READY else "before it was ready")
+        reason = (
+            self._hang_reason or detail or self._exit_reason("" if self.state == State.READY else "before it was ready")
+        )
         if mux.closed_reason is None:
             self.log.warning(reason, extra={"event": "instance.exited"})
         self.exit_code = self.process.returncode

@@ -18,9 +18,11 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 import anyio
+import httpx2
 from anyio.abc import TaskGroup
 
 from mcpsim.pool.command import ServerCommand
+from mcpsim.pool.connection import shared_http_client
 from mcpsim.pool.errors import CapacityError, InstanceGone, ShuttingDown, StartError
 from mcpsim.pool.forking import ForkServer
 from mcpsim.pool.instance import Instance, InstanceSpec, State
@@ -43,6 +45,7 @@ class PoolConfig:
     max_instances: int = 256
     idle_timeout: float = 600.0
     startup_timeout: float = 60.0
+    request_timeout: float | None = 300.0
     port_range: tuple[int, int] = (10000, 11000)
     env: dict[str, str] = field(default_factory=dict)
     isolation: IsolationConfig = field(default_factory=IsolationConfig)
@@ -82,6 +85,7 @@ class InstancePool:
         self._closing = False
         self.observer: PoolObserver | None = None
         self.forker: ForkServer | None = None
+        self.http_client: httpx2.AsyncClient | None = None
         self.warm = WarmPool(self, config.warm)
         self.prepared: Prepared | None = None
         self.prepare_error: StartError | None = None
@@ -99,6 +103,7 @@ class InstancePool:
             stdout_is_protocol=False,
             die_with_parent=False,
         )
+        self.http_client = shared_http_client()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._prepare_in_background)
@@ -115,6 +120,8 @@ class InstancePool:
             await self.close()
         self._task_group.cancel_scope.cancel()
         result = await self._task_group.__aexit__(exc_type, exc, tb)
+        if self.http_client is not None:
+            await self.http_client.aclose()
         if self.forker is not None:
             await self.forker.close()
         if self._watchdog is not None:
@@ -171,6 +178,8 @@ class InstancePool:
             port=port,
             env={**self.config.env, **prepared.env},
             mux_observer=self.observer.mux_observer if self.observer else None,
+            request_timeout=self.config.request_timeout,
+            http_client=self.http_client,
             launch=self._launch,
         )
         instance = Instance(spec, self, session_id=session_id, warm=warm)

@@ -12,6 +12,7 @@ When the connection ends, every pending request gets an error naming the cause, 
 with it at once: a dead server never leaves a client waiting.
 """
 
+import asyncio
 import itertools
 import logging
 import time
@@ -30,7 +31,7 @@ from mcp.types import (
     RequestId,
 )
 
-from mcpsim.protocol.errors import BACKEND_UNAVAILABLE, NO_BACK_CHANNEL, error_message
+from mcpsim.protocol.errors import BACKEND_TIMEOUT, BACKEND_UNAVAILABLE, NO_BACK_CHANNEL, error_message
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class _Pending:
     tool: str | None
     progress_token: Any
     started: float = field(default_factory=time.perf_counter)
+    timer: asyncio.TimerHandle | None = None
 
 
 class _InternalChannel:
@@ -91,9 +93,20 @@ class _InternalChannel:
 class Multiplexer:
     """One server connection shared by client channels; see the module docstring for the routing rules."""
 
-    def __init__(self, send_to_server: Callable[[SessionMessage], Awaitable[None]], name: str = "") -> None:
+    def __init__(
+        self,
+        send_to_server: Callable[[SessionMessage], Awaitable[None]],
+        name: str = "",
+        request_timeout: float | None = None,
+        on_timeout: Callable[[str], None] | None = None,
+    ) -> None:
         self._send_to_server = send_to_server
         self.name = name
+        self.request_timeout = request_timeout
+        """Seconds a client request may wait for its answer (progress notifications restart the clock)."""
+        self.on_timeout = on_timeout
+        """Told why, when a request runs out of time: the server is presumed hung."""
+        self._expiring: set[asyncio.Task[None]] = set()
         self.primary: Channel | None = None
         self.closed_reason: str | None = None
         self.observer: MuxObserver | None = None
@@ -133,7 +146,10 @@ class Multiplexer:
         meta = params.get("_meta")
         token = meta.get("progressToken") if isinstance(meta, dict) else None
         tool = params.get("name") if msg.method == "tools/call" and isinstance(params.get("name"), str) else None
-        self._pending[server_id] = _Pending(channel, msg.id, msg.method, tool, token)
+        pending = _Pending(channel, msg.id, msg.method, tool, token)
+        if self.request_timeout is not None and channel is not self._internal:
+            pending.timer = asyncio.get_running_loop().call_later(self.request_timeout, self._expire, server_id)
+        self._pending[server_id] = pending
         self._by_client[(id(channel), msg.id)] = server_id
         if token is not None:
             self._progress[_hashable(token)] = server_id
@@ -183,6 +199,9 @@ class Multiplexer:
             server_id = self._progress.get(_hashable(params["progressToken"]))
             pending = self._pending.get(server_id) if server_id is not None else None
             if pending is not None:
+                if pending.timer is not None and self.request_timeout is not None:  # progress: not hung
+                    pending.timer.cancel()
+                    pending.timer = asyncio.get_running_loop().call_later(self.request_timeout, self._expire, server_id)
                 meta = ServerMessageMetadata(related_request_id=pending.client_id)
                 await self._deliver(pending.channel, SessionMessage(msg, meta))
                 return
@@ -218,9 +237,29 @@ class Multiplexer:
             self.detach(channel)
 
     def _forget(self, pending: _Pending) -> None:
+        if pending.timer is not None:
+            pending.timer.cancel()
         self._by_client.pop((id(pending.channel), pending.client_id), None)
         if pending.progress_token is not None:
             self._progress.pop(_hashable(pending.progress_token), None)
+
+    def _expire(self, server_id: int) -> None:
+        pending = self._pending.pop(server_id, None)
+        if pending is None:
+            return
+        pending.timer = None
+        self._forget(pending)
+        reason = (
+            f"{self.name}: the server did not answer {pending.method!r}"
+            f"{f' ({pending.tool})' if pending.tool else ''} within {self.request_timeout:g} s"
+        )
+        task = asyncio.get_running_loop().create_task(
+            self._deliver(pending.channel, error_message(pending.client_id, BACKEND_TIMEOUT, reason))
+        )
+        self._expiring.add(task)
+        task.add_done_callback(self._expiring.discard)
+        if self.on_timeout is not None:
+            self.on_timeout(reason)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -238,8 +277,8 @@ class Multiplexer:
         if self.closed_reason is None:
             self.closed_reason = reason
         pending, self._pending = self._pending, {}
-        self._by_client.clear()
-        self._progress.clear()
+        for item in pending.values():
+            self._forget(item)
         for item in pending.values():
             await self._deliver(item.channel, error_message(item.client_id, BACKEND_UNAVAILABLE, self.closed_reason))
 
