@@ -1,9 +1,11 @@
 """The `mcpsim` command line."""
 
 import argparse
+import os
 import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import anyio
 
@@ -11,6 +13,7 @@ from mcpsim import __version__
 from mcpsim.pool.command import SHIPPED_ENVS, TRANSPORTS, CommandError, for_env, parse_command
 from mcpsim.pool.pool import PoolConfig
 from mcpsim.pool.ports import parse_port_range
+from mcpsim.server.auth import required_token
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +34,26 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--startup-timeout", type=float, default=60.0, help="seconds for a new instance to answer initialize"
     )
+    _ops_arguments(p)
+
+
+def _ops_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=["json", "text"], default="text")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    p.add_argument(
+        "--auth-token",
+        default=os.environ.get("MCPSIM_AUTH_TOKEN") or None,
+        help="token every request must carry (Authorization: Bearer TOKEN); required when --host is not "
+        "loopback (default: $MCPSIM_AUTH_TOKEN)",
+    )
+
+
+def _view_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("view", help="serve a page to step through the episodes of a trajectory file")
+    p.add_argument("file", type=Path, help="a trajectory JSONL file (mcpsim.trajectory/1)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9100)
+    _ops_arguments(p)
 
 
 def _pool_config(args: argparse.Namespace) -> PoolConfig:
@@ -60,9 +82,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from mcpsim.server.logs import configure_logging
     from mcpsim.server.run import serve
 
-    config = ServeConfig(pool=_pool_config(args), host=args.host, port=args.port, log_format=args.log_format)
-    configure_logging(args.log_format)
+    config = ServeConfig(
+        pool=_pool_config(args),
+        host=args.host,
+        port=args.port,
+        log_format=args.log_format,
+        auth_token=args.auth_token,
+    )
+    required_token(config.host, config.auth_token)  # refuse a non-loopback bind without a token up front
+    configure_logging(args.log_format, args.log_level)
     anyio.run(serve, config)
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from mcpsim.server.logs import configure_logging
+    from mcpsim.server.viewer import view
+
+    required_token(args.host, args.auth_token)
+    configure_logging(args.log_format, args.log_level)
+    anyio.run(view, args.file, args.host, args.port, args.auth_token)  # a bad file: TrajectoryError, a ValueError
     return 0
 
 
@@ -77,11 +116,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--version", action="version", version=f"mcpsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _view_parser(sub)
     demo = sub.add_parser("demo", help="serve FrozenLake in-process and roll out a random policy on 8 seeds")
     demo.add_argument("--episodes", type=int, default=8)
     demo.add_argument("--steps", type=int, default=30)
     args = parser.parse_args(argv)
-    handlers = {"serve": cmd_serve, "demo": cmd_demo}
+    handlers = {"serve": cmd_serve, "demo": cmd_demo, "view": cmd_view}
     try:
         code = handlers[args.command](args)
     except (CommandError, ValueError) as exc:

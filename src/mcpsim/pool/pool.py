@@ -11,7 +11,7 @@ import logging
 import secrets
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -65,6 +65,8 @@ class InstancePool:
         self.instances: dict[str, Instance] = {}
         self.started_at = time.time()
         self.spawn_failures: list[dict[str, Any]] = []
+        self.recent_errors: deque[dict[str, Any]] = deque(maxlen=50)
+        """Failed starts, unexpected exits and failed requests, newest last, with their correlation ids."""
         self._task_group: TaskGroup | None = None
         self._watchdog: ChildProcess | None = None
         self._closing = False
@@ -168,9 +170,23 @@ class InstancePool:
     def counts(self) -> dict[str, int]:
         return dict(Counter(str(instance.state) for instance in self.instances.values()))
 
+    @property
+    def service_pids(self) -> set[int]:
+        """Child processes the pool runs besides instances (the watchdog), which an orphan check must not flag."""
+        return {self._watchdog.pid} if self._watchdog is not None else set()
+
     def _record_failure(self, instance: Instance) -> None:
         self.spawn_failures.append({"time": time.time(), "seed": instance.seed, "error": instance.failure})
         del self.spawn_failures[:-20]
+        self.record_error(
+            {
+                "event": "instance.start_failed",
+                "message": instance.failure,
+                "instance_id": instance.id,
+                "session_id": instance.session_id,
+                "seed": instance.seed,
+            }
+        )
 
     async def _reap_idle(self) -> None:
         interval = max(0.05, min(1.0, self.config.idle_timeout / 4))
@@ -196,6 +212,9 @@ class InstancePool:
         self.instances.pop(instance.id, None)
         if self.observer is not None:
             self.observer.instance_ended(instance)
+
+    def record_error(self, entry: dict[str, Any]) -> None:
+        self.recent_errors.append({"time": time.time(), **entry})
 
     def _tell_watchdog(self, line: str) -> None:
         if self._watchdog is not None and self._watchdog.stdin is not None and not self._watchdog.stdin.is_closing():

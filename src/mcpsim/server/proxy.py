@@ -6,7 +6,6 @@ server info, instructions, protocol version) and its `notifications/initialized`
 the server can do, the client sees; nothing about tools, resources or prompts is known or hard-coded here.
 """
 
-import logging
 from typing import Any
 
 import anyio
@@ -14,8 +13,6 @@ from mcp.shared.message import SessionMessage
 from mcp.types import JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
 
 from mcpsim.pool.instance import Instance
-
-logger = logging.getLogger("mcpsim.proxy")
 
 
 class ClientChannel:
@@ -49,7 +46,9 @@ async def bridge(instance: Instance, read_stream: Any, write_stream: Any, *, nam
     try:
         async for item in read_stream:
             if isinstance(item, Exception):
-                logger.info("%s: transport error from the client: %s", name, item, extra={"instance_id": instance.id})
+                instance.log.info(
+                    "%s: transport error from the client: %s", name, item, extra={"event": "client.transport_error"}
+                )
                 continue
             msg = item.message
             if isinstance(msg, JSONRPCRequest) and msg.method == "initialize":
