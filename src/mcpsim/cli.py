@@ -13,7 +13,6 @@ from mcpsim import __version__
 from mcpsim.pool.command import SHIPPED_ENVS, TRANSPORTS, CommandError, for_env, parse_command
 from mcpsim.pool.pool import PoolConfig
 from mcpsim.pool.ports import parse_port_range
-from mcpsim.server.auth import required_token
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -79,6 +78,7 @@ def _pool_config(args: argparse.Namespace) -> PoolConfig:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from mcpsim.server.app import ServeConfig
+    from mcpsim.server.auth import required_token
     from mcpsim.server.logs import configure_logging
     from mcpsim.server.run import serve
 
@@ -96,6 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
+    from mcpsim.server.auth import required_token
     from mcpsim.server.logs import configure_logging
     from mcpsim.server.viewer import view
 
