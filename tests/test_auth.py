@@ -40,10 +40,28 @@ def test_a_non_loopback_bind_without_a_token_refuses_to_start(tmp_path):
     assert done.returncode == 2 and "refusing to serve on 0.0.0.0" in done.stderr
 
 
-def test_loopback_needs_no_token(serve_factory):
+def test_loopback_needs_no_token_but_refuses_other_sites_and_rebound_names(serve_factory):
     serve = serve_factory("--server", PAINTER)
     assert serve.get("/api/instances").status_code == 200
     assert serve.get("/", headers={"accept": "text/html"}).status_code == 200
+    same_origin = {"origin": serve.url}
+    assert (
+        httpx.post(f"{serve.url}/api/instances", json={"seed": 1}, headers=same_origin, timeout=30).status_code == 201
+    )
+    # a page of another site posting to the local server (no preflight for a text/plain body)
+    forged = httpx.post(
+        f"{serve.url}/api/instances",
+        content=b'{"seed": 2}',
+        headers={"origin": "http://evil.example", "content-type": "text/plain"},
+        timeout=30,
+    )
+    assert forged.status_code == 403 and "cross-origin" in forged.json()["error"]["message"]
+    # a DNS-rebinding page: same origin as far as the browser knows, but not a loopback name
+    port = serve.url.rsplit(":", 1)[1]
+    rebound = serve.get("/api/instances", headers={"host": f"evil.example:{port}"})
+    assert rebound.status_code == 403 and "not a loopback name" in rebound.json()["error"]["message"]
+    assert serve.get("/api/instances", headers={"host": f"localhost:{port}"}).status_code == 200
+    assert [item["seed"] for item in serve.get("/api/instances").json()] == [1]
 
 
 async def test_with_a_token_every_endpoint_but_health_needs_it(serve_factory):

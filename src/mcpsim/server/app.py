@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 
 from mcpsim.pool.pool import InstancePool, PoolConfig
 from mcpsim.server.api import api_routes
-from mcpsim.server.auth import TokenAuth, required_token
+from mcpsim.server.auth import AccessGuard, is_loopback, required_token
 from mcpsim.server.dashboard import dashboard_routes
 from mcpsim.server.handles import HandleFront
 from mcpsim.server.metrics import Metrics
@@ -70,7 +70,11 @@ def create_app(config: ServeConfig) -> Starlette:
         *api_routes(pool),
         *ops_routes(pool, metrics, resources, phase, public=token is not None),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(TokenAuth, token=token)])
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(AccessGuard, token=token, loopback=is_loopback(config.host))],
+    )
     app.state.pool = pool
     app.state.sessions = sessions
     app.state.metrics = metrics

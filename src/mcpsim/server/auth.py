@@ -8,12 +8,16 @@ A request proves the token with `Authorization: Bearer TOKEN`, with `?token=TOKE
 take a URL), or with the `mcpsim_token` cookie. A browser that opens `/?token=TOKEN` gets the cookie (HttpOnly,
 SameSite=Strict, so other sites cannot use it) and is redirected to the URL without the token.
 `/health` stays open so load balancers and orchestrators can probe it; it reveals counts, not the command.
+
+Whether or not a token is set, a browser must not be able to drive the server from another site: a request
+whose `Origin` is not the server's own is refused (403), and a server bound to loopback answers only requests
+addressed to a loopback name (`Host`), so a DNS-rebinding page cannot reach a token-less server either.
 """
 
 import hmac
 import ipaddress
 from http.cookies import CookieError, SimpleCookie
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -48,15 +52,23 @@ def required_token(host: str, token: str | None, option: str = "--auth-token") -
     )
 
 
-class TokenAuth:
-    """ASGI middleware: lets a request through only with the token (every path but `OPEN_PATHS`)."""
+class AccessGuard:
+    """ASGI middleware: same-origin and loopback-host checks, then the token (every path but `OPEN_PATHS`)."""
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, loopback: bool) -> None:
         self.app = app
         self.token = token
+        self.loopback = loopback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.token is None or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self._misdirected(scope)
+        if refusal is not None:
+            await JSONResponse({"error": {"message": refusal}}, 403)(scope, receive, send)
+            return
+        if self.token is None or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
@@ -71,6 +83,15 @@ class TokenAuth:
             await self.app(scope, receive, send)
             return
         await self._reject(scope, from_query is not None)(scope, receive, send)
+
+    def _misdirected(self, scope: Scope) -> str | None:
+        host = _header(scope, b"host") or ""
+        if self.loopback and not is_loopback(urlsplit(f"//{host}").hostname or ""):
+            return f"403 Forbidden: this server is bound to loopback; Host {host[:100]!r} is not a loopback name"
+        origin = _header(scope, b"origin")
+        if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
+            return f"403 Forbidden: cross-origin request from {origin[:100]!r} refused"
+        return None
 
     def _valid(self, candidate: str | None) -> bool:
         assert self.token is not None

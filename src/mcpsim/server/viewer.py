@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from mcpsim.server.auth import TokenAuth, required_token
+from mcpsim.server.auth import AccessGuard, is_loopback, required_token
 from mcpsim.server.dashboard import FRAME_HEADERS, SAFE_IMAGE_TYPES
 from mcpsim.server.trajectory import Trajectory, TrajectoryError, load
 
@@ -80,7 +80,7 @@ def create_viewer_app(path: Path, host: str = "127.0.0.1", token: str | None = N
         )
 
     routes = [Route("/", index), Route("/api/trajectory", trajectory), Route("/blobs/{sha}", blob)]
-    return Starlette(routes=routes, middleware=[Middleware(TokenAuth, token=token)])
+    return Starlette(routes=routes, middleware=[Middleware(AccessGuard, token=token, loopback=is_loopback(host))])
 
 
 def check_file(path: Path) -> dict[str, Any]:
