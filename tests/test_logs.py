@@ -40,6 +40,8 @@ def test_json_lines_carry_session_instance_and_request_ids(serve_factory):
     instance_id = instance["id"]
     assert call(serve.mcp, session_id, 4243, "paint", {"shade": 5})["result"]["content"][0]["text"] == "shade 5"
     assert call(serve.mcp, session_id, 4242, "refuse", {})["result"]["isError"] is True
+    unknown = post(serve.mcp, session_id, {"jsonrpc": "2.0", "id": 4244, "method": "no/such_method"})
+    assert unknown["error"]["code"] == -32601
     ended = httpx.delete(serve.mcp, headers={"mcp-session-id": session_id}, timeout=30)
     assert ended.status_code in (200, 204)
     serve.stop()
@@ -66,10 +68,12 @@ def test_json_lines_carry_session_instance_and_request_ids(serve_factory):
     [output] = [record for record in mine if "painting shade 5" in record["message"]]
     assert output["event"] == "instance.output" and output["message"].startswith("stderr: ")
     # lines about a request carry the client's JSON-RPC id
-    [error] = [record for record in mine if record["event"] == "request.error"]
-    assert error["request_id"] == 4242 and error["tool"] == "refuse" and error["level"] == "info"
+    errors = {record["request_id"]: record for record in mine if record["event"] == "request.error"}
+    assert set(errors) == {4242, 4244}
+    assert errors[4242]["tool"] == "refuse" and errors[4242]["level"] == "debug"  # an isError tool result
+    assert errors[4244]["method"] == "no/such_method" and errors[4244]["level"] == "info"  # a JSON-RPC error
     done = {record["request_id"] for record in mine if record["event"] == "request.done"}
-    assert {4242, 4243} <= done
+    assert {4242, 4243, 4244} <= done
     # lines about anything else carry no stray ids
     assert not [record for record in records if record["event"] == "server.start" and "instance_id" in record]
 

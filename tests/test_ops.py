@@ -167,3 +167,12 @@ async def test_resource_pass_measures_instances_and_reports_an_orphan():
         await sampler.refresh()
         assert stray.pid not in {orphan["pid"] for orphan in sampler.orphans}
         assert sampler.checks == 2 and sampler.last_pass_seconds > 0
+
+
+def test_health_is_degraded_near_the_instance_limit(serve_factory):
+    serve = serve_factory("--server", PAINTER, "--max-instances", "2")
+    created = [httpx.post(f"{serve.url}/api/instances", json={"seed": s}, timeout=30).json() for s in (1, 2)]
+    body = serve.get("/health").json()
+    assert body["status"] == "degraded" and body["instances"]["live"] == 2
+    assert httpx.delete(f"{serve.url}/api/instances/{created[0]['id']}", timeout=30).status_code == 200
+    assert serve.get("/health").json()["status"] == "ok"

@@ -48,7 +48,7 @@ class InstanceHooks(Protocol):
     def record_error(self, entry: dict[str, Any]) -> None: ...
 
 
-class ContextLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+class ContextLog(logging.LoggerAdapter):
     """Adds the instance's correlation ids to every line, merged with the line's own `extra` (event, request id).
 
     The stock adapter of Python 3.11 replaces a call's `extra` with its own, which would drop the event names.

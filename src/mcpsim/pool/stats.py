@@ -25,7 +25,7 @@ class InstanceStats:
     def __init__(
         self,
         forward: MuxObserver | None,
-        log: logging.LoggerAdapter,  # type: ignore[type-arg]
+        log: logging.LoggerAdapter,
         on_error: Callable[[dict[str, Any]], None],
     ) -> None:
         self.forward = forward
@@ -94,13 +94,17 @@ class InstanceStats:
         reply: JSONRPCResponse | JSONRPCError | None,
     ) -> None:
         message = error_text(reply)
-        what = f"{method} {tool}" if tool else method
-        self.log.info(
-            "%s failed: %s",
-            what,
-            message,
-            extra={"event": "request.error", "request_id": request_id, "method": method, "tool": tool},
-        )
+        # A JSON-RPC error is news (INFO); an isError tool result is often an agent's invalid move (DEBUG).
+        level = logging.INFO if isinstance(reply, JSONRPCError) else logging.DEBUG
+        if self.log.isEnabledFor(level):
+            self.log.log(
+                level,
+                "%s%s failed: %s",
+                method,
+                f" {tool}" if tool else "",
+                message,
+                extra={"event": "request.error", "request_id": request_id, "method": method, "tool": tool},
+            )
         self.on_error(
             {"event": "request.error", "request_id": request_id, "method": method, "tool": tool, "message": message}
         )
