@@ -30,7 +30,7 @@ def open_session(url: str, seed: int = 1, config: dict | None = None) -> httpx.R
 
 @pytest.fixture
 def toolbox(serve_factory):
-    return serve_factory("--server", f"python {server_script('toolbox.py')}", "--startup-timeout", "3")
+    return serve_factory("--server", f"python {server_script('toolbox.py')}")
 
 
 async def echo_works(url: str, seed: int = 99) -> None:
@@ -56,7 +56,8 @@ async def test_backend_crash_mid_session_is_a_json_rpc_error_naming_the_exit_cod
         assert result.content[0].text.startswith("bystander seed=1")
 
 
-async def test_backend_that_never_becomes_ready_times_out_with_a_clear_error(toolbox):
+async def test_backend_that_never_becomes_ready_times_out_with_a_clear_error(serve_factory):
+    toolbox = serve_factory("--server", f"python {server_script('toolbox.py')}", "--startup-timeout", "3")
     started = time.monotonic()
     response = open_session(toolbox.url, config={"never_ready": True})
     assert time.monotonic() - started < 10

@@ -105,8 +105,9 @@ def test_envs_check_gc_and_rm_act_and_verify(tmp_path, requirements):
     finally:
         serve.stop()
     (name,) = [path.name for path, _ in EnvCache(cache).entries()]
-    # break the environment: the check must notice
+    # break the environment: the check must notice (unlink first: uv hardlinks files from its own cache)
     package = next((cache / "envs" / name).rglob("text_unidecode/__init__.py"))
+    package.unlink()
     package.write_text("raise ImportError('broken on purpose')\n")
     broken = mcpsim("envs", "check", name, cache=cache)
     assert broken.returncode == 1 and "broken on purpose" in broken.stdout

@@ -1,6 +1,7 @@
 """The `mcpsim` command line."""
 
 import argparse
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -45,7 +46,6 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         help="seconds a request may wait for its answer (progress restarts the clock); then the instance is ended;"
         " 0 disables",
     )
-    p.add_argument("--log-format", choices=["json", "text"], default="text")
     p.add_argument("--stdio", action="store_true", help="speak MCP on stdin/stdout to one client (one instance)")
     p.add_argument("--seed", type=int, help="with --stdio: the instance's seed (default: MCPSIM_SEED, else random)")
     p.add_argument("--config", help="with --stdio: the instance's config as a JSON object")
@@ -62,6 +62,26 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         help="keep N unclaimed instances started ahead of sessions (announced seeds first, else random seeds)",
     )
     p.add_argument("--fork-preload", default="", help="extra modules for the fork server to import, comma-separated")
+    _ops_arguments(p)
+
+
+def _ops_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-format", choices=["json", "text"], default="text")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    p.add_argument(
+        "--auth-token",
+        default=os.environ.get("MCPSIM_AUTH_TOKEN") or None,
+        help="token every request must carry (Authorization: Bearer TOKEN); required when --host is not "
+        "loopback (default: $MCPSIM_AUTH_TOKEN)",
+    )
+
+
+def _view_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("view", help="serve a page to step through the episodes of a trajectory file")
+    p.add_argument("file", type=Path, help="a trajectory JSONL file (mcpsim.trajectory/1)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9100)
+    _ops_arguments(p)
 
 
 def _pool_config(args: argparse.Namespace) -> PoolConfig:
@@ -99,10 +119,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
     from mcpsim.server.app import ServeConfig
+    from mcpsim.server.auth import required_token
     from mcpsim.server.logs import configure_logging
 
     pool = _pool_config(args)
-    configure_logging(args.log_format)
+    configure_logging(args.log_format, args.log_level)
     if args.stdio:
         from mcpsim.server.stdio_front import serve_stdio
 
@@ -114,8 +135,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from mcpsim.server.run import serve
 
     config = ServeConfig(
-        pool=pool, host=args.host, port=args.port, log_format=args.log_format, json_response=args.json_response
+        pool=pool,
+        host=args.host,
+        port=args.port,
+        log_format=args.log_format,
+        json_response=args.json_response,
+        auth_token=args.auth_token,
     )
+    required_token(config.host, config.auth_token)  # refuse a non-loopback bind without a token up front
     anyio.run(serve, config)
     return 0
 
@@ -126,6 +153,17 @@ def _env_seed(raw: str | None) -> int | None:
     if not raw.isdigit():
         raise ValueError(f"MCPSIM_SEED must be a non-negative integer, got {raw!r}")
     return int(raw)
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from mcpsim.server.auth import required_token
+    from mcpsim.server.logs import configure_logging
+    from mcpsim.server.viewer import view
+
+    required_token(args.host, args.auth_token)
+    configure_logging(args.log_format, args.log_level)
+    anyio.run(view, args.file, args.host, args.port, args.auth_token)  # a bad file: TrajectoryError, a ValueError
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -171,13 +209,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--version", action="version", version=f"mcpsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _view_parser(sub)
     demo = sub.add_parser("demo", help="serve FrozenLake in-process and roll out a random policy on 8 seeds")
     demo.add_argument("--episodes", type=int, default=8)
     demo.add_argument("--steps", type=int, default=30)
     _bench_parser(sub)
     envs_cli.add_parser(sub)
     args = parser.parse_args(argv)
-    handlers = {"serve": cmd_serve, "demo": cmd_demo, "bench": cmd_bench, "envs": envs_cli.run}
+    handlers = {"serve": cmd_serve, "demo": cmd_demo, "bench": cmd_bench, "envs": envs_cli.run, "view": cmd_view}
     try:
         code = handlers[args.command](args)
     except (CommandError, ValueError, PoolError) as exc:

@@ -66,9 +66,12 @@ def chatty(kb: int = 1024) -> str:
 
 
 @server.tool()
-async def progress(steps: int, ctx: Context) -> str:
-    """Report progress `steps` times and log a message at each step."""
+async def progress(steps: int, ctx: Context, delay: float = 0.0) -> str:
+    """Report progress `steps` times (waiting `delay` seconds before each) and log a message at each step."""
+    import anyio
+
     for i in range(steps):
+        await anyio.sleep(delay)
         await ctx.report_progress(i + 1, steps, f"step {i + 1}")
         await ctx.info(f"progress log {i + 1}")
     return "done"

@@ -113,6 +113,10 @@ class ForkServer:
         )
         return True
 
+    @property
+    def template_pid(self) -> int | None:
+        return self._template.pid if self._template is not None and self._template.running else None
+
     def _unusable(self, reason: str) -> bool:
         self.reason = reason
         logger.warning("fork server not used: %s; instances start with a plain spawn", reason)

@@ -28,6 +28,7 @@ from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_for_listener
 from mcpsim.pool.errors import StartError
 from mcpsim.pool.process import ChildProcess, Launcher, inherited_environment, spawn
+from mcpsim.pool.stats import InstanceStats
 from mcpsim.protocol.mux import BackendError, Multiplexer, MuxObserver
 
 logger = logging.getLogger("mcpsim.instance")
@@ -44,6 +45,19 @@ class InstanceHooks(Protocol):
     def process_ended(self, pgid: int) -> None: ...
 
     def instance_ended(self, instance: "Instance") -> None: ...
+
+    def record_error(self, entry: dict[str, Any]) -> None: ...
+
+
+class ContextLog(logging.LoggerAdapter):
+    """Adds the instance's correlation ids to every line, merged with the line's own `extra` (event, request id).
+
+    The stock adapter of Python 3.11 replaces a call's `extra` with its own, which would drop the event names.
+    """
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
+        return msg, kwargs
 
 
 class State(enum.StrEnum):
@@ -83,7 +97,6 @@ class Instance:
         self.config = spec.config
         self.transport = spec.command.transport
         self.port = spec.port
-        self.session_id = session_id
         self.warm = warm
         """Started ahead of its session (announced seed or `--warm`); cleared when a session claims it."""
         self.state = State.STARTING
@@ -101,7 +114,29 @@ class Instance:
         self._scope = anyio.CancelScope()
         self._hooks = hooks
         self._hang_reason: str | None = None
-        self.log = logging.LoggerAdapter(logger, {"instance_id": self.id, "seed": self.seed, "session_id": session_id})
+        self._log_ids: dict[str, Any] = {"instance_id": self.id, "seed": self.seed}
+        self.log = ContextLog(logger, self._log_ids)  # the same dict: a session id set later shows on every line
+        self.stats = InstanceStats(spec.mux_observer, self.log, self._request_failed)
+        self.session_id = session_id
+
+    @property
+    def session_id(self) -> str | None:
+        """The `/mcp` session this instance serves, if any; part of every log line about the instance."""
+        return self._session_id
+
+    @session_id.setter
+    def session_id(self, value: str | None) -> None:
+        self._session_id = value
+        if value is None:
+            self._log_ids.pop("session_id", None)
+        else:
+            self._log_ids["session_id"] = value
+
+    def _request_failed(self, entry: dict[str, Any]) -> None:
+        self._hooks.record_error({**entry, **self._ids()})
+
+    def _ids(self) -> dict[str, Any]:
+        return {"instance_id": self.id, "session_id": self.session_id, "seed": self.seed}
 
     # -- what the outside sees --------------------------------------------------------------------------------
 
@@ -136,13 +171,13 @@ class Instance:
             "exit_code": self.exit_code,
             "warm": self.warm,
             "error": self.failure,
+            **self.stats.describe(),
         }
 
     def claim(self, session_id: str | None) -> None:
         """A session takes this (warm) instance over."""
         self.warm = False
         self.session_id = session_id
-        self.log.extra = {**(self.log.extra or {}), "session_id": session_id}  # type: ignore[dict-item]
         self.log.info("claimed by a session", extra={"event": "instance.claimed"})
 
     def stop(self) -> None:
@@ -222,7 +257,7 @@ class Instance:
             request_timeout=self.spec.request_timeout,
             on_timeout=self._hung,
         )
-        mux.observer = self.spec.mux_observer
+        mux.observer = self.stats
         self.mux = mux
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._pump, connection, mux)
@@ -294,6 +329,8 @@ class Instance:
         )
         if mux.closed_reason is None:
             self.log.warning(reason, extra={"event": "instance.exited"})
+            if self.state == State.READY:  # a failed start is recorded by the pool as such
+                self._hooks.record_error({"event": "instance.exited", "message": reason, **self._ids()})
         self.exit_code = self.process.returncode
         self.failure = self.failure or reason
         await mux.close(reason)

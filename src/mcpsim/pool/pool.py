@@ -11,7 +11,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -28,7 +28,7 @@ from mcpsim.pool.forking import ForkServer
 from mcpsim.pool.instance import Instance, InstanceSpec, State
 from mcpsim.pool.isolation import IsolationConfig, Prepared, prepare
 from mcpsim.pool.ports import PortAllocator
-from mcpsim.pool.process import ChildProcess, inherited_environment, raise_fd_limit, spawn
+from mcpsim.pool.process import ChildProcess, helper_pids, inherited_environment, raise_fd_limit, spawn
 from mcpsim.pool.seeds import random_seed
 from mcpsim.pool.warm import WarmPool
 from mcpsim.protocol.mux import MuxObserver
@@ -80,6 +80,8 @@ class InstancePool:
         self.instances: dict[str, Instance] = {}
         self.started_at = time.time()
         self.spawn_failures: list[dict[str, Any]] = []
+        self.recent_errors: deque[dict[str, Any]] = deque(maxlen=50)
+        """Failed starts, unexpected exits and failed requests, newest last, with their correlation ids."""
         self._task_group: TaskGroup | None = None
         self._watchdog: ChildProcess | None = None
         self._closing = False
@@ -283,9 +285,29 @@ class InstancePool:
     def counts(self) -> dict[str, int]:
         return dict(Counter(str(instance.state) for instance in self.instances.values()))
 
+    @property
+    def service_pids(self) -> set[int]:
+        """Child processes the pool runs besides instances (the watchdog, the fork template, environment builds),
+        which an orphan check must not flag."""
+        pids = set(helper_pids)
+        if self._watchdog is not None:
+            pids.add(self._watchdog.pid)
+        if self.forker is not None and self.forker.template_pid is not None:
+            pids.add(self.forker.template_pid)
+        return pids
+
     def _record_failure(self, instance: Instance) -> None:
         self.spawn_failures.append({"time": time.time(), "seed": instance.seed, "error": instance.failure})
         del self.spawn_failures[:-20]
+        self.record_error(
+            {
+                "event": "instance.start_failed",
+                "message": instance.failure,
+                "instance_id": instance.id,
+                "session_id": instance.session_id,
+                "seed": instance.seed,
+            }
+        )
 
     async def _reap_idle(self) -> None:
         interval = max(0.05, min(1.0, self.config.idle_timeout / 4))
@@ -313,6 +335,9 @@ class InstancePool:
         self.warm.wake()
         if self.observer is not None:
             self.observer.instance_ended(instance)
+
+    def record_error(self, entry: dict[str, Any]) -> None:
+        self.recent_errors.append({"time": time.time(), **entry})
 
     def _tell_watchdog(self, line: str) -> None:
         if self._watchdog is not None and self._watchdog.stdin is not None and not self._watchdog.stdin.is_closing():

@@ -34,6 +34,8 @@ STDOUT_LIMIT = 64 * 1024 * 1024
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _prctl = _libc.prctl
 T = TypeVar("T")
+helper_pids: set[int] = set()
+"""Pids of helper commands (installers) running now: children that are not instances."""
 _spawn_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcpsim-spawn")
 _parent_pid = os.getpid()
 
@@ -309,6 +311,14 @@ async def run_logged(
     child = await spawn(
         argv, env if env is not None else inherited_environment({}), log, cwd=cwd, stdout_is_protocol=False
     )
+    helper_pids.add(child.pid)
+    try:
+        return await _finish(child, log, time_limit)
+    finally:
+        helper_pids.discard(child.pid)
+
+
+async def _finish(child: ChildProcess, log: Callable[[str], None], time_limit: float) -> tuple[int, str]:
     assert child.stdin is not None
     child.stdin.close()
     try:

@@ -35,6 +35,17 @@ from mcpsim.protocol.errors import BACKEND_TIMEOUT, BACKEND_UNAVAILABLE, NO_BACK
 
 logger = logging.getLogger(__name__)
 
+MESSAGE_KINDS = tuple(
+    f"{side}.{kind}" for side in ("client", "server") for kind in ("request", "response", "notification")
+)
+_CLIENT_KIND: dict[type, str] = {
+    JSONRPCRequest: "client.request",
+    JSONRPCResponse: "client.response",
+    JSONRPCError: "client.response",
+    JSONRPCNotification: "client.notification",
+}
+_SERVER_KIND: dict[type, str] = {key: "server" + value[6:] for key, value in _CLIENT_KIND.items()}
+
 
 class Channel(Protocol):
     """A client-facing endpoint: where messages for one client go."""
@@ -47,11 +58,24 @@ class Channel(Protocol):
 
 
 class MuxObserver(Protocol):
-    """Hooks for metrics and the dashboard; called on the event loop, so they must not block."""
+    """Hooks for metrics and the dashboard; called on the event loop, so they must not block.
+
+    `on_response` gets the client's request id (for log correlation) and the reply itself, so an observer can
+    keep a reference to what the server answered (the dashboard's latest frame) without parsing anything here.
+    """
 
     def on_request(self, method: str, tool: str | None) -> None: ...
 
-    def on_response(self, method: str, tool: str | None, seconds: float, is_error: bool) -> None: ...
+    def on_response(
+        self,
+        method: str,
+        tool: str | None,
+        seconds: float,
+        is_error: bool,
+        *,
+        request_id: RequestId | None = None,
+        reply: JSONRPCResponse | JSONRPCError | None = None,
+    ) -> None: ...
 
 
 class BackendError(Exception):
@@ -111,6 +135,8 @@ class Multiplexer:
         self.closed_reason: str | None = None
         self.observer: MuxObserver | None = None
         self.last_activity = time.monotonic()
+        self.message_counts: dict[str, int] = dict.fromkeys(MESSAGE_KINDS, 0)
+        """Messages received, by `<from>.<kind>` (see `MESSAGE_KINDS`); plain ints, read by the metrics."""
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._by_client: dict[tuple[int, RequestId], int] = {}
@@ -123,6 +149,7 @@ class Multiplexer:
     async def from_client(self, channel: Channel, message: SessionMessage) -> None:
         msg = message.message
         self.last_activity = time.monotonic()
+        self._count(_CLIENT_KIND, msg)
         if isinstance(msg, JSONRPCRequest):
             await self._forward_request(channel, msg)
         elif isinstance(msg, JSONRPCResponse | JSONRPCError):
@@ -168,6 +195,7 @@ class Multiplexer:
     async def from_server(self, message: SessionMessage) -> None:
         msg = message.message
         self.last_activity = time.monotonic()
+        self._count(_SERVER_KIND, msg)
         if isinstance(msg, JSONRPCResponse | JSONRPCError):
             pending = self._pending.pop(msg.id, None) if isinstance(msg.id, int) else None
             if pending is None:
@@ -176,7 +204,9 @@ class Multiplexer:
             self._forget(pending)
             if self.observer is not None:
                 seconds = time.perf_counter() - pending.started
-                self.observer.on_response(pending.method, pending.tool, seconds, _is_error(msg))
+                self.observer.on_response(
+                    pending.method, pending.tool, seconds, _is_error(msg), request_id=pending.client_id, reply=msg
+                )
             await self._deliver(pending.channel, SessionMessage(msg.model_copy(update={"id": pending.client_id})))
         elif isinstance(msg, JSONRPCRequest):
             target = self.primary
@@ -260,6 +290,11 @@ class Multiplexer:
         task.add_done_callback(self._expiring.discard)
         if self.on_timeout is not None:
             self.on_timeout(reason)
+
+    def _count(self, kinds: dict[type, str], msg: object) -> None:
+        kind = kinds.get(type(msg))
+        if kind is not None:
+            self.message_counts[kind] += 1
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 

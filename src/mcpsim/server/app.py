@@ -10,14 +10,17 @@ from dataclasses import dataclass, field
 
 import anyio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
 from mcpsim.pool.pool import InstancePool, PoolConfig
 from mcpsim.server.api import api_routes
+from mcpsim.server.auth import AccessGuard, is_loopback, required_token
 from mcpsim.server.dashboard import dashboard_routes
 from mcpsim.server.handles import HandleFront
 from mcpsim.server.metrics import Metrics
 from mcpsim.server.ops import ops_routes
+from mcpsim.server.resources import ResourceSampler
 from mcpsim.server.sessions import SessionFront
 from mcpsim.server.sse_front import SseFront
 
@@ -29,23 +32,32 @@ class ServeConfig:
     port: int = 9000
     log_format: str = "text"
     json_response: bool = False
+    auth_token: str | None = None
+    """Required from every client (but `/health`) when set; must be set to bind beyond loopback."""
     extra: dict[str, object] = field(default_factory=dict)
 
 
 def create_app(config: ServeConfig) -> Starlette:
+    """Raises `AuthConfigError` (a ValueError) for a non-loopback host without a token, before anything starts."""
+    token = required_token(config.host, config.auth_token)
     pool = InstancePool(config.pool)
     sessions = SessionFront(pool, json_response=config.json_response)
     handles = HandleFront(pool)
     sse = SseFront(pool)
-    metrics = Metrics(pool, sessions)
+    resources = ResourceSampler(pool)
+    metrics = Metrics(pool, sessions, resources)
     pool.observer = metrics
     serving = anyio.Event()
     stopping = anyio.Event()
+
+    def phase() -> str:
+        return "stopping" if stopping.is_set() else "serving" if serving.is_set() else "starting"
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with pool, anyio.create_task_group() as sessions_group:
             sessions.task_group = sessions_group
+            sessions_group.start_soon(resources.run)
             serving.set()
             try:
                 yield
@@ -57,13 +69,18 @@ def create_app(config: ServeConfig) -> Starlette:
         Route("/mcp", endpoint=sessions, methods=["GET", "POST", "DELETE"]),
         Mount("/envs", app=handles),
         *sse.routes(),
+        *dashboard_routes(pool, metrics, resources, phase, sessions),
         *api_routes(pool),
-        *ops_routes(pool, metrics, lambda: serving.is_set() and not stopping.is_set()),
-        *dashboard_routes(),
+        *ops_routes(pool, metrics, resources, phase, public=token is not None),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(AccessGuard, token=token, loopback=is_loopback(config.host))],
+    )
     app.state.pool = pool
     app.state.sessions = sessions
     app.state.sse = sse
     app.state.metrics = metrics
+    app.state.resources = resources
     return app

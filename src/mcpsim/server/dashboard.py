@@ -1,18 +1,86 @@
-"""`/`: the dashboard page, a static file that polls `/api/instances` and `/health` (no build step)."""
+"""`/`: the dashboard, a static page (plain HTML + JS, no build step) that polls `/api/overview` every second.
 
+`/api/overview` is everything the page shows in one answer: health, the instances with their calls, last
+tool, CPU and memory, recent spawn and call latencies, recent errors. `/api/instances/{id}/frame` serves the
+latest image a tool of that instance returned; the page asks for it only when its sequence number changes,
+and only then is the base64 decoded.
+"""
+
+import base64
+import binascii
+import time
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from mcpsim.pool.errors import PoolError
+from mcpsim.pool.pool import InstancePool
+from mcpsim.server.api import describe
+from mcpsim.server.metrics import Metrics
+from mcpsim.server.ops import health
+from mcpsim.server.resources import ResourceSampler
+
 STATIC = Path(__file__).parent / "static"
+ERRORS_SHOWN = 20
+SAFE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+FRAME_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 
 
-def dashboard_routes() -> list[Route]:
+def overview(
+    pool: InstancePool, metrics: Metrics, resources: ResourceSampler, phase: str, sessions_open: int
+) -> dict[str, Any]:
+    instances = []
+    for instance in list(pool.instances.values()):
+        usage = resources.usage(instance.id)
+        instances.append(
+            {**describe(instance), "cpu_percent": round(usage.cpu_percent, 1), "rss_bytes": usage.rss_bytes}
+        )
+    _, health_body = health(pool, phase)
+    return {
+        "now": time.time(),
+        "health": {**health_body, "sessions_open": sessions_open},
+        "instances": instances,
+        "spawn_latency": [[round(t, 3), round(s, 6)] for t, s in metrics.recent_spawns],
+        "call_latency": [[round(t, 3), round(s, 6), tool, err] for t, s, tool, err in metrics.recent_calls],
+        "errors": list(pool.recent_errors)[-ERRORS_SHOWN:][::-1],
+        "orphans": resources.orphans,
+    }
+
+
+def dashboard_routes(
+    pool: InstancePool, metrics: Metrics, resources: ResourceSampler, phase: Any, sessions: Any
+) -> list[Route]:
     page = (STATIC / "dashboard.html").read_text()
 
     async def index(request: Request) -> Response:
         return HTMLResponse(page)
 
-    return [Route("/", index)]
+    async def overview_endpoint(request: Request) -> Response:
+        await resources.refresh()
+        return JSONResponse(overview(pool, metrics, resources, phase(), len(sessions.sessions)))
+
+    async def frame(request: Request) -> Response:
+        try:
+            instance = pool.get(request.path_params["instance_id"])
+        except PoolError as exc:
+            return JSONResponse({"error": {"message": str(exc)}}, exc.http_status)
+        block = instance.stats.last_image
+        if block is None:
+            return JSONResponse({"error": {"message": f"instance {instance.id} has returned no image yet"}}, 404)
+        try:
+            data = base64.b64decode(block["data"], validate=True)
+        except (binascii.Error, ValueError):
+            return JSONResponse({"error": {"message": "the latest image block is not valid base64"}}, 502)
+        media_type = str(block.get("mimeType"))
+        if media_type not in SAFE_IMAGE_TYPES:  # a backend must not get HTML or SVG served on our origin
+            media_type = "application/octet-stream"
+        return Response(data, media_type=media_type, headers=FRAME_HEADERS)
+
+    return [
+        Route("/", index),
+        Route("/api/overview", overview_endpoint),
+        Route("/api/instances/{instance_id}/frame", frame),
+    ]

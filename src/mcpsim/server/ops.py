@@ -1,6 +1,11 @@
-"""Operations endpoints: `/health` (JSON, 503 when not serving) and `/metrics` (Prometheus text)."""
+"""Operations endpoints: `/health` (JSON, 503 when not serving) and `/metrics` (Prometheus text).
+
+`/health` is `ok`, or `degraded` when a start failed in the last five minutes or the pool is at 90 % of
+`--max-instances` or of its port range; it answers 503 while the server is starting up or shutting down.
+"""
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -8,13 +13,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mcpsim.pool.instance import State
 from mcpsim.pool.pool import InstancePool
 from mcpsim.server.metrics import Metrics
+from mcpsim.server.resources import ResourceSampler
 
 NEAR_LIMIT = 0.9
 
 
-def health(pool: InstancePool, serving: bool) -> tuple[int, dict[str, Any]]:
+def health(pool: InstancePool, phase: str, public: bool = False) -> tuple[int, dict[str, Any]]:
+    """The `/health` answer: (HTTP status, body). `phase` is starting, serving or stopping.
+
+    `public` (a token is set, and `/health` stays open to all) leaves out the command line and error texts.
+    """
     config = pool.config
     live = pool.live_count
     ports = pool.ports
@@ -26,16 +37,15 @@ def health(pool: InstancePool, serving: bool) -> tuple[int, dict[str, Any]]:
         "state": "ready" if pool.prepared else ("failed" if pool.prepare_error else "preparing"),
         "isolation": config.isolation.isolation,
         "environments": pool.prepared.environments if pool.prepared else [],
-        "error": str(pool.prepare_error) if pool.prepare_error else None,
+        "error": str(pool.prepare_error) if pool.prepare_error and not public else None,
     }
     degraded = degraded or pool.prepare_error is not None
-    status = "ok" if not degraded else "degraded"
-    if not serving:
-        status = "stopping"
-    body = {
+    status = phase if phase != "serving" else ("degraded" if degraded else "ok")
+    counts = pool.counts()
+    body: dict[str, Any] = {
         "status": status,
         "uptime_s": round(time.time() - pool.started_at, 3),
-        "instances": {"live": live, **pool.counts()},
+        "instances": {"live": live, **{str(state): counts.get(str(state), 0) for state in State}},
         "ports": {
             "in_use": len(ports.leased),
             "free": ports.size - len(ports.leased),
@@ -46,19 +56,27 @@ def health(pool: InstancePool, serving: bool) -> tuple[int, dict[str, Any]]:
             "idle_timeout_s": config.idle_timeout,
             "startup_timeout_s": config.startup_timeout,
         },
-        "server": {"command": config.command.label, "transport": config.command.transport},
+        "server": {"transport": config.command.transport},
         "environment": environment,
-        "recent_spawn_failures": recent,
+        "recent_spawn_failures": [
+            {key: value for key, value in failure.items() if key != "error"} if public else failure
+            for failure in recent
+        ],
     }
-    return (200 if serving else 503), body
+    if not public:
+        body["server"]["command"] = config.command.label
+    return (200 if phase == "serving" else 503), body
 
 
-def ops_routes(pool: InstancePool, metrics: Metrics, is_serving: Any) -> list[Route]:
+def ops_routes(
+    pool: InstancePool, metrics: Metrics, resources: ResourceSampler, phase: Callable[[], str], public: bool
+) -> list[Route]:
     async def health_endpoint(request: Request) -> Response:
-        status, body = health(pool, is_serving())
+        status, body = health(pool, phase(), public)
         return JSONResponse(body, status)
 
     async def metrics_endpoint(request: Request) -> Response:
+        await resources.refresh()
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return [Route("/health", health_endpoint), Route("/metrics", metrics_endpoint)]

@@ -6,7 +6,6 @@ server info, instructions, protocol version) and its `notifications/initialized`
 the server can do, the client sees; nothing about tools, resources or prompts is known or hard-coded here.
 """
 
-import logging
 from typing import Any
 
 import anyio
@@ -15,8 +14,6 @@ from mcp.types import PARSE_ERROR, JSONRPCNotification, JSONRPCRequest, JSONRPCR
 
 from mcpsim.pool.instance import Instance
 from mcpsim.protocol.errors import error_message
-
-logger = logging.getLogger("mcpsim.proxy")
 
 
 class ClientChannel:
@@ -50,8 +47,8 @@ async def bridge(instance: Instance, read_stream: Any, write_stream: Any, *, nam
     try:
         async for item in read_stream:
             if isinstance(item, Exception):  # a message that did not parse: say so, and go on with the others
-                logger.info(
-                    "%s: unreadable message from the client: %s", name, item, extra={"instance_id": instance.id}
+                instance.log.info(
+                    "%s: unreadable message from the client: %s", name, item, extra={"event": "client.transport_error"}
                 )
                 await channel.deliver(error_message(None, PARSE_ERROR, f"Parse error: {str(item)[:300]}"))
                 continue

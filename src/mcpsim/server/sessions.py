@@ -105,12 +105,18 @@ class SessionFront:
         try:
             instance = await self.pool.start(seed, config, session_id=session_id)
         except PoolError as exc:
+            logger.warning(
+                "session refused: %s",
+                exc,
+                extra={"event": "session.refused", "session_id": session_id, "request_id": request_id, "seed": seed},
+            )
             await rpc_error_response(exc.http_status, exc.rpc_code, str(exc), request_id)(scope, receive, send)
             return
         transport = StreamableHTTPServerTransport(session_id, is_json_response_enabled=self.json_response)
         session = Session(session_id, transport, instance)
         self.sessions[session_id] = session
         self.created += 1
+        instance.log.info("session opened", extra={"event": "session.opened", "request_id": request_id})
         assert self.task_group is not None
         await self.task_group.start(self._run, session)
         await transport.handle_request(scope, replaying(body, receive), send)
@@ -131,4 +137,5 @@ class SessionFront:
     def _discard(self, session: Session) -> None:
         if self.sessions.pop(session.id, None) is not None:
             self.ended += 1
+            session.instance.log.info("session ended", extra={"event": "session.ended"})
             session.instance.stop()

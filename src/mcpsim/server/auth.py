@@ -1,0 +1,154 @@
+"""Token auth for servers bound beyond loopback: the dashboard, `/api/*`, `/mcp`, `/envs` and `/metrics` alike.
+
+On 127.0.0.1 (or ::1, localhost) nothing is asked: only this machine can connect. On any other address a
+token is required (`--auth-token` or `MCPSIM_AUTH_TOKEN`), and a server asked to bind elsewhere without one
+refuses to start: an open `/api/instances` would let anyone on the network start processes.
+
+A request proves the token with `Authorization: Bearer TOKEN`, with `?token=TOKEN` (for MCP clients that only
+take a URL), or with the `mcpsim_token` cookie. A browser that opens `/?token=TOKEN` gets the cookie (HttpOnly,
+SameSite=Strict, so other sites cannot use it) and is redirected to the URL without the token.
+`/health` stays open so load balancers and orchestrators can probe it; it reveals counts, not the command.
+
+Whether or not a token is set, a browser must not be able to drive the server from another site: a request
+whose `Origin` is not the server's own is refused (403), and a server bound to loopback answers only requests
+addressed to a loopback name (`Host`), so a DNS-rebinding page cannot reach a token-less server either.
+"""
+
+import hmac
+import ipaddress
+from http.cookies import CookieError, SimpleCookie
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+COOKIE = "mcpsim_token"
+OPEN_PATHS = frozenset({"/health"})
+TOKEN_ENV = "MCPSIM_AUTH_TOKEN"
+
+
+class AuthConfigError(ValueError):
+    """The server was asked to serve beyond loopback without a token."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def required_token(host: str, token: str | None, option: str = "--auth-token") -> str | None:
+    """The token requests must carry, or None when none is needed; refuses a non-loopback bind without one."""
+    if token:
+        return token
+    if is_loopback(host):
+        return None
+    raise AuthConfigError(
+        f"refusing to serve on {host}: it is not a loopback address, so a token is required; pass {option} TOKEN "
+        f"or set {TOKEN_ENV} (clients then send 'Authorization: Bearer TOKEN'), or bind to 127.0.0.1"
+    )
+
+
+class AccessGuard:
+    """ASGI middleware: same-origin and loopback-host checks, then the token (every path but `OPEN_PATHS`)."""
+
+    def __init__(self, app: ASGIApp, token: str | None, loopback: bool) -> None:
+        self.app = app
+        self.token = token
+        self.loopback = loopback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self._misdirected(scope)
+        if refusal is not None:
+            await JSONResponse({"error": {"message": refusal}}, 403)(scope, receive, send)
+            return
+        if self.token is None or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        from_query = next((value for key, value in query if key == "token"), None)
+        if from_query is not None and self._valid(from_query):
+            if scope["method"] == "GET" and _wants_html(scope):
+                await self._set_cookie_and_redirect(scope, query)(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if self._valid(_bearer(scope)) or self._valid(_cookie(scope)):
+            await self.app(scope, receive, send)
+            return
+        await self._reject(scope, from_query is not None)(scope, receive, send)
+
+    def _misdirected(self, scope: Scope) -> str | None:
+        host = _header(scope, b"host") or ""
+        if self.loopback and not is_loopback(urlsplit(f"//{host}").hostname or ""):
+            return f"403 Forbidden: this server is bound to loopback; Host {host[:100]!r} is not a loopback name"
+        origin = _header(scope, b"origin")
+        if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
+            return f"403 Forbidden: cross-origin request from {origin[:100]!r} refused"
+        return None
+
+    def _valid(self, candidate: str | None) -> bool:
+        assert self.token is not None
+        return candidate is not None and hmac.compare_digest(candidate.encode(), self.token.encode())
+
+    def _set_cookie_and_redirect(self, scope: Scope, query: list[tuple[str, str]]) -> Response:
+        rest = urlencode([(key, value) for key, value in query if key != "token"])
+        target = scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else "")
+        response = RedirectResponse(target, status_code=303)
+        assert self.token is not None
+        response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict", path="/")
+        return response
+
+    @staticmethod
+    def _reject(scope: Scope, wrong_token: bool) -> Response:
+        why = "the token is wrong" if wrong_token else "this server requires a token"
+        message = (
+            f"401 Unauthorized: {why}; send 'Authorization: Bearer TOKEN' "
+            "(or open the page once as /?token=TOKEN in a browser)"
+        )
+        if scope["method"] == "GET" and _wants_html(scope):
+            response: Response = HTMLResponse(
+                f"<!doctype html><title>mcpsim: token required</title><h1>Token required</h1><p>{message}</p>", 401
+            )
+        else:
+            response = JSONResponse({"error": {"message": message}}, 401)
+        response.headers["www-authenticate"] = 'Bearer realm="mcpsim"'
+        return response
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _bearer(scope: Scope) -> str | None:
+    value = _header(scope, b"authorization")
+    if value is None:
+        return None
+    scheme, _, credentials = value.partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else None
+
+
+def _cookie(scope: Scope) -> str | None:
+    value = _header(scope, b"cookie")
+    if not value:
+        return None
+    cookies = SimpleCookie()
+    try:
+        cookies.load(value)
+    except CookieError:  # a malformed Cookie header is simply no token
+        return None
+    morsel = cookies.get(COOKIE)
+    return morsel.value if morsel is not None else None
+
+
+def _wants_html(scope: Scope) -> bool:
+    return "text/html" in (_header(scope, b"accept") or "")
