@@ -16,10 +16,10 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
-from gymnasium.envs.box2d.lunar_lander import LunarLander  # noqa: E402
-from mcp.types import ContentBlock  # noqa: E402
+from gymnasium.envs.box2d.lunar_lander import LunarLander
+from mcp.types import ContentBlock
 
-from mcpsim.envs.gym_server import Episode, GymEnvSpec, image_content, main, text_content  # noqa: E402
+from mcpsim.envs.gym_server import Episode, GymEnvSpec, image_content, main, text_content
 
 ACTIONS = ("NOTHING", "FIRE_LEFT", "FIRE_MAIN", "FIRE_RIGHT")
 FRAME_SIZE = (600, 400)
