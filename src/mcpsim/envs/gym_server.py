@@ -156,9 +156,18 @@ class Episode:
         return CallToolResult(content=self.spec.render_observation(self), _meta=self.meta())
 
     async def play(self, action: str) -> CallToolResult:
-        """`step_result` off the event loop, one step at a time."""
+        """`step_result` off the event loop, one step at a time.
+
+        The worker thread gets a job that drops its reference to the episode once run: an idle worker keeps
+        its last job until it is reused, which must not keep an ended session's env alive.
+        """
+        job = [self]
+
+        def run() -> CallToolResult:
+            return job.pop().step_result(action)
+
         async with self.lock:
-            return await anyio.to_thread.run_sync(self.step_result, action)
+            return await anyio.to_thread.run_sync(run)
 
     def close(self) -> None:
         self.env.close()
