@@ -96,7 +96,8 @@ async def record(target: Any, seed: int, out: Path, max_steps: int) -> None:
                     terminated = meta["terminated"]
                     break
         writer.episode(env_id, seed, total, steps, terminated)
-    print(f"{out}: {steps} steps, total reward {total:+.1f}, {'landed/crashed' if terminated else 'not ended'}")
+    end = {100.0: "landed", -100.0: "crashed"}.get(meta["reward"], "ended") if terminated else "not ended"
+    print(f"{out}: {steps} steps, total reward {total:+.1f}, {end}")
 
 
 def main() -> None:
