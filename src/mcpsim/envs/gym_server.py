@@ -33,6 +33,12 @@ from pydantic import Field
 if TYPE_CHECKING:
     import numpy as np
 
+# Gymnasium draws `rgb_array` frames with pygame: keep it off any display and sound device, and its greeting off
+# stdout, which is the protocol channel of the stdio transport.
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
 META_KEY = "mcpsim"
 INITIAL_STATE_URI = "game://initial_state"
 INITIAL_FRAME_URI = "game://initial_frame"

@@ -7,14 +7,8 @@ Config: `images` (default true; false gives text only), `gravity`, `enable_wind`
 """
 
 import math
-import os
 from collections.abc import Mapping
 from typing import Any
-
-# pygame draws the frames: keep it off any display and sound device, and off stdout (the stdio transport).
-os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 from gymnasium.envs.box2d.lunar_lander import LunarLander
 from mcp.types import ContentBlock
