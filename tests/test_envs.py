@@ -1,8 +1,17 @@
 """Properties every shipped env has, each env run standalone over stdio with the official client."""
 
+import socket
+import subprocess
+import sys
+import time
+
+import anyio
 import pytest
+from mcp import Client
+from mcp.client.sse import sse_client
 
 from env_helpers import env_client, step_record, texts
+from mcpsim.pool.ports import free_port
 
 ENVS = {
     "frozen_lake": ("lake_move", ["RIGHT", "DOWN", "DOWN", "RIGHT", "UP", "LEFT", "DOWN", "RIGHT"]),
@@ -59,3 +68,35 @@ async def test_truncation_at_max_steps_then_moves_are_errors(module):
         assert second.meta["mcpsim"]["truncated"] or second.meta["mcpsim"]["terminated"]
         after = await client.call_tool(tool, {"action": actions[0]})
         assert after.is_error and "no more moves are accepted" in texts(after)
+
+
+@pytest.mark.parametrize(("module", "transport"), [("taxi", "sse"), ("lunar_lander", "http")])
+async def test_standalone_http_and_sse_transports(module, transport, tmp_path):
+    port = free_port()
+    log = (tmp_path / "server.log").open("wb")
+    argv = [sys.executable, "-m", f"mcpsim.envs.{module}", "--seed", "3", "--transport", transport, "--port", str(port)]
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+                await anyio.sleep(0.1)
+        target = sse_client(f"{base}/sse") if transport == "sse" else f"{base}/mcp"
+        tool, actions = ENVS[module]
+        async with Client(target, mode="legacy") as client:
+            result = await client.call_tool(tool, {"action": actions[0]})
+            assert not result.is_error and result.meta["mcpsim"]["step"] == 1
+            assert result == (await play_one(module, 3, actions[0]))
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+async def play_one(module: str, seed: int, action: str):
+    async with env_client(module, seed) as client:
+        return await client.call_tool(ENVS[module][0], {"action": action})
