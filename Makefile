@@ -5,7 +5,15 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint format stress clean setup setup-test browser
+.PHONY: demo test lint format stress clean setup setup-test node-deps browser
+
+# Node packages the tests use, installed into the project (never globally): the JavaScript example server's
+# locked dependencies, and the pinned third-party server-everything in a project-local npm cache so that
+# `npx -y $(EVERYTHING)` starts offline in the tests (keep in step with tests/test_server_everything.py).
+JS_LAKE := examples/js_frozen_lake
+EVERYTHING := @modelcontextprotocol/server-everything@2026.8.31
+NPM_CACHE := $(CURDIR)/.mcpsim/npm-cache
+NPM := npm --cache $(NPM_CACHE) --no-audit --no-fund --loglevel=error
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +25,19 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(PIP) install -q -e '.[all,dev]'
+	@# older venvs got both pygame and pygame-ce (one package directory): keep pygame-ce, which gymnasium wants
+	if $(PIP) show -q pygame >/dev/null 2>&1; then $(PIP) uninstall -q -y pygame && \
+		$(PIP) install -q --force-reinstall --no-deps pygame-ce; fi
 	touch $@
+
+$(JS_LAKE)/node_modules/.package-lock.json: $(JS_LAKE)/package-lock.json
+	cd $(JS_LAKE) && $(NPM) ci
+
+$(NPM_CACHE)/.installed-$(subst /,_,$(EVERYTHING)):
+	$(NPM) exec --yes --package=$(EVERYTHING) -- node -e 0
+	echo $(EVERYTHING) > $@
+
+node-deps: $(JS_LAKE)/node_modules/.package-lock.json $(NPM_CACHE)/.installed-$(subst /,_,$(EVERYTHING))
 
 setup: $(VENV)/.installed
 
@@ -38,7 +58,7 @@ browser:
 	  fi; \
 	fi
 
-test: setup-test browser
+test: setup-test node-deps browser
 	$(VENV)/bin/ruff check src tests
 	$(PY) -m pytest -q -p no:cacheprovider
 
@@ -51,4 +71,4 @@ format: setup-test
 	$(VENV)/bin/ruff check --fix src tests
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mcpsim/npm-cache $(JS_LAKE)/node_modules

@@ -204,19 +204,63 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("render", help="make a GIF or PNG frames of one episode of a trajectory file")
+    p.add_argument("file", help="trajectory JSONL (mcpsim.trajectory/1)")
+    p.add_argument("--out", help="x.gif for an animated GIF, or a directory for PNG frames")
+    p.add_argument("--frames", metavar="DIR", help="also write PNG frames into DIR")
+    p.add_argument("--env-id", help="which episode (default: the first with images, else the first)")
+    p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--every", type=int, default=1, help="keep every Nth step (the last is always kept)")
+    p.add_argument("--scale", type=float, default=1.0, help="resize frames by this factor")
+    p.add_argument("--no-caption", action="store_true", help="no step/action/reward strip under the frames")
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mcpsim.render import render
+
+    gif, frames = None, Path(args.frames) if args.frames else None
+    if args.out:
+        out = Path(args.out)
+        if out.suffix.lower() == ".gif":
+            gif = out
+        elif out.suffix:
+            raise ValueError(f"--out {args.out}: use a .gif file or a directory for PNG frames")
+        else:
+            frames = out
+    summary = render(
+        Path(args.file), gif, frames, env_id=args.env_id, fps=args.fps, every=args.every, scale=args.scale,
+        caption=not args.no_caption,
+    )  # fmt: skip
+    print(
+        f"{summary['frames']} frames of {summary['env_id']} (seed {summary['seed']}): {', '.join(summary['written'])}"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mcpsim", description="Seeded, isolated episodes against MCP servers.")
     parser.add_argument("--version", action="version", version=f"mcpsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _view_parser(sub)
+    _render_parser(sub)
     demo = sub.add_parser("demo", help="serve FrozenLake in-process and roll out a random policy on 8 seeds")
     demo.add_argument("--episodes", type=int, default=8)
     demo.add_argument("--steps", type=int, default=30)
     _bench_parser(sub)
     envs_cli.add_parser(sub)
     args = parser.parse_args(argv)
-    handlers = {"serve": cmd_serve, "demo": cmd_demo, "bench": cmd_bench, "envs": envs_cli.run, "view": cmd_view}
+    handlers = {
+        "serve": cmd_serve,
+        "demo": cmd_demo,
+        "bench": cmd_bench,
+        "envs": envs_cli.run,
+        "view": cmd_view,
+        "render": cmd_render,
+    }
     try:
         code = handlers[args.command](args)
     except (CommandError, ValueError, PoolError) as exc:

@@ -348,7 +348,10 @@ class Multiplexer:
             self._pending.pop(server_id, None)
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
-        await self._to_server(SessionMessage(JSONRPCNotification(jsonrpc="2.0", method=method, params=params)))
+        # no params: leave the field unset so it is omitted; `"params": null` is not valid JSON-RPC, and the
+        # TypeScript SDK drops such a notification (a server would never see `notifications/initialized`)
+        fields = {"params": params} if params is not None else {}
+        await self._to_server(SessionMessage(JSONRPCNotification(jsonrpc="2.0", method=method, **fields)))
 
     @property
     def in_flight(self) -> int:
