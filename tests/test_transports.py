@@ -29,7 +29,7 @@ def servers(tmp_path_factory):
             "--backend-transport",
             backend,
             "--port-range",
-            port_range(400 + 50 * index, 50),
+            port_range(1100 + 50 * index, 50),
         )
     yield started
     for serve in started.values():
@@ -71,7 +71,7 @@ async def via_stdio(serve, backend) -> list:
             "--backend-transport",
             backend,
             "--port-range",
-            port_range(600 + 10 * BACKENDS.index(backend), 10),
+            port_range(1300 + 10 * BACKENDS.index(backend), 10),
         ],
     )
     async with Client(params, mode="legacy") as client:

@@ -40,7 +40,7 @@ async def churn(url: str, sessions: int, concurrency: int, first_seed: int = 100
 
 @pytest.mark.parametrize("backend", ["stdio", "http"])
 async def test_load_and_churn_leave_nothing_behind(serve_factory, backend):
-    low, high = ports(700 if backend == "stdio" else 900, 200)
+    low, high = ports(1400 if backend == "stdio" else 1600, 200)
     args = [
         "--env",
         "frozen_lake",

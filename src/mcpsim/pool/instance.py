@@ -256,6 +256,7 @@ class Instance:
             name=f"instance {self.id}",
             request_timeout=self.spec.request_timeout,
             on_timeout=self._hung,
+            on_broken=lambda detail: self._connection_lost(mux, detail),
         )
         mux.observer = self.stats
         self.mux = mux
@@ -324,9 +325,9 @@ class Instance:
         # stdout closes a moment before the exit status is known; wait briefly so the error can name the code.
         with anyio.move_on_after(0.5):
             await self.process.exited.wait()
-        reason = (
-            self._hang_reason or detail or self._exit_reason("" if self.state == State.READY else "before it was ready")
-        )
+        when = "" if self.state == State.READY else "before it was ready"
+        exited = self._exit_reason(when) if not self.process.running else None
+        reason = self._hang_reason or exited or detail or self._exit_reason(when)
         if mux.closed_reason is None:
             self.log.warning(reason, extra={"event": "instance.exited"})
             if self.state == State.READY:  # a failed start is recorded by the pool as such

@@ -123,6 +123,7 @@ class Multiplexer:
         name: str = "",
         request_timeout: float | None = None,
         on_timeout: Callable[[str], None] | None = None,
+        on_broken: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._send_to_server = send_to_server
         self.name = name
@@ -130,6 +131,8 @@ class Multiplexer:
         """Seconds a client request may wait for its answer (progress notifications restart the clock)."""
         self.on_timeout = on_timeout
         """Told why, when a request runs out of time: the server is presumed hung."""
+        self.on_broken = on_broken
+        """Awaited when sending fails, before the connection is closed, to close it with a better reason."""
         self._expiring: set[asyncio.Task[None]] = set()
         self.primary: Channel | None = None
         self.closed_reason: str | None = None
@@ -188,7 +191,10 @@ class Multiplexer:
         try:
             await self._send_to_server(message)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            await self.close(self.closed_reason or f"connection to the server failed: {exc!r}")
+            detail = f"connection to the server failed: {exc!r}"
+            if self.on_broken is not None:  # the owner may know better why (the process just exited, say)
+                await self.on_broken(detail)
+            await self.close(self.closed_reason or detail)
 
     # -- server -> client -------------------------------------------------------------------------------------
 
