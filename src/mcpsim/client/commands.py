@@ -7,6 +7,7 @@ episode failed, an audit diverged), 2 bad input (message on stderr).
 import argparse
 import importlib
 import json
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,6 +28,11 @@ from mcpsim.client.trajectory import Trajectory
 
 MAX_TABLE_ROWS = 64
 VISION = {"auto": "auto", "on": True, "off": False}
+
+
+def _console() -> Console:
+    """Rich output; piped output gets a wide fixed width so tables do not wrap labels."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -128,7 +134,7 @@ def load_callable(spec: str) -> Any:
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    console = Console()
+    console = _console()
     policy = policy_from_spec(args.policy, args)
     envs = make(args.url, dataset=_dataset(args, policy), samples=args.samples, timeout=args.timeout)
     if args.record:
@@ -153,14 +159,14 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     console.print(episode_table(trajectories, f"rollout of {args.policy} against {args.url}"))
     console.print(summary_line(trajectories, elapsed))
     for line in error_lines(trajectories):
-        console.print(line, markup=False)
+        console.print(line, markup=False, soft_wrap=True)
     if args.record:
         console.print(f"recorded to {args.record}")
     return 1 if any(t.error for t in trajectories) else 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    console = Console()
+    console = _console()
     started = time.perf_counter()
     recording = read_recording(args.file, strict=not args.lenient)
     elapsed = time.perf_counter() - started
@@ -174,15 +180,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"read {recording.steps} steps of {len(trajectories)} episodes in {elapsed:.3f} s ({rate:,.0f} steps/s)"
     )
     for problem in recording.problems:
-        console.print(f"problem: {problem}", markup=False)
+        console.print(f"problem: {problem}", markup=False, soft_wrap=True)
     return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    console = Console()
+    console = _console()
     recording = read_recording(args.file, strict=not args.lenient)
     report = anyio.run(lambda: audit(recording, args.url, max_concurrency=args.max_concurrency, progress=None))
-    console.print(report.summary(), markup=False)
+    console.print(report.summary(), markup=False, soft_wrap=True)
     console.print("deterministic: every replayed step matched" if report.ok else "NOT deterministic (see above)")
     return 0 if report.ok else 1
 
@@ -193,5 +199,5 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{"label": s.label, **s.values} for s in stats], indent=2))
     else:
-        Console().print(report_table(stats))
+        _console().print(report_table(stats))
     return 0

@@ -25,7 +25,7 @@ MAX_LISTED_PROBLEMS = 5
 
 @dataclass
 class Recording:
-    """A trajectory file read back: its header, its episodes in file order, and any problems found."""
+    """A trajectory file read back: its header, its episodes (in the run's dataset order), and any problems."""
 
     path: Path
     header: dict[str, Any]
@@ -218,4 +218,6 @@ def read_recording(path: str | Path, *, strict: bool = True) -> Recording:
             "(read it with strict=False / --lenient to keep the complete episodes):\n"
             f"  {listed}{extra}"
         )
-    return Recording(source, reader.header, list(reader.trajectories.values()), reader.problems)
+    order = {env_id: index for index, env_id in enumerate(reader.rows)}
+    trajectories = sorted(reader.trajectories.values(), key=lambda t: order.get(t.env_id, len(order)))
+    return Recording(source, reader.header, trajectories, reader.problems)

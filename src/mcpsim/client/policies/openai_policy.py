@@ -48,10 +48,20 @@ def _usage(completion: Any, retries: int) -> dict[str, int]:
     return usage
 
 
+def _api_message(exc: Any) -> str:
+    """The API's own error message (`{"error": {"message": ...}}`), not the SDK's wrapper text."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        if isinstance(inner.get("message"), str):
+            return inner["message"]
+    return str(getattr(exc, "message", "") or exc)
+
+
 def _rejects_images(exc: Exception) -> bool:
     import openai
 
-    text = str(getattr(exc, "message", "") or exc).lower()
+    text = _api_message(exc).lower()
     return isinstance(exc, openai.BadRequestError) and ("image" in text or "vision" in text)
 
 
@@ -181,7 +191,7 @@ class OpenAIPolicy(Policy):
             if not (self.vision == "auto" and has_images(messages) and _rejects_images(exc)):
                 raise PolicyError(self._error_text(exc), step=episode.step) from exc
             if not self.images_rejected:
-                logger.warning("%s rejected image input (%s); sending text only from now on", self.model, exc.message)
+                logger.warning("%s rejected images (%s); sending text only from now on", self.model, _api_message(exc))
             self.images_rejected = True
             messages[:] = strip_images(messages)
             try:
@@ -229,7 +239,7 @@ class OpenAIPolicy(Policy):
         if isinstance(exc, openai.APIStatusError):
             retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
             after = f" after {self.max_retries} retries" if retried and self.max_retries else ""
-            return f"{where}: HTTP {exc.status_code}{after}: {exc.message}"
+            return f"{where}: HTTP {exc.status_code}{after}: {_api_message(exc)}"
         if isinstance(exc, openai.APITimeoutError):
             return f"{where}: request timed out after {self.max_retries} retries"
         if isinstance(exc, openai.APIConnectionError):
