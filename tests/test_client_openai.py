@@ -8,6 +8,8 @@ from client_helpers import solve, standalone
 from conftest import ports, server_script
 from fake_openai import API_KEY, FakeOpenAI, decode_png, image_urls, text_of_message
 from mcpsim.client.content import text_of
+from mcpsim.client.reading import read_recording
+from mcpsim.client.report import run_stats
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
 
@@ -110,6 +112,10 @@ async def test_llm_plays_frozen_lake_with_native_tool_calls_and_one_conversation
 
     recorded = mcpsim.replay(tmp_path / "run.jsonl")
     assert [s.usage for s in recorded[0].steps] == [s.usage for s in trajectories[0].steps]
+    stats = run_stats(read_recording(tmp_path / "run.jsonl")).values
+    assert stats["tokens"]["total_tokens"] == sum(t.usage["total_tokens"] for t in trajectories) > 0
+    assert stats["tokens"]["requests"] == len(lake_api.requests) and stats["success_rate"] == 1.0
+    assert read_recording(tmp_path / "run.jsonl").header["model"] == "fake-model"
 
 
 async def test_vision_sends_frames_as_png_data_urls_after_the_tool_messages(canvas_url):

@@ -117,17 +117,23 @@ async def test_single_production_server_without_the_managed_server(tmp_path):
     assert text_of(trajectory.initial_observation) == local_map(3)
 
 
-async def test_reward_fn_scores_episodes_of_servers_without_reward(frozen_lake_server):
+async def test_reward_fn_scores_episodes_and_the_progress_bar_counts_them(frozen_lake_server, capsys):
     def reward_fn(trajectory):
         return -len(trajectory.steps)
 
-    (trajectory,) = await mcpsim.rollout(
-        mcpsim.make(frozen_lake_server.mcp, seeds=[2]),
-        mcpsim.ScriptedPolicy([("lake_move", {"action": "LEFT"})] * 3),
-        steps=10,
-        reward_fn=reward_fn,
-    )
+    async with mcpsim.ScriptedPolicy([("lake_move", {"action": "LEFT"})] * 3) as policy:
+        (trajectory,) = await mcpsim.rollout(
+            mcpsim.make(frozen_lake_server.mcp, seeds=[2]), policy, steps=10, reward_fn=reward_fn, progress=True
+        )
     assert trajectory.total_reward == -3 and trajectory.reward_source == "reward_fn"
+    assert "1/1 episodes, 3 steps" in capsys.readouterr().err
+
+
+async def test_a_recording_that_cannot_be_written_fails_before_any_episode(tmp_path):
+    with pytest.raises(OSError, match="cannot write the recording"):
+        await mcpsim.rollout(
+            mcpsim.make("http://127.0.0.1:9/mcp", seeds=[1]), mcpsim.RandomPolicy(), record=tmp_path / "no" / "x.jsonl"
+        )
 
 
 async def test_unreachable_url_fails_each_episode_with_the_cause_quickly():
@@ -223,3 +229,12 @@ async def test_a_session_the_server_refuses_is_a_connect_error_naming_the_limit(
     assert refused[0].error["type"] == "connect"
     assert "--max-instances reached: 1 of 1 instances are running" in refused[0].error["message"]
     assert served[0].outcome == "stopped"
+
+
+async def test_legacy_sse_endpoint_of_a_single_production_server(tmp_path):
+    port, _ = ports(511)
+    argv = ["-m", "mcpsim.envs.frozen_lake", "--seed", "3", "--transport", "sse"]
+    with standalone(argv, port, tmp_path / "lake.log") as url:
+        sse_url = url.removesuffix("/mcp") + "/sse"
+        (trajectory,) = await mcpsim.rollout(mcpsim.make(sse_url, seeds=[3]), mcpsim.ScriptedPolicy(solver), steps=20)
+    assert trajectory.error is None and trajectory.success

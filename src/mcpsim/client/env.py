@@ -12,15 +12,17 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+import httpx2
 from jsonschema import Draft202012Validator, SchemaError
 from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 from mcp import Client
 from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.types import Implementation
 
 from mcpsim import __version__
@@ -190,7 +192,6 @@ class Environment:
     timeout: float = DEFAULT_TIMEOUT
     """Seconds for any one MCP request (including the handshake, which waits for the instance to start)."""
     client_name: str = "mcpsim"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def env_id(self) -> str:
@@ -204,10 +205,16 @@ class Environment:
     def session_url(self) -> str:
         return session_url(self.url, self.row.seed, self.row.config)
 
-    def _client(self) -> Client:
+    @property
+    def uses_sse(self) -> bool:
+        return urlsplit(self.url).path.rstrip("/").endswith("/sse")
+
+    def _client(self, http_client: httpx2.AsyncClient | None) -> Client:
         target: Any = self.session_url
-        if urlsplit(self.url).path.rstrip("/").endswith("/sse"):
+        if self.uses_sse:
             target = sse_client(self.session_url, timeout=self.timeout, sse_read_timeout=max(self.timeout, 300.0))
+        elif http_client is not None:
+            target = streamable_http_client(self.session_url, http_client=http_client)
         return Client(
             target,
             mode="legacy",
@@ -217,11 +224,15 @@ class Environment:
         )
 
     @contextlib.asynccontextmanager
-    async def connect(self) -> AsyncIterator[EnvSession]:
-        """Open the session: handshake, `tools/list`, initial observation. Failures raise `ConnectError`."""
+    async def connect(self, http_client: httpx2.AsyncClient | None = None) -> AsyncIterator[EnvSession]:
+        """Open the session: handshake, `tools/list`, initial observation. Failures raise `ConnectError`.
+
+        `http_client` lets many sessions share one connection pool (a rollout does); sessions stay separate
+        because the MCP session id travels per request, not on the client.
+        """
         async with contextlib.AsyncExitStack() as stack:
             try:
-                client = await stack.enter_async_context(self._client())
+                client = await stack.enter_async_context(self._client(http_client))
                 tools = await self._list_tools(client)
                 initial = await self._initial_observation(client)
             except Exception as exc:
@@ -251,6 +262,15 @@ class Environment:
                 return []
         result = await client.read_resource(uri)
         return blocks_from_resource(result.contents)
+
+
+def shared_http_client(max_concurrency: int) -> httpx2.AsyncClient:
+    """One HTTP client for every session of a rollout: one TLS context instead of one per session, pooled
+    connections, and no pool limit to queue behind (each session also holds a long-lived GET stream)."""
+    return httpx2.AsyncClient(
+        timeout=httpx2.Timeout(30.0, read=300.0),
+        limits=httpx2.Limits(max_connections=None, max_keepalive_connections=max(20, 2 * max_concurrency)),
+    )
 
 
 def make(

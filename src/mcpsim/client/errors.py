@@ -70,7 +70,7 @@ def describe_exception(exc: BaseException) -> str:
     """One line naming the cause: the first real error inside task-group wrappers, with its type."""
     leaves = leaf_exceptions(exc) or [exc]
     first = leaves[0]
-    text = str(first).strip() or repr(first)
+    text = str(first).strip().split("\n")[0].strip() or repr(first)  # first line: the cause, not the hints
     name = type(first).__name__
     if isinstance(first, ClientError):
         return text

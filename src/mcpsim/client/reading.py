@@ -210,13 +210,11 @@ def read_recording(path: str | Path, *, strict: bool = True) -> Recording:
                 "(the file was cut short)"
             )
     if strict and reader.problems:
-        listed = "\n  ".join(reader.problems[:MAX_LISTED_PROBLEMS])
-        more = len(reader.problems) - MAX_LISTED_PROBLEMS
-        extra = f"\n  ... and {more} more" if more > 0 else ""
+        first, rest = reader.problems[0], reader.problems[1:]
+        more = f" (and {len(rest)} more problem(s), listed below)" if rest else ""
+        listed = "".join(f"\n  {p}" for p in rest[: MAX_LISTED_PROBLEMS - 1])
         raise TrajectoryFileError(
-            f"{source}: {len(reader.problems)} problem(s) "
-            "(read it with strict=False / --lenient to keep the complete episodes):\n"
-            f"  {listed}{extra}"
+            f"{first}{more}; read it with strict=False (--lenient) to keep the complete episodes{listed}"
         )
     order = {env_id: index for index, env_id in enumerate(reader.rows)}
     trajectories = sorted(reader.trajectories.values(), key=lambda t: order.get(t.env_id, len(order)))

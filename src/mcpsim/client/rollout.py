@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 
-from mcpsim.client.env import Environment, EnvSession
+from mcpsim.client.env import Environment, EnvSession, shared_http_client
 from mcpsim.client.errors import EpisodeError, PolicyError, describe_exception, leaf_exceptions
 from mcpsim.client.policies.base import EpisodeContext, Policy
 from mcpsim.client.progress import SILENT, RolloutProgress, rollout_progress
@@ -57,10 +58,10 @@ class _Episode:
         self.steps = steps
         self.recorder = recorder
 
-    async def play(self, progress: RolloutProgress) -> None:
+    async def play(self, progress: RolloutProgress, http_client: httpx2.AsyncClient | None) -> None:
         trajectory = self.trajectory
         started = time.perf_counter()
-        async with self.env.connect() as session:
+        async with self.env.connect(http_client) as session:
             trajectory.connect_ms = (time.perf_counter() - started) * 1000
             trajectory.initial_observation = session.initial_observation
             episode = EpisodeContext(
@@ -146,12 +147,13 @@ async def run_episode(
     recorder: Recorder | None = None,
     reward_fn: RewardFn | None = None,
     progress: RolloutProgress | None = None,
+    http_client: httpx2.AsyncClient | None = None,
 ) -> Trajectory:
     progress = progress or SILENT
     async with limiter:
         trajectory.started_at = time.time()
         try:
-            await _Episode(env, trajectory, policy, steps, recorder).play(progress)
+            await _Episode(env, trajectory, policy, steps, recorder).play(progress, http_client)
         except Exception as exc:
             trajectory.error = _error_record(exc, len(trajectory.steps) + 1)
             trajectory.outcome = "error"
@@ -214,11 +216,11 @@ async def rollout(
             header = _run_header(envs, policy, steps, max_concurrency, metadata or {})
             recorder = await stack.enter_async_context(Recorder.open(record, header))
         bar = stack.enter_context(rollout_progress(len(envs), progress))
+        http_client = await stack.enter_async_context(shared_http_client(max_concurrency))
         async with anyio.create_task_group() as tg:
             for env, trajectory in zip(envs, trajectories, strict=True):
+                options = {"recorder": recorder, "reward_fn": reward_fn, "progress": bar, "http_client": http_client}
                 tg.start_soon(
-                    lambda e=env, t=trajectory: run_episode(
-                        e, t, policy, steps=steps, limiter=limiter, recorder=recorder, reward_fn=reward_fn, progress=bar
-                    )
+                    lambda e=env, t=trajectory, o=options: run_episode(e, t, policy, steps=steps, limiter=limiter, **o)
                 )
     return trajectories

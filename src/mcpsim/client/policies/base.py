@@ -61,4 +61,10 @@ class Policy(ABC):
         return {"policy": self.name}
 
     async def aclose(self) -> None:  # noqa: B027 (optional hook)
-        """Release clients or files; called once when the rollout ends."""
+        """Release clients or files (the owner calls it; a rollout leaves the policy open for the next one)."""
+
+    async def __aenter__(self) -> "Policy":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
