@@ -140,6 +140,17 @@ async def test_vision_sends_frames_as_png_data_urls_after_the_tool_messages(canv
     assert len(api.requests) == 2  # the second look came from the same reply, without a model call
 
 
+async def test_max_images_keeps_only_the_latest_frames_in_a_request(canvas_url):
+    with FakeOpenAI(canvas_brain) as api:
+        policy = policy_for(api, vision=True, max_images=1)
+        (trajectory,) = await mcpsim.rollout(mcpsim.make(canvas_url, seeds=[2]), policy, steps=4)
+        await policy.aclose()
+    assert api.problems == [] and trajectory.success
+    second = api.requests[1]["messages"]
+    assert sum(len(image_urls(m)) for m in second) == 1  # of the 3 images so far, only the newest is sent
+    assert "[earlier image omitted]" in text_of_message(second[1])
+
+
 async def test_text_only_sends_no_images_and_the_model_plays_blind(canvas_url):
     with FakeOpenAI(canvas_brain) as api:
         policy = policy_for(api, vision=False)

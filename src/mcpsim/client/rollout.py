@@ -166,7 +166,9 @@ async def run_episode(
     return trajectory
 
 
-def _run_header(envs: list[Environment], policy: Policy, steps: int, max_concurrency: int, extra: Mapping) -> dict:
+def _run_header(
+    envs: list[Environment], policy: Policy, steps: int, max_concurrency: int, extra: Mapping[str, Any]
+) -> dict[str, Any]:
     urls = sorted({env.url for env in envs})
     described = policy.describe()
     return header_record(

@@ -86,6 +86,34 @@ def strip_images(messages: Sequence[Message]) -> list[Message]:
     return out
 
 
+def keep_last_images(messages: Sequence[Message], limit: int) -> list[Message]:
+    """The conversation with only the `limit` most recent image parts (older ones become a text note), so a
+    long visual episode does not resend every frame with every request."""
+    total = sum(1 for m in messages if isinstance(m.get("content"), list) for p in m["content"] if _is_image(p))
+    drop = max(total - limit, 0)
+    if drop == 0:
+        return list(messages)
+    out: list[Message] = []
+    for message in messages:
+        content = message.get("content")
+        if drop and isinstance(content, list) and any(_is_image(p) for p in content):
+            parts: list[dict[str, Any]] = []
+            for part in content:
+                if drop and _is_image(part):
+                    drop -= 1
+                    parts.append({"type": "text", "text": "[earlier image omitted]"})
+                else:
+                    parts.append(part)
+            out.append({**message, "content": parts})
+        else:
+            out.append(message)
+    return out
+
+
+def _is_image(part: Any) -> bool:
+    return isinstance(part, dict) and part.get("type") == "image_url"
+
+
 def has_images(messages: Sequence[Message]) -> bool:
     return any(
         isinstance(m.get("content"), list) and any(p.get("type") == "image_url" for p in m["content"]) for m in messages

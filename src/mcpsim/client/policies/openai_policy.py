@@ -4,6 +4,8 @@ One `AsyncOpenAI` client (one connection pool) serves every episode; each episod
 `episode.memory`. The SDK retries 408/409/429/5xx and connection errors with exponential backoff (honouring
 `Retry-After`), up to `max_retries`; each step records the tokens and the retries it took.
 
+`max_images=K` keeps only the K most recent images in each request (long visual episodes).
+
 Vision: `vision=True` sends MCP images as `image_url` parts with `data:` URLs, `False` sends text only (images
 become a short placeholder), `"auto"` (default) sends images and, if the endpoint rejects them with a 400 that
 mentions images, drops them for the rest of the run and says so in `describe()`.
@@ -22,6 +24,7 @@ from mcpsim.client.policies.chat_messages import (
     Message,
     has_images,
     images_message,
+    keep_last_images,
     strip_images,
     tool_message,
     tool_specs,
@@ -82,6 +85,7 @@ class OpenAIPolicy(Policy):
         max_retries: int = 6,
         timeout: float = 120.0,
         max_nudges: int = 1,
+        max_images: int | None = None,
         tool_choice: str | None = None,
         request_options: dict[str, Any] | None = None,
     ) -> None:
@@ -103,6 +107,7 @@ class OpenAIPolicy(Policy):
         self.images_rejected = False
         self.max_retries = max_retries
         self.max_nudges = max_nudges
+        self.max_images = max_images
         self.tool_choice = tool_choice
         self.request_options = dict(request_options or {})
         self.client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=max_retries, timeout=timeout)
@@ -202,6 +207,8 @@ class OpenAIPolicy(Policy):
             raise PolicyError(self._error_text(exc), step=episode.step) from exc
 
     async def _request(self, episode: EpisodeContext, messages: list[Message]) -> Message:
+        if self.max_images is not None:
+            messages = keep_last_images(messages, self.max_images)
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages, **self.request_options}
         if episode.memory["specs"]:
             kwargs["tools"] = episode.memory["specs"]
