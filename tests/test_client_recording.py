@@ -33,12 +33,13 @@ async def test_record_then_policy_replay_gives_identical_episodes(frozen_lake_se
     path = tmp_path / "run.jsonl"
     rows = [{"id": "r", "seed": 11}, {"id": "s", "seed": 12, "config": {"map_size": 5}}, {"id": "t", "seed": 13}]
     envs = mcpsim.make(frozen_lake_server.mcp, dataset=rows, samples=2)
-    original = await mcpsim.rollout(envs, mcpsim.RandomPolicy(7), steps=25, record=path)
+    original = await mcpsim.rollout(envs, mcpsim.RandomPolicy(7), steps=25, record=path, metadata={"run": "a"})
     assert all(t.error is None for t in original)
 
     recording = read_recording(path)
     assert recording.header["format"] == "mcpsim.trajectory/1"
     assert recording.header["policy"] == "random" and recording.header["url"] == frozen_lake_server.mcp
+    assert recording.header["metadata"] == {"run": "a"} and recording.header["policy_params"] == {"seed": 7}
     assert [row["env_id"] for row in recording.header["dataset"]] == ["r#0", "r#1", "s#0", "s#1", "t#0", "t#1"]
     replayed = await mcpsim.rollout(
         mcpsim.make(frozen_lake_server.mcp, dataset=recording.dataset), mcpsim.PlaybackPolicy(path), steps=25

@@ -171,6 +171,7 @@ def _run_header(
 ) -> dict[str, Any]:
     urls = sorted({env.url for env in envs})
     described = policy.describe()
+    user = {"metadata": dict(extra)} if extra else {}
     return header_record(
         url=urls[0] if len(urls) == 1 else urls,
         policy=described.get("policy", policy.name),
@@ -180,7 +181,7 @@ def _run_header(
         max_concurrency=max_concurrency,
         episodes=len(envs),
         dataset=[env.row.to_record() for env in envs],
-        **dict(extra),
+        **user,
     )
 
 
