@@ -4,7 +4,7 @@ import argparse
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -166,6 +166,50 @@ def cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client_parsers(sub: argparse._SubParsersAction) -> None:
+    """`rollout`, `replay`, `audit`, `report`: arguments only; the logic is in `mcpsim.client.commands`."""
+    p = sub.add_parser("rollout", help="roll out a policy on a batch of seeded episodes and record them")
+    p.add_argument("--url", required=True, help="MCP endpoint, e.g. http://127.0.0.1:9000/mcp")
+    p.add_argument("--dataset", metavar="ROWS.jsonl", help="one JSON row per episode: id, seed, prompts, config")
+    p.add_argument("--seeds", help="instead of --dataset: seeds like 0-63 or 1,2,5-7")
+    p.add_argument("--samples", type=int, default=1, help="episodes per row (repeated samples)")
+    p.add_argument("--policy", default="random", help="random[:SEED] | openai:MODEL | fireworks:MODEL | playback:FILE")
+    p.add_argument("--steps", type=int, default=100, help="maximum steps per episode")
+    p.add_argument("--max-concurrency", type=int, default=32, help="episodes running at once")
+    p.add_argument("--record", metavar="OUT.jsonl", help="write the trajectory file")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint for openai:MODEL (vLLM, Ollama, ...)")
+    p.add_argument("--vision", choices=["auto", "on", "off"], default="auto", help="send image observations")
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--max-retries", type=int, default=6, help="model API retries on 429/5xx/connection errors")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds for any one MCP request")
+    p.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
+
+    p = sub.add_parser("replay", help="re-create the trajectories of a recording, with no server")
+    p.add_argument("file")
+    p.add_argument("--reward-fn", metavar="MODULE:FUNCTION", help="re-score every episode with this function")
+    p.add_argument("--lenient", action="store_true", help="keep the complete episodes of a damaged file")
+
+    p = sub.add_parser("audit", help="replay a recording's actions against fresh instances; report divergences")
+    p.add_argument("file")
+    p.add_argument("--url", required=True, help="MCP endpoint to audit")
+    p.add_argument("--max-concurrency", type=int, default=16)
+    p.add_argument("--lenient", action="store_true", help="audit the complete episodes of a damaged file")
+
+    p = sub.add_parser("report", help="success, reward, steps, latency and tokens of one or more recordings")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--lenient", action="store_true", help="report the complete episodes of damaged files")
+
+
+def _client_command(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from mcpsim.client import commands
+
+        return getattr(commands, f"cmd_{name}")(args)
+
+    return run
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from mcpsim.demo import run_demo
 
@@ -252,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     demo.add_argument("--steps", type=int, default=30)
     _bench_parser(sub)
     envs_cli.add_parser(sub)
+    _client_parsers(sub)
     args = parser.parse_args(argv)
     handlers = {
         "serve": cmd_serve,
@@ -261,9 +306,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "view": cmd_view,
         "render": cmd_render,
     }
+    handlers.update({name: _client_command(name) for name in ("rollout", "replay", "audit", "report")})
     try:
         code = handlers[args.command](args)
-    except (CommandError, ValueError, PoolError) as exc:
+    except (CommandError, ValueError, OSError, PoolError) as exc:
         print(f"mcpsim {args.command}: error: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

@@ -1,0 +1,66 @@
+"""The rollout client: environments over MCP sessions, policies, concurrent rollouts, recording and replay.
+
+```python
+import mcpsim
+envs = mcpsim.make("http://127.0.0.1:9000/mcp", dataset=[{"id": "a", "seed": 1}])
+trajs = await mcpsim.rollout(envs, mcpsim.RandomPolicy(0), steps=30, record="run.jsonl")
+```
+"""
+
+from mcpsim.client.dataset import Row
+from mcpsim.client.env import Environment, EnvSession, make
+from mcpsim.client.errors import (
+    ClientError,
+    ConnectError,
+    DatasetError,
+    EnvError,
+    EpisodeError,
+    InvalidAction,
+    PolicyError,
+    TrajectoryFileError,
+)
+from mcpsim.client.policies import (
+    EpisodeContext,
+    FireworksPolicy,
+    OpenAIPolicy,
+    PlaybackPolicy,
+    Policy,
+    RandomPolicy,
+    ScriptedPolicy,
+)
+from mcpsim.client.reading import Recording, read_recording
+from mcpsim.client.replay import AuditReport, Divergence, audit, replay
+from mcpsim.client.rollout import rollout
+from mcpsim.client.trajectory import Action, Step, Trajectory
+
+__all__ = [
+    "Action",
+    "AuditReport",
+    "ClientError",
+    "ConnectError",
+    "DatasetError",
+    "Divergence",
+    "EnvError",
+    "EnvSession",
+    "Environment",
+    "EpisodeContext",
+    "EpisodeError",
+    "FireworksPolicy",
+    "InvalidAction",
+    "OpenAIPolicy",
+    "PlaybackPolicy",
+    "Policy",
+    "PolicyError",
+    "RandomPolicy",
+    "Recording",
+    "Row",
+    "ScriptedPolicy",
+    "Step",
+    "Trajectory",
+    "TrajectoryFileError",
+    "audit",
+    "make",
+    "read_recording",
+    "replay",
+    "rollout",
+]

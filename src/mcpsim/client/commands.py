@@ -1,0 +1,203 @@
+"""What `mcpsim rollout|replay|audit|report` do; `mcpsim.cli` only declares their arguments.
+
+Every command prints a readable result and returns an exit code: 0 all good, 1 the run found something (an
+episode failed, an audit diverged), 2 bad input (message on stderr).
+"""
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import anyio
+from rich.console import Console
+from rich.table import Table
+
+from mcpsim.client.dataset import seed_rows
+from mcpsim.client.env import make
+from mcpsim.client.policies import FireworksPolicy, OpenAIPolicy, PlaybackPolicy, Policy, RandomPolicy
+from mcpsim.client.reading import read_recording
+from mcpsim.client.replay import audit, rescore
+from mcpsim.client.report import report_table, run_stats
+from mcpsim.client.rollout import rollout
+from mcpsim.client.trajectory import Trajectory
+
+MAX_TABLE_ROWS = 64
+VISION = {"auto": "auto", "on": True, "off": False}
+
+
+def _console() -> Console:
+    """Rich output; piped output gets a wide fixed width so tables do not wrap labels."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """`0-63`, `1,2,5-7` -> seeds."""
+    seeds: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        low, sep, high = part.partition("-")
+        try:
+            if sep:
+                if int(high) < int(low):
+                    raise ValueError
+                seeds.extend(range(int(low), int(high) + 1))
+            elif part:
+                seeds.append(int(part))
+        except ValueError:
+            raise ValueError(f"--seeds: {part!r} is not a seed or a range like 0-63") from None
+    if not seeds:
+        raise ValueError("--seeds is empty")
+    return seeds
+
+
+def policy_from_spec(spec: str, args: argparse.Namespace) -> Policy:
+    """`random[:SEED]`, `openai:MODEL`, `fireworks:MODEL`, `playback:FILE`."""
+    kind, _, value = spec.partition(":")
+    options: dict[str, Any] = {
+        "vision": VISION[args.vision],
+        "temperature": args.temperature,
+        "max_retries": args.max_retries,
+    }
+    if kind == "random":
+        return RandomPolicy(int(value) if value else 0)
+    if kind in ("openai", "fireworks") and value:
+        if kind == "fireworks":
+            return FireworksPolicy(value, **options)
+        return OpenAIPolicy(value, base_url=args.base_url, **options)
+    if kind == "playback" and value:
+        return PlaybackPolicy(read_recording(value))
+    raise ValueError(f"--policy {spec!r}: use random[:SEED], openai:MODEL, fireworks:MODEL or playback:FILE")
+
+
+def _dataset(args: argparse.Namespace, policy: Policy) -> Any:
+    if args.dataset and args.seeds:
+        raise ValueError("give --dataset or --seeds, not both")
+    if args.dataset:
+        return args.dataset
+    if args.seeds:
+        return seed_rows(parse_seeds(args.seeds))
+    if isinstance(policy, PlaybackPolicy) and policy.recording is not None:
+        return policy.recording.dataset
+    raise ValueError("give --dataset rows.jsonl or --seeds 0-63 (or --policy playback:FILE to reuse its episodes)")
+
+
+def episode_table(trajectories: list[Trajectory], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("env", "seed", "steps", "reward", "outcome"):
+        table.add_column(column, justify="left" if column in ("env", "outcome") else "right")
+    for trajectory in trajectories[:MAX_TABLE_ROWS]:
+        outcome = trajectory.outcome + (f": {trajectory.error['message']}" if trajectory.error else "")
+        table.add_row(
+            trajectory.env_id,
+            str(trajectory.seed),
+            str(len(trajectory.steps)),
+            f"{trajectory.total_reward:g}",
+            outcome[:160],
+        )
+    if len(trajectories) > MAX_TABLE_ROWS:
+        table.caption = f"first {MAX_TABLE_ROWS} of {len(trajectories)} episodes"
+    return table
+
+
+def summary_line(trajectories: list[Trajectory], elapsed: float | None = None) -> str:
+    n = len(trajectories)
+    steps = sum(len(t.steps) for t in trajectories)
+    success = sum(t.success for t in trajectories)
+    errors = [t for t in trajectories if t.error]
+    mean = sum(t.total_reward for t in trajectories) / n if n else 0.0
+    timing = f" in {elapsed:.1f} s" if elapsed is not None else ""
+    return f"{n} episodes, {steps} steps{timing}: success {success}/{n}, mean reward {mean:.3g}, {len(errors)} failed"
+
+
+def error_lines(trajectories: list[Trajectory], limit: int = 5) -> list[str]:
+    counts = Counter(t.error["message"] for t in trajectories if t.error)
+    return [f"  {n} x {message}" for message, n in counts.most_common(limit)]
+
+
+def load_callable(spec: str) -> Any:
+    """`package.module:function` -> the function (for `--reward-fn`)."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"--reward-fn {spec!r}: use package.module:function")
+    try:
+        function = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"--reward-fn {spec!r}: {exc}") from None
+    if not callable(function):
+        raise ValueError(f"--reward-fn {spec!r} is not callable")
+    return function
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    console = _console()
+    policy = policy_from_spec(args.policy, args)
+    envs = make(args.url, dataset=_dataset(args, policy), samples=args.samples, timeout=args.timeout)
+    if args.record:
+        Path(args.record).parent.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> list[Trajectory]:
+        try:
+            return await rollout(
+                envs,
+                policy,
+                steps=args.steps,
+                max_concurrency=args.max_concurrency,
+                record=args.record,
+                progress=None if args.progress == "auto" else args.progress == "on",
+            )
+        finally:
+            await policy.aclose()
+
+    started = time.perf_counter()
+    trajectories = anyio.run(run)
+    elapsed = time.perf_counter() - started
+    console.print(episode_table(trajectories, f"rollout of {args.policy} against {args.url}"))
+    console.print(summary_line(trajectories, elapsed))
+    for line in error_lines(trajectories):
+        console.print(line, markup=False, soft_wrap=True)
+    if args.record:
+        console.print(f"recorded to {args.record}")
+    return 1 if any(t.error for t in trajectories) else 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    console = _console()
+    started = time.perf_counter()
+    recording = read_recording(args.file, strict=not args.lenient)
+    elapsed = time.perf_counter() - started
+    trajectories = recording.trajectories
+    if args.reward_fn:
+        rescore(trajectories, load_callable(args.reward_fn))
+    console.print(episode_table(trajectories, f"replay of {args.file} ({recording.header.get('policy')})"))
+    console.print(summary_line(trajectories))
+    rate = recording.steps / elapsed if elapsed > 0 else float("inf")
+    console.print(
+        f"read {recording.steps} steps of {len(trajectories)} episodes in {elapsed:.3f} s ({rate:,.0f} steps/s)"
+    )
+    for problem in recording.problems:
+        console.print(f"problem: {problem}", markup=False, soft_wrap=True)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    console = _console()
+    recording = read_recording(args.file, strict=not args.lenient)
+    report = anyio.run(lambda: audit(recording, args.url, max_concurrency=args.max_concurrency, progress=None))
+    console.print(report.summary(), markup=False, soft_wrap=True)
+    console.print("deterministic: every replayed step matched" if report.ok else "NOT deterministic (see above)")
+    return 0 if report.ok else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    recordings = [read_recording(path, strict=not args.lenient) for path in args.files]
+    stats = [run_stats(recording) for recording in recordings]
+    if args.json:
+        print(json.dumps([{"label": s.label, **s.values} for s in stats], indent=2))
+    else:
+        _console().print(report_table(stats))
+    return 0

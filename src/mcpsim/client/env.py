@@ -1,0 +1,298 @@
+"""One environment = one MCP session with its own seeded instance, opened with the official SDK client.
+
+`make()` only describes environments (no connection yet): the rollout opens each session when the episode
+starts and closes it when it ends, so the managed server can end the instance at once. The seed goes in the
+query string (`?seed=N`), the config as URL-encoded JSON (`&config=...`); a single production server simply
+ignores both. Tools come from `tools/list`, the initial observation from the server's resources, reward and
+episode end from each tool result's `_meta["mcpsim"]`.
+"""
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import httpx2
+from jsonschema import Draft202012Validator, SchemaError
+from jsonschema.exceptions import best_match
+from jsonschema.validators import validator_for
+from mcp import Client
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import Implementation
+
+from mcpsim import __version__
+from mcpsim.client.content import Observation, block_dict, blocks_from_content, blocks_from_resource
+from mcpsim.client.dataset import DatasetSource, Row, assign_env_ids, load_rows, seed_rows
+from mcpsim.client.errors import ConnectError, EnvError, InvalidAction, describe_exception
+from mcpsim.client.trajectory import Action
+
+META_KEY = "mcpsim"
+INITIAL_STATE_URI = "game://initial_state"
+PAGE_CAP = 100
+DEFAULT_TIMEOUT = 120.0
+
+
+def session_url(url: str, seed: int, config: Mapping[str, Any] | None = None) -> str:
+    """`url` with `seed` (and `config` as compact JSON) in its query string, replacing any already there."""
+    parts = urlsplit(url)
+    path = parts.path if parts.path not in ("", "/") else "/mcp"
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ("seed", "config")]
+    query.append(("seed", str(seed)))
+    if config:
+        query.append(("config", json.dumps(dict(config), separators=(",", ":"), sort_keys=True)))
+    return urlunsplit((parts.scheme, parts.netloc, path, urlencode(query, quote_via=quote), parts.fragment))
+
+
+def check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"an environment URL must be http(s)://host:port/mcp, got {url!r}")
+    return url
+
+
+def mcp_error_text(exc: BaseException) -> str:
+    """JSON-RPC errors from the SDK (`MCPError`) read as their message and code; anything else as its type."""
+    error = getattr(exc, "error", None)
+    if error is not None and hasattr(error, "code") and hasattr(error, "message"):
+        return f"{error.message} (JSON-RPC error {error.code})"
+    return describe_exception(exc)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    observation: Observation
+    reward: float
+    terminated: bool
+    truncated: bool
+    is_error: bool
+    latency_ms: float
+    meta: dict[str, Any] | None
+
+
+def _flag(info: Mapping[str, Any], key: str) -> bool:
+    value = info.get(key, False)
+    return value is True or value == 1
+
+
+def _reward(info: Mapping[str, Any]) -> float:
+    try:
+        reward = float(info.get("reward", 0.0))
+    except (TypeError, ValueError):
+        return 0.0
+    return reward if math.isfinite(reward) else 0.0
+
+
+class EnvSession:
+    """An open MCP session: the tools, the initial observation, and `step(action)`."""
+
+    def __init__(self, client: Any, env: "Environment", tools: list[dict[str, Any]], initial: Observation) -> None:
+        self._client = client
+        self.env = env
+        self.tools = tools
+        self.initial_observation = initial
+        self.instructions: str | None = client.instructions
+        self._validators: dict[str, Any] = {}
+
+    @property
+    def tool_names(self) -> list[str]:
+        return [tool["name"] for tool in self.tools]
+
+    def validate(self, action: Action, step: int) -> None:
+        """Reject an unknown tool or arguments the tool's input schema refuses, before anything is sent."""
+        tool = next((t for t in self.tools if t["name"] == action.tool), None)
+        if tool is None:
+            raise InvalidAction(
+                f"unknown tool {action.tool!r}; the server offers: {', '.join(self.tool_names) or 'no tools'}",
+                step=step,
+            )
+        if not isinstance(action.arguments, dict):
+            raise InvalidAction(
+                f"arguments for {action.tool!r} must be a JSON object, got {type(action.arguments).__name__}",
+                step=step,
+            )
+        validator = self._validator(tool)
+        if validator is None:
+            return
+        error = _best_error(validator, action.arguments)
+        if error is not None:
+            raise InvalidAction(
+                f"arguments {json.dumps(action.arguments)[:200]} for {action.tool!r} do not match its input schema: "
+                f"{error}",
+                step=step,
+            )
+
+    def _validator(self, tool: Mapping[str, Any]) -> Any:
+        name = tool["name"]
+        if name not in self._validators:
+            schema = tool.get("inputSchema") or {}
+            try:
+                cls = validator_for(schema, default=Draft202012Validator)
+                cls.check_schema(schema)
+                self._validators[name] = cls(schema)
+            except SchemaError:
+                self._validators[name] = None  # a broken schema is the server's to judge
+        return self._validators[name]
+
+    async def step(self, action: Action, step: int) -> StepResult:
+        started = time.perf_counter()
+        try:
+            result = await self._client.call_tool(action.tool, action.arguments)
+        except Exception as exc:
+            raise EnvError(f"tools/call {action.tool!r} failed: {mcp_error_text(exc)}", step=step) from exc
+        latency_ms = (time.perf_counter() - started) * 1000
+        meta = dict(result.meta) if result.meta else None
+        info = (meta or {}).get(META_KEY) or {}
+        if not isinstance(info, Mapping):
+            info = {}
+        return StepResult(
+            observation=blocks_from_content(result.content),
+            reward=_reward(info),
+            terminated=_flag(info, "terminated"),
+            truncated=_flag(info, "truncated"),
+            is_error=bool(result.is_error),
+            latency_ms=latency_ms,
+            meta=meta,
+        )
+
+
+def _best_error(validator: Any, instance: Any) -> str | None:
+    error = best_match(validator.iter_errors(instance))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path)
+    return f"{where}: {error.message}" if where else error.message
+
+
+def choose_initial_resource(resources: Sequence[Mapping[str, Any]]) -> str | None:
+    """The resource that holds the initial observation: `game://initial_state`, else the first whose URI or name
+    says initial/state/observation, else the first listed."""
+    uris = [str(r.get("uri")) for r in resources]
+    if INITIAL_STATE_URI in uris:
+        return INITIAL_STATE_URI
+    for word in ("initial", "state", "observation"):
+        for resource, uri in zip(resources, uris, strict=True):
+            if word in uri.lower() or word in str(resource.get("name", "")).lower():
+                return uri
+    return uris[0] if uris else None
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One episode's environment: the server URL and the dataset row it is started from."""
+
+    url: str
+    row: Row
+    initial_resource: str | None = None
+    """URI of the resource read as the initial observation; default: `choose_initial_resource`."""
+    timeout: float = DEFAULT_TIMEOUT
+    """Seconds for any one MCP request (including the handshake, which waits for the instance to start)."""
+    client_name: str = "mcpsim"
+
+    @property
+    def env_id(self) -> str:
+        return self.row.env_id or self.row.id
+
+    @property
+    def seed(self) -> int:
+        return self.row.seed
+
+    @property
+    def session_url(self) -> str:
+        return session_url(self.url, self.row.seed, self.row.config)
+
+    @property
+    def uses_sse(self) -> bool:
+        return urlsplit(self.url).path.rstrip("/").endswith("/sse")
+
+    def _client(self, http_client: httpx2.AsyncClient | None) -> Client:
+        target: Any = self.session_url
+        if self.uses_sse:
+            target = sse_client(self.session_url, timeout=self.timeout, sse_read_timeout=max(self.timeout, 300.0))
+        elif http_client is not None:
+            target = streamable_http_client(self.session_url, http_client=http_client)
+        return Client(
+            target,
+            mode="legacy",
+            cache=None,
+            read_timeout_seconds=self.timeout,
+            client_info=Implementation(name=self.client_name, version=__version__),
+        )
+
+    @contextlib.asynccontextmanager
+    async def connect(self, http_client: httpx2.AsyncClient | None = None) -> AsyncIterator[EnvSession]:
+        """Open the session: handshake, `tools/list`, initial observation. Failures raise `ConnectError`.
+
+        `http_client` lets many sessions share one connection pool (a rollout does); sessions stay separate
+        because the MCP session id travels per request, not on the client.
+        """
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                client = await stack.enter_async_context(self._client(http_client))
+                tools = await self._list_tools(client)
+                initial = await self._initial_observation(client)
+            except Exception as exc:
+                raise ConnectError(f"cannot open an MCP session at {self.session_url}: {mcp_error_text(exc)}") from exc
+            yield EnvSession(client, self, tools, initial)
+
+    async def _list_tools(self, client: Any) -> list[dict[str, Any]]:
+        tools: list[dict[str, Any]] = []
+        cursor = None
+        for _ in range(PAGE_CAP):
+            page = await client.list_tools(cursor=cursor)
+            tools.extend(block_dict(tool) for tool in page.tools)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return tools
+
+    async def _initial_observation(self, client: Any) -> Observation:
+        uri = self.initial_resource
+        if uri is None:
+            capabilities = client.server_capabilities
+            if capabilities is None or capabilities.resources is None:
+                return []
+            listed = await client.list_resources()
+            uri = choose_initial_resource([block_dict(r) for r in listed.resources])
+            if uri is None:
+                return []
+        result = await client.read_resource(uri)
+        return blocks_from_resource(result.contents)
+
+
+def shared_http_client(max_concurrency: int) -> httpx2.AsyncClient:
+    """One HTTP client for every session of a rollout: one TLS context instead of one per session, pooled
+    connections, and no pool limit to queue behind (each session also holds a long-lived GET stream)."""
+    return httpx2.AsyncClient(
+        timeout=httpx2.Timeout(30.0, read=300.0),
+        limits=httpx2.Limits(max_connections=None, max_keepalive_connections=max(20, 2 * max_concurrency)),
+    )
+
+
+def make(
+    url: str,
+    dataset: DatasetSource | None = None,
+    *,
+    seeds: Sequence[int] | None = None,
+    samples: int = 1,
+    initial_resource: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[Environment]:
+    """Environments for `url`, one per dataset row (times `samples`); nothing is connected yet.
+
+    `dataset` is a list of rows (`{"id", "seed", "system_prompt", "user_prompt", "config"}`) or a JSONL path;
+    `seeds` is a shortcut for rows with only a seed. Rows are validated here, so bad input fails before any
+    episode starts. Reading a JSONL path blocks briefly: call `make` before the event loop or in a thread.
+    """
+    check_url(url)
+    if (dataset is None) == (seeds is None):
+        raise ValueError("give exactly one of dataset= (rows or a JSONL path) or seeds=")
+    rows = load_rows(seed_rows(seeds) if seeds is not None else dataset)  # type: ignore[arg-type]
+    return [
+        Environment(url, row, initial_resource=initial_resource, timeout=timeout)
+        for row in assign_env_ids(rows, samples)
+    ]

@@ -1,0 +1,70 @@
+"""The policy interface: small and stable, like Gymnasium's.
+
+A policy sees one `EpisodeContext` per environment (seed, row, tools, initial observation, the trajectory so
+far, and a `memory` dict for its own per-episode state, e.g. an LLM conversation) and answers each observation
+with an `Action` (a tool call) or `None` to end the episode. One policy object serves every environment of a
+rollout concurrently, so per-episode state belongs in `episode.memory`, never on `self`.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcpsim.client.content import Observation
+from mcpsim.client.dataset import Row
+from mcpsim.client.trajectory import Action, Trajectory, add_usage
+
+
+@dataclass
+class EpisodeContext:
+    """What a policy knows about one episode."""
+
+    env_id: str
+    seed: int
+    row: Row
+    tools: list[dict[str, Any]]
+    """MCP tool definitions from `tools/list` (`name`, `description`, `inputSchema`)."""
+    initial_observation: Observation
+    trajectory: Trajectory
+    instructions: str | None = None
+    """The server's `instructions` from the MCP handshake."""
+    memory: dict[str, Any] = field(default_factory=dict)
+    unattributed_usage: dict[str, int] = field(default_factory=dict)
+    """Usage reported since the last step; the rollout moves it onto the next step it records."""
+
+    def add_usage(self, usage: Mapping[str, int] | None) -> None:
+        """Report tokens (or any counters) a policy spent; they count for the episode and its next step."""
+        add_usage(self.trajectory.usage, usage)
+        add_usage(self.unattributed_usage, usage)
+
+    @property
+    def step(self) -> int:
+        """Steps taken so far."""
+        return len(self.trajectory.steps)
+
+
+class Policy(ABC):
+    """Base class of policies. Subclasses implement `act`; `reset`, `describe` and `aclose` are optional."""
+
+    name = "policy"
+
+    async def reset(self, episode: EpisodeContext) -> None:  # noqa: B027 (optional hook)
+        """Called once per episode before the first `act` (the initial observation is on `episode`)."""
+
+    @abstractmethod
+    async def act(self, episode: EpisodeContext, observation: Observation) -> Action | None:
+        """The next tool call, given the latest observation (the initial one at first); `None` ends the episode."""
+
+    def describe(self) -> dict[str, Any]:
+        """Run metadata for the recording's header (policy name, model, ...)."""
+        return {"policy": self.name}
+
+    async def aclose(self) -> None:  # noqa: B027 (optional hook)
+        """Release clients or files (the owner calls it; a rollout leaves the policy open for the next one)."""
+
+    async def __aenter__(self) -> "Policy":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

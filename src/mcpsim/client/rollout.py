@@ -1,0 +1,229 @@
+"""`await rollout(envs, policy, ...)`: every environment plays its own episode, concurrently.
+
+There is no lockstep: each episode is one task that opens its session, asks the policy, calls the tool, and
+repeats until the server ends the episode, the policy stops or the step limit is reached, so a slow
+environment or a slow model call never holds the others. `max_concurrency` bounds how many sessions are open
+at once. Any failure (cannot connect, policy error, invalid action, tool call error) is recorded on that
+episode's trajectory and ends it cleanly; the other episodes go on.
+"""
+
+import contextlib
+import inspect
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+
+from mcpsim.client.env import Environment, EnvSession, shared_http_client
+from mcpsim.client.errors import EpisodeError, PolicyError, describe_exception, leaf_exceptions
+from mcpsim.client.policies.base import EpisodeContext, Policy
+from mcpsim.client.progress import SILENT, RolloutProgress, rollout_progress
+from mcpsim.client.recording import Recorder, header_record
+from mcpsim.client.trajectory import Action, Step, Trajectory, add_usage
+
+RewardFn = Callable[[Trajectory], Any]
+
+
+def _error_record(exc: BaseException, step: int) -> dict[str, Any]:
+    for leaf in leaf_exceptions(exc):
+        if isinstance(leaf, EpisodeError):
+            record = leaf.record()
+            if record.get("step") is None:
+                record["step"] = step
+            return record
+    return {"type": "internal", "message": describe_exception(exc), "step": step}
+
+
+async def _ask(policy: Policy, episode: EpisodeContext, observation: list[dict[str, Any]]) -> Action | None:
+    try:
+        return Action.coerce(await policy.act(episode, observation))
+    except EpisodeError:
+        raise
+    except Exception as exc:
+        raise PolicyError(f"policy {policy.name!r} failed: {describe_exception(exc)}", step=episode.step + 1) from exc
+
+
+class _Episode:
+    """One environment's episode loop; state lives on the trajectory so a failure keeps what was played."""
+
+    def __init__(
+        self, env: Environment, trajectory: Trajectory, policy: Policy, steps: int, recorder: Recorder | None
+    ) -> None:
+        self.env = env
+        self.trajectory = trajectory
+        self.policy = policy
+        self.steps = steps
+        self.recorder = recorder
+
+    async def play(self, progress: RolloutProgress, http_client: httpx2.AsyncClient | None) -> None:
+        trajectory = self.trajectory
+        started = time.perf_counter()
+        async with self.env.connect(http_client) as session:
+            trajectory.connect_ms = (time.perf_counter() - started) * 1000
+            trajectory.initial_observation = session.initial_observation
+            episode = EpisodeContext(
+                env_id=self.env.env_id,
+                seed=self.env.seed,
+                row=self.env.row,
+                tools=session.tools,
+                initial_observation=session.initial_observation,
+                trajectory=trajectory,
+                instructions=session.instructions,
+            )
+            try:
+                await self.policy.reset(episode)
+            except EpisodeError:
+                raise
+            except Exception as exc:
+                raise PolicyError(f"policy {self.policy.name!r} failed to reset: {describe_exception(exc)}") from exc
+            await self._loop(session, episode, progress)
+
+    async def _loop(self, session: EnvSession, episode: EpisodeContext, progress: RolloutProgress) -> None:
+        trajectory = self.trajectory
+        observation = session.initial_observation
+        while True:
+            if len(trajectory.steps) >= self.steps:
+                trajectory.outcome, trajectory.truncated = "max_steps", True
+                return
+            number = len(trajectory.steps) + 1
+            asked = time.perf_counter()
+            action = await _ask(self.policy, episode, observation)
+            policy_ms = (time.perf_counter() - asked) * 1000
+            if action is None:
+                trajectory.outcome = "stopped"
+                return
+            session.validate(action, number)
+            result = await session.step(action, number)
+            add_usage(trajectory.usage, action.usage)
+            usage = dict(episode.unattributed_usage)
+            add_usage(usage, action.usage)
+            episode.unattributed_usage.clear()
+            step = Step(
+                step=number,
+                action=action,
+                observation=result.observation,
+                reward=result.reward,
+                terminated=result.terminated,
+                truncated=result.truncated,
+                is_error=result.is_error,
+                latency_ms=result.latency_ms,
+                policy_ms=policy_ms,
+                usage=usage or None,
+                meta=result.meta,
+            )
+            trajectory.add_step(step)
+            if self.recorder is not None:
+                await self.recorder.step(trajectory, step)
+            progress.step()
+            observation = result.observation
+            if result.terminated or result.truncated:
+                trajectory.outcome = "terminated" if result.terminated else "truncated"
+                return
+
+
+async def _apply_reward_fn(reward_fn: RewardFn, trajectory: Trajectory) -> None:
+    try:
+        value = reward_fn(trajectory)
+        if inspect.isawaitable(value):
+            value = await value
+        if value is not None:
+            trajectory.total_reward = float(value)
+            trajectory.reward_source = "reward_fn"
+    except Exception as exc:
+        if trajectory.error is None:
+            trajectory.error = {"type": "reward_fn", "message": f"reward_fn failed: {describe_exception(exc)}"}
+
+
+async def run_episode(
+    env: Environment,
+    trajectory: Trajectory,
+    policy: Policy,
+    *,
+    steps: int,
+    limiter: anyio.CapacityLimiter,
+    recorder: Recorder | None = None,
+    reward_fn: RewardFn | None = None,
+    progress: RolloutProgress | None = None,
+    http_client: httpx2.AsyncClient | None = None,
+) -> Trajectory:
+    progress = progress or SILENT
+    async with limiter:
+        trajectory.started_at = time.time()
+        try:
+            await _Episode(env, trajectory, policy, steps, recorder).play(progress, http_client)
+        except Exception as exc:
+            trajectory.error = _error_record(exc, len(trajectory.steps) + 1)
+            trajectory.outcome = "error"
+        trajectory.finished_at = time.time()
+    if reward_fn is not None:
+        await _apply_reward_fn(reward_fn, trajectory)
+    if recorder is not None:
+        await recorder.episode(trajectory)
+    progress.episode_done(trajectory.error is not None)
+    return trajectory
+
+
+def _run_header(
+    envs: list[Environment], policy: Policy, steps: int, max_concurrency: int, extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    urls = sorted({env.url for env in envs})
+    described = policy.describe()
+    user = {"metadata": dict(extra)} if extra else {}
+    return header_record(
+        url=urls[0] if len(urls) == 1 else urls,
+        policy=described.get("policy", policy.name),
+        model=described.get("model"),
+        policy_params={k: v for k, v in described.items() if k not in ("policy", "model")},
+        steps=steps,
+        max_concurrency=max_concurrency,
+        episodes=len(envs),
+        dataset=[env.row.to_record() for env in envs],
+        **user,
+    )
+
+
+async def rollout(
+    envs: Iterable[Environment],
+    policy: Policy,
+    *,
+    steps: int = 100,
+    max_concurrency: int = 32,
+    record: str | Path | None = None,
+    reward_fn: RewardFn | None = None,
+    progress: bool | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> list[Trajectory]:
+    """Run one episode per environment with `policy`; trajectories come back in the order of `envs`.
+
+    `steps` caps each episode (outcome `max_steps`); `record` writes the trajectory file as episodes run;
+    `reward_fn(trajectory)` (sync or async) sets each episode's total reward, for servers that report none;
+    `progress=None` shows a progress bar only on a terminal. The policy stays open (close it with `aclose`).
+    """
+    envs = list(envs)
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+    if not isinstance(policy, Policy):
+        raise TypeError(f"policy must be an mcpsim Policy, got {type(policy).__name__}")
+    trajectories = [Trajectory(env.env_id, env.seed, env.row) for env in envs]
+    if not envs:
+        return trajectories
+    limiter = anyio.CapacityLimiter(max_concurrency)
+    async with contextlib.AsyncExitStack() as stack:
+        recorder = None
+        if record is not None:
+            header = _run_header(envs, policy, steps, max_concurrency, metadata or {})
+            recorder = await stack.enter_async_context(Recorder.open(record, header))
+        bar = stack.enter_context(rollout_progress(len(envs), progress))
+        http_client = await stack.enter_async_context(shared_http_client(max_concurrency))
+        async with anyio.create_task_group() as tg:
+            for env, trajectory in zip(envs, trajectories, strict=True):
+                options = {"recorder": recorder, "reward_fn": reward_fn, "progress": bar, "http_client": http_client}
+                tg.start_soon(
+                    lambda e=env, t=trajectory, o=options: run_episode(e, t, policy, steps=steps, limiter=limiter, **o)
+                )
+    return trajectories
