@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 
 import anyio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
 from mcpsim.pool.pool import InstancePool, PoolConfig
 from mcpsim.server.api import api_routes
 from mcpsim.server.dashboard import dashboard_routes
 from mcpsim.server.handles import HandleFront
+from mcpsim.server.host_guard import LoopbackGuard, is_loopback
 from mcpsim.server.metrics import Metrics
 from mcpsim.server.ops import ops_routes
 from mcpsim.server.sessions import SessionFront
@@ -61,7 +63,9 @@ def create_app(config: ServeConfig) -> Starlette:
         *ops_routes(pool, metrics, lambda: serving.is_set() and not stopping.is_set()),
         *dashboard_routes(),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # On loopback only, refuse other Host/Origin names (DNS rebinding); bound elsewhere, exposure is the choice.
+    middleware = [Middleware(LoopbackGuard)] if is_loopback(config.host) else []
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.pool = pool
     app.state.sessions = sessions
     app.state.sse = sse
