@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint format stress clean setup setup-test
+.PHONY: demo test lint format stress clean setup setup-test node-tools
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,18 @@ setup: $(VENV)/.installed
 
 setup-test: $(VENV)/.installed-test
 
+# Node tools the tests drive as outside MCP clients (conformance suite, inspector CLI), pinned by the lockfile.
+NODE_TOOLS := tests/node/node_modules/.installed
+$(NODE_TOOLS): tests/node/package.json tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-tools: $(NODE_TOOLS)
+
 demo: setup
 	$(VENV)/bin/mcpsim demo
 
-test: setup-test
+test: setup-test node-tools
 	$(VENV)/bin/ruff check src tests
 	$(PY) -m pytest -q -p no:cacheprovider
 
@@ -39,4 +47,4 @@ format: setup-test
 	$(VENV)/bin/ruff check --fix src tests
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache tests/node/node_modules
