@@ -22,7 +22,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import pytest
+from mcp import Client
 
 from conftest import ARTIFACTS, TESTS, ServeProcess, port_range, ports, server_script, start_serve, survivors
 
@@ -250,6 +252,29 @@ def test_json_response_mode_fails_only_what_the_sdk_server_itself_fails(tmp_path
     # A server request is refused at once with a reason, not left to the client's 60 s timeout.
     (sampling,) = through.checks["tools-call-sampling"]
     assert "sampling/createMessage" in sampling["errorMessage"], sampling
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # handshake-era subscriptions
+async def test_a_subscribed_resource_update_reaches_the_client_through_mcpsim(managed):
+    """Beyond the suite, which only subscribes: the update notification itself travels through the proxy."""
+    updated: list[str] = []
+
+    async def handler(message) -> None:
+        if getattr(message, "method", None) == "notifications/resources/updated":
+            updated.append(message.params.uri)
+
+    async with Client(f"{managed.mcp}?seed=8", mode="legacy", message_handler=handler) as client:
+        await client.subscribe_resource("test://watched-resource")
+        result = await client.call_tool("update_watched_resource", {"content": "changed"})
+        assert result.content[0].text == "updated; subscriber notified: True"
+        with anyio.fail_after(10):
+            while not updated:
+                await anyio.sleep(0.02)
+        assert updated == ["test://watched-resource"]
+        assert (await client.read_resource("test://watched-resource")).contents[0].text == "changed"
+        await client.unsubscribe_resource("test://watched-resource")
+        result = await client.call_tool("update_watched_resource", {"content": "again"})
+        assert result.content[0].text == "updated; subscriber notified: False"
 
 
 def inspector(url: str, *args: str) -> dict:
