@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint format stress clean setup setup-test node-deps browser
+.PHONY: demo test lint format stress clean setup setup-test node-deps node-tools browser
 
 # Node packages the tests use, installed into the project (never globally): the JavaScript example server's
 # locked dependencies, and the pinned third-party server-everything in a project-local npm cache so that
@@ -43,6 +43,14 @@ setup: $(VENV)/.installed
 
 setup-test: $(VENV)/.installed-test
 
+# Node tools the tests drive as outside MCP clients (conformance suite, inspector CLI), pinned by the lockfile.
+NODE_TOOLS := tests/node/node_modules/.installed
+$(NODE_TOOLS): tests/node/package.json tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-tools: $(NODE_TOOLS)
+
 demo: setup
 	$(VENV)/bin/mcpsim demo
 
@@ -58,7 +66,7 @@ browser:
 	  fi; \
 	fi
 
-test: setup-test node-deps browser
+test: setup-test node-deps node-tools browser
 	$(VENV)/bin/ruff check src tests
 	$(PY) -m pytest -q -p no:cacheprovider
 
@@ -71,4 +79,4 @@ format: setup-test
 	$(VENV)/bin/ruff check --fix src tests
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mcpsim/npm-cache $(JS_LAKE)/node_modules
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mcpsim/npm-cache $(JS_LAKE)/node_modules tests/node/node_modules

@@ -59,7 +59,7 @@ def test_loopback_needs_no_token_but_refuses_other_sites_and_rebound_names(serve
     # a DNS-rebinding page: same origin as far as the browser knows, but not a loopback name
     port = serve.url.rsplit(":", 1)[1]
     rebound = serve.get("/api/instances", headers={"host": f"evil.example:{port}"})
-    assert rebound.status_code == 403 and "not a loopback name" in rebound.json()["error"]["message"]
+    assert rebound.status_code == 421 and "not a loopback name" in rebound.json()["error"]["message"]
     assert serve.get("/api/instances", headers={"host": f"localhost:{port}"}).status_code == 200
     assert [item["seed"] for item in serve.get("/api/instances").json()] == [1]
 

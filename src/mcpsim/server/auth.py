@@ -19,8 +19,11 @@ import ipaddress
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from mcp.types import INVALID_REQUEST
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mcpsim.server.http_errors import rpc_error_response
 
 COOKIE = "mcpsim_token"
 OPEN_PATHS = frozenset({"/health"})
@@ -31,11 +34,15 @@ class AuthConfigError(ValueError):
     """The server was asked to serve beyond loopback without a token."""
 
 
-def is_loopback(host: str) -> bool:
+def is_loopback(host: str | None) -> bool:
+    """Whether a host name or address is this machine only: `localhost`, 127.0.0.0/8, `::1`."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 
@@ -52,6 +59,20 @@ def required_token(host: str, token: str | None, option: str = "--auth-token") -
     )
 
 
+def _hostname(host_header: str) -> str | None:
+    try:
+        return urlsplit(f"//{host_header}").hostname
+    except ValueError:
+        return None
+
+
+def _netloc(origin: str) -> str | None:
+    try:
+        return urlsplit(origin).netloc.lower()
+    except ValueError:
+        return None
+
+
 class AccessGuard:
     """ASGI middleware: same-origin and loopback-host checks, then the token (every path but `OPEN_PATHS`)."""
 
@@ -66,7 +87,8 @@ class AccessGuard:
             return
         refusal = self._misdirected(scope)
         if refusal is not None:
-            await JSONResponse({"error": {"message": refusal}}, 403)(scope, receive, send)
+            status, message = refusal
+            await rpc_error_response(status, INVALID_REQUEST, message)(scope, receive, send)
             return
         if self.token is None or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
@@ -84,13 +106,19 @@ class AccessGuard:
             return
         await self._reject(scope, from_query is not None)(scope, receive, send)
 
-    def _misdirected(self, scope: Scope) -> str | None:
+    def _misdirected(self, scope: Scope) -> tuple[int, str] | None:
+        """DNS rebinding and cross-site requests (the MCP transport spec asks local servers to check both):
+        on a loopback bind the Host must be a loopback name (421), and a browser's Origin must be this server's
+        own (403). Checked before any route runs, so no instance is ever started for such a request."""
         host = _header(scope, b"host") or ""
-        if self.loopback and not is_loopback(urlsplit(f"//{host}").hostname or ""):
-            return f"403 Forbidden: this server is bound to loopback; Host {host[:100]!r} is not a loopback name"
+        if self.loopback and not is_loopback(_hostname(host)):
+            return (
+                421,
+                f"this server is bound to loopback; Host {_hostname(host) or host[:100]!r} is not a loopback name",
+            )
         origin = _header(scope, b"origin")
-        if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
-            return f"403 Forbidden: cross-origin request from {origin[:100]!r} refused"
+        if origin is not None and _netloc(origin) != host.lower():
+            return 403, f"cross-origin request refused: Origin {origin[:100]!r} is not this server's origin"
         return None
 
     def _valid(self, candidate: str | None) -> bool:

@@ -33,15 +33,25 @@ def initialize_answer(instance: Instance) -> dict[str, Any]:
     return dict(instance.init_result)
 
 
-async def bridge(instance: Instance, read_stream: Any, write_stream: Any, *, name: str, primary: bool) -> None:
+async def bridge(
+    instance: Instance,
+    read_stream: Any,
+    write_stream: Any,
+    *,
+    name: str,
+    primary: bool,
+    back_channel: bool = True,
+) -> None:
     """Forward client messages to `instance` until the client side closes; replies flow back via the channel.
 
     A `primary` channel receives the server's own requests and unrelated notifications (a session); a
     non-primary one (a single HTTP request on an `/envs` handle) only the answers to what it sent.
+    `back_channel=False` is a session whose transport cannot carry server requests (JSON-response mode drops
+    them), so the server's requests are refused at once, as the SDK's own server does, instead of hanging.
     """
     mux = instance.mux
     assert mux is not None
-    channel = ClientChannel(write_stream, name, accepts_server_requests=primary)
+    channel = ClientChannel(write_stream, name, accepts_server_requests=primary and back_channel)
     if primary:
         mux.primary = channel
     try:
@@ -66,7 +76,9 @@ async def bridge(instance: Instance, read_stream: Any, write_stream: Any, *, nam
         mux.detach(channel)
 
 
-async def serve_client(instance: Instance, read_stream: Any, write_stream: Any, *, name: str) -> None:
+async def serve_client(
+    instance: Instance, read_stream: Any, write_stream: Any, *, name: str, back_channel: bool = True
+) -> None:
     """A client session's life on one instance: bridge until either side ends, then end the instance."""
     try:
         async with anyio.create_task_group() as tg:
@@ -76,7 +88,7 @@ async def serve_client(instance: Instance, read_stream: Any, write_stream: Any, 
                 tg.cancel_scope.cancel()
 
             tg.start_soon(end_with_instance)
-            await bridge(instance, read_stream, write_stream, name=name, primary=True)
+            await bridge(instance, read_stream, write_stream, name=name, primary=True, back_channel=back_channel)
             tg.cancel_scope.cancel()
     finally:
         instance.stop()

@@ -126,7 +126,13 @@ class SessionFront:
         try:
             async with session.transport.connect() as (read_stream, write_stream):
                 task_status.started()
-                await serve_client(session.instance, read_stream, write_stream, name=f"session {session.id}")
+                await serve_client(
+                    session.instance,
+                    read_stream,
+                    write_stream,
+                    name=f"session {session.id}",
+                    back_channel=not self.json_response,
+                )
         finally:
             with anyio.CancelScope(shield=True):
                 session.instance.stop()
