@@ -169,13 +169,22 @@ def cmd_view(args: argparse.Namespace) -> int:
 def _client_parsers(sub: argparse._SubParsersAction) -> None:
     """`rollout`, `replay`, `audit`, `report`: arguments only; the logic is in `mcpsim.client.commands`."""
     p = sub.add_parser("rollout", help="roll out a policy on a batch of seeded episodes and record them")
-    p.add_argument("--url", required=True, help="MCP endpoint, e.g. http://127.0.0.1:9000/mcp")
+    p.add_argument(
+        "--url",
+        required=True,
+        help="MCP endpoint: http://127.0.0.1:9000/mcp, http://.../sse, or stdio:COMMAND ({seed} is replaced)",
+    )
     p.add_argument("--dataset", metavar="ROWS.jsonl", help="one JSON row per episode: id, seed, prompts, config")
     p.add_argument("--seeds", help="instead of --dataset: seeds like 0-63 or 1,2,5-7")
     p.add_argument("--samples", type=int, default=1, help="episodes per row (repeated samples)")
     p.add_argument("--policy", default="random", help="random[:SEED] | openai:MODEL | fireworks:MODEL | playback:FILE")
     p.add_argument("--steps", type=int, default=100, help="maximum steps per episode")
     p.add_argument("--max-concurrency", type=int, default=32, help="episodes running at once")
+    p.add_argument(
+        "--no-announce",
+        action="store_true",
+        help="do not tell a managed server the seeds of upcoming episodes (it starts them ahead otherwise)",
+    )
     p.add_argument("--record", metavar="OUT.jsonl", help="write the trajectory file")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint for openai:MODEL (vLLM, Ollama, ...)")
     p.add_argument("--vision", choices=["auto", "on", "off"], default="auto", help="send image observations")

@@ -149,6 +149,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                 max_concurrency=args.max_concurrency,
                 record=args.record,
                 progress=None if args.progress == "auto" else args.progress == "on",
+                announce=not args.no_announce,
             )
         finally:
             await policy.aclose()

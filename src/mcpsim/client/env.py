@@ -10,6 +10,7 @@ episode end from each tool result's `_meta["mcpsim"]`.
 import contextlib
 import json
 import math
+import shlex
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import httpx2
 from jsonschema import Draft202012Validator, SchemaError
 from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import Implementation
@@ -31,6 +32,7 @@ from mcpsim.client.dataset import DatasetSource, Row, assign_env_ids, load_rows,
 from mcpsim.client.errors import ConnectError, EnvError, InvalidAction, describe_exception
 from mcpsim.client.trajectory import Action
 
+STDIO_PREFIX = "stdio:"
 META_KEY = "mcpsim"
 INITIAL_STATE_URI = "game://initial_state"
 PAGE_CAP = 100
@@ -49,10 +51,28 @@ def session_url(url: str, seed: int, config: Mapping[str, Any] | None = None) ->
 
 
 def check_url(url: str) -> str:
+    if url.startswith(STDIO_PREFIX):
+        stdio_command(url, 0, None)  # parses, or raises naming the problem
+        return url
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"an environment URL must be http(s)://host:port/mcp, got {url!r}")
+        raise ValueError(f"an environment URL must be http(s)://host:port/mcp, .../sse or stdio:COMMAND, got {url!r}")
     return url
+
+
+def stdio_command(url: str, seed: int, config: Mapping[str, Any] | None) -> StdioServerParameters:
+    """`stdio:COMMAND` launches a stdio server per episode: `{seed}` in the command is replaced, and the seed and
+    config also reach it as `MCPSIM_SEED`/`MCPSIM_CONFIG` (as the managed server passes them); no shell."""
+    argv = shlex.split(url[len(STDIO_PREFIX) :])
+    if not argv:
+        raise ValueError(
+            f"{url!r}: stdio: needs a command, e.g. stdio:python -m mcpsim.envs.frozen_lake --seed {{seed}}"
+        )
+    argv = [token.replace("{seed}", str(seed)) for token in argv]
+    env = {"MCPSIM_SEED": str(seed)}
+    if config:
+        env["MCPSIM_CONFIG"] = json.dumps(dict(config))
+    return StdioServerParameters(command=argv[0], args=argv[1:], env=env)
 
 
 def mcp_error_text(exc: BaseException) -> str:
@@ -203,6 +223,8 @@ class Environment:
 
     @property
     def session_url(self) -> str:
+        if self.url.startswith(STDIO_PREFIX):
+            return self.url
         return session_url(self.url, self.row.seed, self.row.config)
 
     @property
@@ -211,7 +233,9 @@ class Environment:
 
     def _client(self, http_client: httpx2.AsyncClient | None) -> Client:
         target: Any = self.session_url
-        if self.uses_sse:
+        if self.url.startswith(STDIO_PREFIX):
+            target = stdio_command(self.url, self.row.seed, self.row.config)
+        elif self.uses_sse:
             target = sse_client(self.session_url, timeout=self.timeout, sse_read_timeout=max(self.timeout, 300.0))
         elif http_client is not None:
             target = streamable_http_client(self.session_url, http_client=http_client)

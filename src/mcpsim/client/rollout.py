@@ -10,13 +10,15 @@ episode's trajectory and ends it cleanly; the other episodes go on.
 import contextlib
 import inspect
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
 
+from mcpsim.client.announce import Announcer
 from mcpsim.client.env import Environment, EnvSession, shared_http_client
 from mcpsim.client.errors import EpisodeError, PolicyError, describe_exception, leaf_exceptions
 from mcpsim.client.policies.base import EpisodeContext, Policy
@@ -148,10 +150,13 @@ async def run_episode(
     reward_fn: RewardFn | None = None,
     progress: RolloutProgress | None = None,
     http_client: httpx2.AsyncClient | None = None,
+    on_start: Callable[[], Awaitable[None]] | None = None,
 ) -> Trajectory:
     progress = progress or SILENT
     async with limiter:
         trajectory.started_at = time.time()
+        if on_start is not None:
+            await on_start()
         try:
             await _Episode(env, trajectory, policy, steps, recorder).play(progress, http_client)
         except Exception as exc:
@@ -195,12 +200,15 @@ async def rollout(
     reward_fn: RewardFn | None = None,
     progress: bool | None = None,
     metadata: Mapping[str, Any] | None = None,
+    announce: bool = True,
 ) -> list[Trajectory]:
     """Run one episode per environment with `policy`; trajectories come back in the order of `envs`.
 
     `steps` caps each episode (outcome `max_steps`); `record` writes the trajectory file as episodes run;
     `reward_fn(trajectory)` (sync or async) sets each episode's total reward, for servers that report none;
     `progress=None` shows a progress bar only on a terminal. The policy stays open (close it with `aclose`).
+    `announce` tells a managed server the seeds of upcoming episodes (`max_concurrency` ahead) so their instances
+    start while earlier episodes play; it does nothing against other servers.
     """
     envs = list(envs)
     if steps < 1:
@@ -220,9 +228,16 @@ async def rollout(
             recorder = await stack.enter_async_context(Recorder.open(record, header))
         bar = stack.enter_context(rollout_progress(len(envs), progress))
         http_client = await stack.enter_async_context(shared_http_client(max_concurrency))
+        announcer = Announcer(envs, max_concurrency if announce else 0, http_client)
         async with anyio.create_task_group() as tg:
-            for env, trajectory in zip(envs, trajectories, strict=True):
-                options = {"recorder": recorder, "reward_fn": reward_fn, "progress": bar, "http_client": http_client}
+            for index, (env, trajectory) in enumerate(zip(envs, trajectories, strict=True)):
+                options = {
+                    "recorder": recorder,
+                    "reward_fn": reward_fn,
+                    "progress": bar,
+                    "http_client": http_client,
+                    "on_start": partial(announcer.episode_started, index),
+                }
                 tg.start_soon(
                     lambda e=env, t=trajectory, o=options: run_episode(e, t, policy, steps=steps, limiter=limiter, **o)
                 )

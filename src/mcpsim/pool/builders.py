@@ -59,16 +59,12 @@ async def ensure(builder: Builder, cache: EnvCache, observer: "BuildObserver | N
     """The built environment for `builder`, building it once (other callers wait for that build)."""
     final = cache.path(builder.kind, builder.key())
     if (record := await anyio.to_thread.run_sync(cache.record, final)) is not None:
-        cache.touch(final)
-        logger.info("reusing environment %s", final.name, extra={"event": "env.reused", "env": final.name})
-        if observer is not None:
-            observer.environment_reused(builder.kind)
-        return Built(final, builder.python(final), record, reused=True)
+        return await _reuse(builder, cache, final, record, observer)
     lock = cache.build_lock(builder.kind, builder.key())
     await anyio.to_thread.run_sync(lock.__enter__)
     try:
         if (record := cache.record(final)) is not None:  # another process built it while we waited
-            return Built(final, builder.python(final), record, reused=True)
+            return await _reuse(builder, cache, final, record, observer)
         # Relocatable results are built aside and renamed into place; others (conda prefixes) are built in place,
         # and only the record written last marks them complete.
         staging = cache.staging(builder.kind, builder.key()) if builder.relocatable else final
@@ -122,6 +118,16 @@ async def ensure(builder: Builder, cache: EnvCache, observer: "BuildObserver | N
         return Built(final, builder.python(final), record)
     finally:
         lock.__exit__(None, None, None)
+
+
+async def _reuse(
+    builder: Builder, cache: EnvCache, final: Path, record: EnvRecord, observer: "BuildObserver | None"
+) -> Built:
+    await anyio.to_thread.run_sync(cache.touch, final)
+    logger.info("reusing environment %s", final.name, extra={"event": "env.reused", "env": final.name})
+    if observer is not None:
+        observer.environment_reused(builder.kind)
+    return Built(final, builder.python(final), record, reused=True)
 
 
 class BuildObserver(Protocol):

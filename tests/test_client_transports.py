@@ -1,0 +1,53 @@
+"""The client reaches servers over every transport (`/mcp`, `/sse`, `stdio:COMMAND`) with the same results,
+and announces upcoming seeds to a managed server so their instances start ahead."""
+
+import sys
+
+import mcpsim
+from mcpsim import RandomPolicy
+
+
+def outcome(trajectories) -> list:
+    return [
+        (t.env_id, t.seed, [(s.action.arguments, s.reward, s.terminated) for s in t.steps], t.error)
+        for t in trajectories
+    ]
+
+
+async def test_streamable_http_sse_and_stdio_give_the_same_episodes(frozen_lake_server):
+    seeds = [3, 4, 5]
+    urls = [
+        frozen_lake_server.mcp,
+        f"{frozen_lake_server.url}/sse",
+        f"stdio:{sys.executable} -m mcpsim.envs.frozen_lake --seed {{seed}}",
+        f"stdio:{sys.executable} -m mcpsim serve --stdio --env frozen_lake",  # seed via MCPSIM_SEED
+    ]
+    results = []
+    for url in urls:
+        trajectories = await mcpsim.rollout(mcpsim.make(url, seeds=seeds), RandomPolicy(7), steps=8, progress=False)
+        assert all(t.error is None for t in trajectories), [t.error for t in trajectories]
+        results.append(outcome(trajectories))
+    assert results[1:] == [results[0]] * 3
+
+
+def test_stdio_urls_are_validated():
+    import pytest
+
+    with pytest.raises(ValueError, match="stdio: needs a command"):
+        mcpsim.make("stdio:", seeds=[1])
+    with pytest.raises(ValueError, match="stdio:COMMAND"):
+        mcpsim.make("ftp://x/mcp", seeds=[1])
+
+
+async def test_a_rollout_announces_upcoming_seeds_so_they_start_warm(serve_factory):
+    serve = serve_factory("--env", "frozen_lake", "--fork-server")
+    envs = mcpsim.make(serve.mcp, seeds=list(range(12)))
+    trajectories = await mcpsim.rollout(envs, RandomPolicy(1), steps=3, max_concurrency=3, progress=False)
+    assert all(t.error is None for t in trajectories)
+    metrics = serve.get("/metrics").text
+    hits = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("mcpsim_warm_hits_total")))
+    assert hits >= 6, metrics  # episodes 3..11 were announced three places ahead; most found their instance warm
+    quiet = await mcpsim.rollout(
+        mcpsim.make(serve.mcp, seeds=[50, 51]), RandomPolicy(1), steps=2, announce=False, progress=False
+    )
+    assert all(t.error is None for t in quiet)
