@@ -57,8 +57,14 @@ class ServeProcess:
         return children
 
     def instance_processes(self) -> list[psutil.Process]:
-        """Descendants other than the watchdog sidecar."""
-        return [p for p in self.descendants() if "mcpsim.pool.watchdog" not in " ".join(_cmdline(p))]
+        """Descendants other than the helpers (the watchdog and the fork template, both direct children; forked
+        instances are the template's children and, forked without exec, carry its command line)."""
+        helpers = {
+            child.pid
+            for child in psutil.Process(self.process.pid).children()
+            if any(name in " ".join(_cmdline(child)) for name in ("mcpsim.pool.watchdog", "forkserver"))
+        }
+        return [p for p in self.descendants() if p.pid not in helpers]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -148,8 +154,9 @@ def serve_factory(tmp_path: Path) -> Iterator:
 
 @pytest.fixture(scope="module")
 def frozen_lake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    """One shared FrozenLake `mcpsim serve` (stdio backend) for the tests that only need the default setup."""
-    serve = start_serve(tmp_path_factory.mktemp("serve"), "--env", "frozen_lake")
+    """One shared FrozenLake `mcpsim serve` (stdio backend, fork server for quick starts) for the many tests that
+    need nothing special; plain spawns are covered by the toolbox tests and the transports matrix."""
+    serve = start_serve(tmp_path_factory.mktemp("serve"), "--env", "frozen_lake", "--fork-server")
     yield serve
     serve.stop()
     left = survivors(serve.seen_descendants)

@@ -122,11 +122,18 @@ class ManagedTarget:
             return [item["pid"] for item in (await http.get(f"{self.url}/api/instances")).json() if item["pid"]]
 
     async def announce(self, seeds: list[int]) -> None:
+        """Announce seeds and wait until their instances are warm: the timed part is what a session then pays."""
         async with httpx.AsyncClient(timeout=120) as http:
             response = await http.post(
                 f"{self.url}/api/instances", json={"seeds": seeds, "config": json.loads(BENCH_CONFIG)}
             )
             response.raise_for_status()
+            with anyio.fail_after(600):
+                while True:
+                    listing = (await http.get(f"{self.url}/api/instances")).json()
+                    if sum(item["warm"] and item["state"] == "ready" for item in listing) >= len(seeds):
+                        return
+                    await anyio.sleep(0.1)
 
     def close(self) -> None:
         self.process.terminate()

@@ -32,7 +32,7 @@ def outcome(trajectory: Trajectory) -> str:
 async def run_demo(episodes: int = 8, max_steps: int = 30) -> int:
     configure_logging("text", logging.WARNING)
     console = Console()
-    config = ServeConfig(pool=PoolConfig(for_env("frozen_lake")), port=0)
+    config = ServeConfig(pool=PoolConfig(for_env("frozen_lake"), fork_server=True), port=0)
     started = time.perf_counter()
     async with running(config) as url:
         console.print(f"managed server at {url}/mcp, FrozenLake, {episodes} seeds, random policy")

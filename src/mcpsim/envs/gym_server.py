@@ -62,6 +62,9 @@ class GymEnvSpec:
     instructions: str = ""
     images: bool = False
     """The observation holds an image: also serve the first one as the `game://initial_frame` resource."""
+    step_in_thread: bool | None = None
+    """Run steps in a worker thread (slow steps: rendering, physics); default: when the observation has images.
+    A step of a few microseconds runs inline, which saves the thread hop on every call."""
 
 
 class EpisodeOver(Exception):
@@ -162,11 +165,14 @@ class Episode:
         return CallToolResult(content=self.spec.render_observation(self), _meta=self.meta())
 
     async def play(self, action: str) -> CallToolResult:
-        """`step_result` off the event loop, one step at a time.
+        """`step_result`, off the event loop for slow steps, one step at a time.
 
         The worker thread gets a job that drops its reference to the episode once run: an idle worker keeps
         its last job until it is reused, which must not keep an ended session's env alive.
         """
+        threaded = self.spec.step_in_thread if self.spec.step_in_thread is not None else self.spec.images
+        if not threaded:
+            return self.step_result(action)
         job = [self]
 
         def run() -> CallToolResult:
@@ -251,7 +257,9 @@ def main(spec: GymEnvSpec, argv: Sequence[str] | None = None) -> None:
         print(f"{spec.name}: cannot start: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
     if args.transport == "stdio":
-        server.run("stdio")
+        from mcpsim.envs.loop_stdio import run_stdio
+
+        run_stdio(server)
     elif args.transport == "sse":
         server.run("sse", host=args.host, port=args.port)
     else:
