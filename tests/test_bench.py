@@ -43,6 +43,7 @@ def test_bench_compare_writes_every_field(tmp_path):
         assert r["throughput_calls_s"] > 0
         assert r["rss_mb"] > 0 and r["uss_mb"] > 0
         if r["mode"] != "direct":
+            assert r["spawn_raw_ms"]["n"] == 2 and r["spawn_raw_ms"]["p50"] > 0
             assert r["burst_ready_s"] > 0 and r["burst_errors"] == 0
             assert r["live"]["open"] == 4 and r["live"]["errors"] == 0 and r["live"]["tree_uss_mb"] > 0
     assert "managed-fork vs direct" in result.stdout

@@ -48,6 +48,9 @@ class BenchSettings:
 class ModeResult:
     mode: str
     spawn_ms: dict[str, float] = field(default_factory=dict)
+    """New session to first tool result with the official Python SDK client."""
+    spawn_raw_ms: dict[str, float] = field(default_factory=dict)
+    """The same with a minimal HTTP client (managed modes): the server's share."""
     call_ms: dict[str, float] = field(default_factory=dict)
     throughput_calls_s: float = 0.0
     burst_ready_s: float | None = None
@@ -108,7 +111,9 @@ class ManagedTarget:
                     raise RuntimeError(f"mcpsim serve exited with {self.process.returncode}")
                 try:
                     async with httpx.AsyncClient() as http:
-                        if (await http.get(f"{self.url}/health")).status_code == 200:
+                        health = await http.get(f"{self.url}/health")
+                        # serving, and the environment (and fork template) prepared: starts are what is timed
+                        if health.status_code == 200 and health.json()["environment"]["state"] == "ready":
                             return
                 except httpx.HTTPError:
                     pass
@@ -116,6 +121,44 @@ class ManagedTarget:
 
     def client(self, seed: int) -> Client:
         return Client(f"{self.url}/mcp?seed={seed}&config={BENCH_CONFIG}", mode="legacy")
+
+    async def raw_first_result_ms(self, seed: int) -> float:
+        """New session to first tool result with a minimal HTTP client (initialize, initialized, one call):
+        what the server costs, without the SDK client's own work."""
+        headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "bench", "version": "1"},
+            },
+        }
+        call = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "lake_move", "arguments": {"action": "LEFT"}},
+        }
+        async with httpx.AsyncClient(timeout=60) as http:
+            started = time.perf_counter()
+            opened = await http.post(f"{self.url}/mcp?seed={seed}&config={BENCH_CONFIG}", json=init, headers=headers)
+            session = {
+                **headers,
+                "mcp-session-id": opened.headers["mcp-session-id"],
+                "mcp-protocol-version": "2025-11-25",
+            }
+            await http.post(
+                f"{self.url}/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session
+            )
+            answer = await http.post(f"{self.url}/mcp", json=call, headers=session)
+            elapsed = (time.perf_counter() - started) * 1000
+            if '"mcpsim"' not in answer.text:
+                raise RuntimeError(f"unexpected answer: {answer.text[:200]}")
+            await http.delete(f"{self.url}/mcp", headers=session)
+            return elapsed
 
     async def instance_pids(self) -> list[int]:
         async with httpx.AsyncClient() as http:
@@ -253,6 +296,10 @@ async def bench_managed(mode: str, settings: BenchSettings) -> ModeResult:
         if mode == "managed-warm":
             await target.announce(seeds)
         result.spawn_ms = percentiles([await first_result_ms(target.client(seed)) for seed in seeds])
+        raw_seeds = [700 + seed for seed in seeds]
+        if mode == "managed-warm":
+            await target.announce(raw_seeds)
+        result.spawn_raw_ms = percentiles([await target.raw_first_result_ms(seed) for seed in raw_seeds])
 
         async def managed_client(seed: int) -> Client:
             return target.client(seed)
@@ -420,6 +467,7 @@ def print_report(report: dict[str, Any]) -> None:
         "mode",
         "spawn p50 ms",
         "spawn p95 ms",
+        "raw spawn p50 ms",
         "call p50 ms",
         "call p95 ms",
         "call p99 ms",
@@ -434,6 +482,7 @@ def print_report(report: dict[str, Any]) -> None:
             r["mode"],
             _fmt(r["spawn_ms"].get("p50")),
             _fmt(r["spawn_ms"].get("p95")),
+            _fmt(r["spawn_raw_ms"].get("p50")),
             _fmt(r["call_ms"].get("p50")),
             _fmt(r["call_ms"].get("p95")),
             _fmt(r["call_ms"].get("p99")),
