@@ -25,3 +25,14 @@ async def move(client: Client, action: str) -> tuple[str, dict[str, Any], bool]:
     result = await client.call_tool("lake_move", {"action": action})
     text = "\n".join(block.text for block in result.content if block.type == "text")
     return text, (result.meta or {}).get("mcpsim", {}), bool(result.is_error)
+
+
+ACCEPT = {"accept": "application/json, text/event-stream"}
+"""What a streamable-HTTP client must accept; add `content-type` for POSTs that httpx does not mark as JSON."""
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+"""A raw `initialize` request, for tests that speak HTTP without the SDK client."""

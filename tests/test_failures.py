@@ -13,14 +13,8 @@ import pytest
 from mcp import Client
 
 from conftest import port_range, ports, server_script
-
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
-HEADERS = {"accept": "application/json, text/event-stream"}
+from mcp_helpers import ACCEPT as HEADERS
+from mcp_helpers import INIT
 
 
 def open_session(url: str, seed: int = 1, config: dict | None = None) -> httpx.Response:

@@ -3,15 +3,8 @@
 import httpx
 import pytest
 
+from mcp_helpers import ACCEPT, INIT
 from mcpsim.server.auth import is_loopback
-
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
-ACCEPT = {"accept": "application/json, text/event-stream"}
 
 
 def instance_count(serve) -> int:

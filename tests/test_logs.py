@@ -5,15 +5,10 @@ import json
 import httpx
 
 from conftest import server_script
+from mcp_helpers import ACCEPT as HEADERS
+from mcp_helpers import INIT
 
 PAINTER = f"python {server_script('painter.py')}"
-HEADERS = {"accept": "application/json, text/event-stream"}
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
 
 
 def post(url: str, session_id: str, message: dict) -> dict:

@@ -13,19 +13,14 @@ from mcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import server_script
+from mcp_helpers import ACCEPT as HEADERS
+from mcp_helpers import INIT
 from mcpsim.pool.command import parse_command
 from mcpsim.pool.pool import InstancePool, PoolConfig
 from mcpsim.server.ops import health
 from mcpsim.server.resources import ResourceSampler
 
 PAINTER = f"python {server_script('painter.py')}"
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
-HEADERS = {"accept": "application/json, text/event-stream"}
 
 
 def metrics(serve) -> dict[tuple[str, tuple], float]:

@@ -15,18 +15,12 @@ import pytest
 from mcp import Client
 
 import mcpsim
+from mcp_helpers import ACCEPT
+from mcp_helpers import INIT as INITIALIZE
 from mcpsim.envs.frozen_lake import ACTIONS as LAKE_ACTIONS
 from mcpsim.envs.frozen_lake import SPEC as LAKE
 from mcpsim.envs.gym_server import Episode
 from mcpsim.pool.ports import free_port
-
-ACCEPT = {"accept": "application/json, text/event-stream"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
 
 
 @pytest.fixture(scope="module")
