@@ -47,3 +47,20 @@ def test_bench_compare_writes_every_field(tmp_path):
             assert r["burst_ready_s"] > 0 and r["burst_errors"] == 0
             assert r["live"]["open"] == 4 and r["live"]["errors"] == 0 and r["live"]["tree_uss_mb"] > 0
     assert "managed-fork vs direct" in result.stdout
+
+
+def test_bench_matrix_covers_every_front_backend_pair(tmp_path):
+    out = tmp_path / "matrix.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "mcpsim", "bench", "--matrix", "--steps", "3", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    matrix = json.loads(out.read_text())
+    assert sorted(matrix["pairs"]) == sorted(
+        f"{front}->{backend}" for front in ("streamable-http", "sse", "stdio") for backend in ("stdio", "http", "sse")
+    )
+    assert all(stats["n"] == 3 and stats["p50"] > 0 for stats in matrix["pairs"].values())
+    assert set(matrix["direct"]) == {"streamable-http", "sse", "stdio"}

@@ -237,6 +237,9 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--burst", type=int, default=64, help="new sessions opened at once (0 to skip)")
     p.add_argument("--memory-sessions", type=int, default=16, help="sessions held open to measure RSS/USS")
     p.add_argument("--live", type=int, default=0, help="also hold this many sessions live at once (e.g. 500)")
+    p.add_argument(
+        "--matrix", action="store_true", help="instead: per-call latency for every front/backend transport pair"
+    )
     p.add_argument("--json", metavar="FILE", default="bench.json", help="where to write the results")
 
 
@@ -246,6 +249,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from mcpsim.bench import MODES, BenchSettings, print_report, run_bench
 
+    if args.matrix:
+        from mcpsim.bench.matrix import print_matrix, run_matrix
+
+        matrix = anyio.run(run_matrix, args.steps)
+        Path(args.json).write_text(json.dumps(matrix, indent=2))
+        print_matrix(matrix)
+        return 0
     modes = args.compare.split(",") if args.compare else [args.mode]
     unknown = [mode for mode in modes if mode not in MODES]
     if unknown:

@@ -1,0 +1,176 @@
+"""The measurements: first results, call latencies, bursts of new sessions, memory, many live sessions."""
+
+import statistics
+import time
+from typing import Any
+
+import anyio
+import psutil
+from mcp import Client
+
+from mcpsim.bench.settings import BenchSettings, ModeResult
+from mcpsim.bench.targets import ManagedTarget
+
+
+async def first_result_ms(client: Client) -> float:
+    started = time.perf_counter()
+    async with client:
+        await client.call_tool("lake_move", {"action": "LEFT"})
+        return (time.perf_counter() - started) * 1000
+
+
+async def calls(client_factory: Any, settings: BenchSettings) -> tuple[list[float], float]:
+    """`concurrency` sessions each making `steps` calls at once; per-call latencies and calls per second."""
+    latencies: list[float] = []
+
+    async def session(seed: int) -> None:
+        async with await client_factory(seed) as client:
+            await client.call_tool("lake_move", {"action": "LEFT"})  # warm the session up
+            ready.append(seed)
+            if len(ready) == settings.concurrency:
+                all_ready.set()
+            await go.wait()
+            for _ in range(settings.steps):
+                started = time.perf_counter()
+                await client.call_tool("lake_move", {"action": "LEFT"})
+                latencies.append((time.perf_counter() - started) * 1000)
+
+    ready: list[int] = []
+    go, all_ready = anyio.Event(), anyio.Event()
+    async with anyio.create_task_group() as tg:
+        for seed in range(settings.concurrency):
+            tg.start_soon(session, 1000 + seed)
+        await all_ready.wait()
+        started = time.perf_counter()
+        go.set()
+    elapsed = time.perf_counter() - started
+    return latencies, len(latencies) / elapsed
+
+
+def memory_mb(pids: list[int]) -> tuple[float | None, float | None]:
+    rss, uss = [], []
+    for pid in pids:
+        try:
+            info = psutil.Process(pid).memory_full_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        rss.append(info.rss / 2**20)
+        uss.append(info.uss / 2**20)
+    if not rss:
+        return None, None
+    return round(statistics.fmean(rss), 1), round(statistics.fmean(uss), 1)
+
+
+async def measure_burst(result: ModeResult, target: ManagedTarget, settings: BenchSettings, mode: str) -> None:
+    if settings.burst <= 0:
+        return
+    seeds = list(range(5000, 5000 + settings.burst))
+    if mode == "managed-warm":
+        await target.announce(seeds)
+    started = time.perf_counter()
+
+    def settle() -> None:
+        if len(done) + result.burst_errors == len(seeds):
+            all_settled.set()
+
+    async def one(seed: int) -> None:
+        try:
+            async with target.client(seed) as client:
+                await client.call_tool("lake_move", {"action": "LEFT"})
+                done.append(time.perf_counter() - started)
+                settle()
+                await all_settled.wait()  # hold every session open until all are up
+        except Exception as exc:  # a benchmark counts failures instead of stopping
+            result.burst_errors += 1
+            result.errors.append(repr(exc)[:200])
+            settle()
+
+    done: list[float] = []
+    all_settled = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        for seed in seeds:
+            tg.start_soon(one, seed)
+    result.burst_ready_s = round(max(done), 3) if done else None
+
+
+async def measure_memory(result: ModeResult, target: ManagedTarget, settings: BenchSettings) -> None:
+    opened = anyio.Event()
+    release = anyio.Event()
+    count = 0
+
+    async def hold(seed: int) -> None:
+        nonlocal count
+        async with target.client(seed) as client:
+            await client.call_tool("lake_move", {"action": "LEFT"})
+            count += 1
+            if count == settings.memory_sessions:
+                opened.set()
+            await release.wait()
+
+    async with anyio.create_task_group() as tg:
+        for seed in range(settings.memory_sessions):
+            tg.start_soon(hold, 9000 + seed)
+        await opened.wait()
+        pids = await target.instance_pids()
+        result.rss_mb, result.uss_mb = await anyio.to_thread.run_sync(memory_mb, pids)
+        release.set()
+
+
+async def measure_live(target: ManagedTarget, count: int) -> dict[str, Any]:
+    """Hold `count` sessions open at once, call each, and weigh the whole process tree."""
+    errors: list[str] = []
+    opened = 0
+    all_open, release = anyio.Event(), anyio.Event()
+    limiter = anyio.CapacityLimiter(32)  # how many sessions are being opened at a time, not how many are held
+    started = time.perf_counter()
+
+    async def hold(seed: int) -> None:
+        nonlocal opened
+        try:
+            async with limiter:
+                client = target.client(20000 + seed)
+                await client.__aenter__()
+            try:
+                await client.call_tool("lake_move", {"action": "LEFT"})
+                opened += 1
+                if opened + len(errors) == count:
+                    all_open.set()
+                await release.wait()
+                await client.call_tool("lake_move", {"action": "LEFT"})
+            finally:
+                await client.__aexit__(None, None, None)
+        except Exception as exc:  # counted, reported
+            errors.append(repr(exc)[:200])
+            if opened + len(errors) == count:
+                all_open.set()
+
+    async with anyio.create_task_group() as tg:
+        for seed in range(count):
+            tg.start_soon(hold, seed)
+        await all_open.wait()
+        open_s = time.perf_counter() - started
+        pids = await target.instance_pids()
+        tree = await anyio.to_thread.run_sync(tree_memory_mb, target.process.pid)
+        release.set()
+    return {
+        "sessions": count,
+        "open": opened,
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "instances_listed": len(pids),
+        "open_s": round(open_s, 2),
+        **tree,
+    }
+
+
+def tree_memory_mb(root: int) -> dict[str, float]:
+    processes = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+    rss = uss = 0.0
+    for proc in processes:
+        try:
+            info = proc.memory_full_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        rss += info.rss / 2**20
+        uss += info.uss / 2**20
+    return {"tree_processes": len(processes), "tree_rss_mb": round(rss), "tree_uss_mb": round(uss)}

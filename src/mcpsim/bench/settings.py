@@ -1,0 +1,56 @@
+"""What a benchmark run is asked to do, and what it reports per mode."""
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+MODES = ("direct", "managed", "managed-warm", "managed-fork")
+BENCH_CONFIG = '{"max_steps": 1000000}'
+
+
+@dataclass
+class BenchSettings:
+    sessions: int = 20
+    steps: int = 200
+    concurrency: int = 1
+    burst: int = 64
+    memory_sessions: int = 16
+    live: int = 0
+    env: str = "frozen_lake"
+
+
+@dataclass
+class ModeResult:
+    mode: str
+    spawn_ms: dict[str, float] = field(default_factory=dict)
+    """New session to first tool result with the official Python SDK client."""
+    spawn_raw_ms: dict[str, float] = field(default_factory=dict)
+    """The same with a minimal HTTP client (managed modes): the server's share."""
+    call_ms: dict[str, float] = field(default_factory=dict)
+    throughput_calls_s: float = 0.0
+    burst_ready_s: float | None = None
+    burst_errors: int = 0
+    rss_mb: float | None = None
+    uss_mb: float | None = None
+    live: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {}
+    ordered = sorted(samples)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+    return {
+        "p50": pick(0.5),
+        "p95": pick(0.95),
+        "p99": pick(0.99),
+        "mean": round(statistics.fmean(ordered), 3),
+        "n": len(ordered),
+    }
+
+
+# -- targets ------------------------------------------------------------------------------------------------------
