@@ -73,7 +73,7 @@ test: setup-test node-deps node-tools browser
 # The long stress profile (200 concurrent sessions x 50 steps, 10,000 sessions of churn, 1000 fuzz examples per
 # test); `make test` runs the same tests in their quick profile.
 stress: setup-test node-deps
-	MCPSIM_STRESS=long $(PY) -m pytest -q -p no:cacheprovider -s tests/stress
+	MCPSIM_STRESS=long $(PY) -m pytest -q -p no:cacheprovider -s --timeout 3600 tests/stress
 
 lint: setup-test
 	$(VENV)/bin/ruff check src tests
