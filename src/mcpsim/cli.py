@@ -16,6 +16,7 @@ from mcpsim.pool.isolation import ISOLATIONS, IsolationConfig
 from mcpsim.pool.isolation import validate as validate_isolation
 from mcpsim.pool.pool import PoolConfig
 from mcpsim.pool.ports import parse_port_range
+from mcpsim.server.logs import LEVELS
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -67,7 +68,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
 
 def _ops_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=["json", "text"], default="text")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    p.add_argument("--log-level", choices=LEVELS, default="info")
     p.add_argument(
         "--auth-token",
         default=os.environ.get("MCPSIM_AUTH_TOKEN") or None,

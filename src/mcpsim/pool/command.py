@@ -9,7 +9,7 @@ isolation (by default the one running mcpsim), so a template works the same in e
 import json
 import re
 import shlex
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -111,7 +111,3 @@ def node_entry_point(project: Path) -> Path:
         if isinstance(candidate, str) and (project / candidate).is_file():
             return (project / candidate).resolve()
     raise CommandError(f"{project} has a package.json but no entry point (bin, main or index.js)")
-
-
-def with_transport(command: ServerCommand, transport: Transport) -> ServerCommand:
-    return replace(command, transport=transport)

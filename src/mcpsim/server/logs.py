@@ -13,7 +13,6 @@ import sys
 import time
 from typing import Any
 
-CORRELATION_FIELDS = ("event", "session_id", "instance_id", "request_id", "seed")
 QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "mcp", "uvicorn.access", "sse_starlette", "asyncio")
 LEVELS = ("debug", "info", "warning", "error")
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
