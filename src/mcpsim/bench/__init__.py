@@ -8,7 +8,9 @@ which holds up on a noisy machine better than absolute numbers do.
 
 Modes: `direct` (the client talks streamable HTTP to one standalone production server per session; its spawn
 time is a stdio start of the server by the client), `managed` (plain spawn per session), `managed-warm`
-(seeds announced so instances start before their sessions), `managed-fork` (`--fork-server`).
+(seeds announced so instances start before their sessions), `managed-fork` (`--fork-server`), `in-process`
+(`SessionEnvServer`: one process, one episode per session, no isolation; its memory is the server's growth per
+open session).
 """
 
 import os
@@ -27,21 +29,24 @@ from mcpsim.bench.measure import (
     measure_burst,
     measure_live,
     measure_memory,
+    measure_session_growth,
     memory_mb,
 )
 from mcpsim.bench.report import print_report
 from mcpsim.bench.settings import MODES, BenchSettings, ModeResult, percentiles
-from mcpsim.bench.targets import DirectTarget, ManagedTarget
+from mcpsim.bench.targets import DirectTarget, InProcessTarget, ManagedTarget
 
 __all__ = ["MODES", "BenchSettings", "print_report", "run_bench"]
 
 
 async def bench_managed(mode: str, settings: BenchSettings) -> ModeResult:
     result = ModeResult(mode)
-    extra = {"managed": [], "managed-fork": ["--fork-server"], "managed-warm": []}[mode]
-    target = ManagedTarget(settings, extra)
+    extra = {"managed": [], "managed-fork": ["--fork-server"], "managed-warm": [], "in-process": []}[mode]
+    target = InProcessTarget(settings, extra) if mode == "in-process" else ManagedTarget(settings, extra)
     try:
         await target.start()
+        if mode == "in-process":  # first, before other sessions raise the heap's high-water mark
+            await measure_session_growth(result, target, settings)
         seeds = list(range(settings.sessions))
         if mode == "managed-warm":
             await target.announce(seeds)
@@ -57,7 +62,8 @@ async def bench_managed(mode: str, settings: BenchSettings) -> ModeResult:
         latencies, result.throughput_calls_s = await calls(managed_client, settings)
         result.call_ms = percentiles(latencies)
         await measure_burst(result, target, settings, mode)
-        await measure_memory(result, target, settings)
+        if mode != "in-process":
+            await measure_memory(result, target, settings)
         if settings.live:
             result.live = await measure_live(target, settings.live)
     finally:

@@ -1,7 +1,9 @@
 """The measurements: first results, call latencies, bursts of new sessions, memory, many live sessions."""
 
+import contextlib
 import statistics
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -94,6 +96,29 @@ async def measure_burst(result: ModeResult, target: ManagedTarget, settings: Ben
 
 
 async def measure_memory(result: ModeResult, target: ManagedTarget, settings: BenchSettings) -> None:
+    """RSS/USS per instance process while `memory_sessions` sessions are open."""
+    async with holding_sessions(target, settings):
+        pids = await target.instance_pids()
+        result.rss_mb, result.uss_mb = await anyio.to_thread.run_sync(memory_mb, pids)
+
+
+async def measure_session_growth(result: ModeResult, target: ManagedTarget, settings: BenchSettings) -> None:
+    """For one process serving every session: how much it grows per open session (there is no instance to weigh).
+    Run on a fresh server: memory freed by ended sessions stays in the process and would hide the growth."""
+    pids = await target.instance_pids()
+    await first_result_ms(target.client(8999))  # lazily imported code is not a session's cost
+    before = await anyio.to_thread.run_sync(memory_mb, pids)
+    async with holding_sessions(target, settings):
+        after = await anyio.to_thread.run_sync(memory_mb, pids)
+    if None not in before and None not in after:
+        rss = (after[0] - before[0]) / settings.memory_sessions  # type: ignore[operator]
+        uss = (after[1] - before[1]) / settings.memory_sessions  # type: ignore[operator]
+        result.rss_mb, result.uss_mb = round(max(rss, 0.0), 2), round(max(uss, 0.0), 2)
+
+
+@contextlib.asynccontextmanager
+async def holding_sessions(target: ManagedTarget, settings: BenchSettings) -> AsyncIterator[None]:
+    """`memory_sessions` sessions open (each has made a call) for the duration of the block."""
     opened = anyio.Event()
     release = anyio.Event()
     count = 0
@@ -111,9 +136,10 @@ async def measure_memory(result: ModeResult, target: ManagedTarget, settings: Be
         for seed in range(settings.memory_sessions):
             tg.start_soon(hold, 9000 + seed)
         await opened.wait()
-        pids = await target.instance_pids()
-        result.rss_mb, result.uss_mb = await anyio.to_thread.run_sync(memory_mb, pids)
-        release.set()
+        try:
+            yield
+        finally:
+            release.set()
 
 
 async def measure_live(target: ManagedTarget, count: int) -> dict[str, Any]:

@@ -4,7 +4,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-MODES = ("direct", "managed", "managed-warm", "managed-fork")
+MODES = ("direct", "managed", "managed-warm", "managed-fork", "in-process")
 BENCH_CONFIG = '{"max_steps": 1000000}'
 
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 import anyio
 import httpx
@@ -20,7 +21,11 @@ class ManagedTarget:
     def __init__(self, settings: BenchSettings, extra: list[str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        args = [
+        args = self.command(settings, extra)
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def command(self, settings: BenchSettings, extra: list[str]) -> list[str]:
+        return [
             sys.executable,
             "-m",
             "mcpsim",
@@ -35,7 +40,10 @@ class ManagedTarget:
             "json",
             *extra,
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def ready(self, health: dict[str, Any]) -> bool:
+        # serving, and the environment (and fork template) prepared: starts are what is timed
+        return bool(health["environment"]["state"] == "ready")
 
     async def start(self) -> None:
         with anyio.fail_after(60):
@@ -45,8 +53,7 @@ class ManagedTarget:
                 try:
                     async with httpx.AsyncClient() as http:
                         health = await http.get(f"{self.url}/health")
-                        # serving, and the environment (and fork template) prepared: starts are what is timed
-                        if health.status_code == 200 and health.json()["environment"]["state"] == "ready":
+                        if health.status_code == 200 and self.ready(health.json()):
                             return
                 except httpx.HTTPError:
                     pass
@@ -117,6 +124,20 @@ class ManagedTarget:
             self.process.wait(20)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+class InProcessTarget(ManagedTarget):
+    """`SessionEnvServer`: one process keeping one episode per session, no instance processes at all."""
+
+    def command(self, settings: BenchSettings, extra: list[str]) -> list[str]:
+        module = "mcpsim.envs.session_server"
+        return [sys.executable, "-m", module, "--env", settings.env, "--port", str(self.port), "--max-sessions", "4096"]
+
+    def ready(self, health: dict[str, Any]) -> bool:
+        return True
+
+    async def instance_pids(self) -> list[int]:
+        return [self.process.pid]
 
 
 class DirectTarget:
