@@ -42,7 +42,8 @@ def test_bench_compare_writes_every_field(tmp_path):
         assert set(r["call_ms"]) == {"p50", "p95", "p99", "mean", "n"} and r["call_ms"]["n"] == 5
         assert r["throughput_calls_s"] > 0
         if r["mode"] == "in-process":  # growth of the one server process per open session: may round to 0
-            assert r["rss_mb"] >= 0 and r["uss_mb"] >= 0
+            assert r["rss_mb"] is not None and r["uss_mb"] is not None
+            assert r["live"]["tree_processes"] == 1  # every session in the one server process
         else:
             assert r["rss_mb"] > 0 and r["uss_mb"] > 0
         if r["mode"] != "direct":

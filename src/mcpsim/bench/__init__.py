@@ -41,8 +41,10 @@ __all__ = ["MODES", "BenchSettings", "print_report", "run_bench"]
 
 async def bench_managed(mode: str, settings: BenchSettings) -> ModeResult:
     result = ModeResult(mode)
-    extra = {"managed": [], "managed-fork": ["--fork-server"], "managed-warm": [], "in-process": []}[mode]
-    target = InProcessTarget(settings, extra) if mode == "in-process" else ManagedTarget(settings, extra)
+    if mode == "in-process":
+        target: ManagedTarget = InProcessTarget(settings)
+    else:
+        target = ManagedTarget(settings, ["--fork-server"] if mode == "managed-fork" else [])
     try:
         await target.start()
         if mode == "in-process":  # first, before other sessions raise the heap's high-water mark

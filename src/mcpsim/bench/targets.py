@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -18,13 +19,13 @@ from mcpsim.pool.ports import free_port
 class ManagedTarget:
     """A real `mcpsim serve` subprocess."""
 
-    def __init__(self, settings: BenchSettings, extra: list[str]) -> None:
+    def __init__(self, settings: BenchSettings, extra: Sequence[str] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = self.command(settings, extra)
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def command(self, settings: BenchSettings, extra: list[str]) -> list[str]:
+    def command(self, settings: BenchSettings, extra: Sequence[str]) -> list[str]:
         return [
             sys.executable,
             "-m",
@@ -129,7 +130,7 @@ class ManagedTarget:
 class InProcessTarget(ManagedTarget):
     """`SessionEnvServer`: one process keeping one episode per session, no instance processes at all."""
 
-    def command(self, settings: BenchSettings, extra: list[str]) -> list[str]:
+    def command(self, settings: BenchSettings, extra: Sequence[str]) -> list[str]:
         module = "mcpsim.envs.session_server"
         return [sys.executable, "-m", module, "--env", settings.env, "--port", str(self.port), "--max-sessions", "4096"]
 
