@@ -16,6 +16,7 @@ from mcpsim.pool.isolation import ISOLATIONS, IsolationConfig
 from mcpsim.pool.isolation import validate as validate_isolation
 from mcpsim.pool.pool import PoolConfig
 from mcpsim.pool.ports import parse_port_range
+from mcpsim.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
 from mcpsim.server.logs import LEVELS
 
 
@@ -63,6 +64,14 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         help="keep N unclaimed instances started ahead of sessions (announced seeds first, else random seeds)",
     )
     p.add_argument("--fork-preload", default="", help="extra modules for the fork server to import, comma-separated")
+    p.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        metavar="N",
+        help="largest JSON-RPC message from a client (HTTP body or stdio line; 413 beyond) or a stdio server "
+        f"(the request it answers fails) (default {DEFAULT_MAX_MESSAGE_BYTES})",
+    )
     _ops_arguments(p)
 
 
@@ -101,6 +110,8 @@ def _pool_config(args: argparse.Namespace) -> PoolConfig:
         raise CommandError("--warm must be between 0 and --max-instances")
     if args.idle_timeout <= 0 or args.startup_timeout <= 0:
         raise CommandError("--idle-timeout and --startup-timeout must be positive")
+    if args.max_message_bytes < 1024:
+        raise CommandError("--max-message-bytes must be at least 1024")
     return PoolConfig(
         command=command,
         max_instances=args.max_instances,
@@ -112,6 +123,7 @@ def _pool_config(args: argparse.Namespace) -> PoolConfig:
         fork_server=args.fork_server,
         warm=args.warm,
         fork_preload=[name for name in args.fork_preload.split(",") if name],
+        max_message_bytes=args.max_message_bytes,
     )
 
 

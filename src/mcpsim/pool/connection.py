@@ -17,22 +17,24 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import SessionMessage
 
 from mcpsim.pool.process import ChildProcess
-from mcpsim.protocol.framing import decode_line, encode_message
+from mcpsim.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES, OversizedMessage, decode_line, encode_message, read_line
 
 
 class ServerConnection(Protocol):
     async def send(self, message: SessionMessage) -> None: ...
 
     async def receive(self) -> SessionMessage | Exception:
-        """The next message (or a framing error as a value); raises `anyio.EndOfStream` when the server is gone."""
+        """The next message, or a framing error as a value (`OversizedMessage` for a line over the limit);
+        raises `anyio.EndOfStream` when the server is gone."""
         ...
 
 
 class StdioConnection:
-    def __init__(self, process: ChildProcess) -> None:
+    def __init__(self, process: ChildProcess, limit: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         assert process.stdin is not None and process.stdout is not None
         self._stdin = process.stdin
         self._stdout = process.stdout
+        self._limit = limit
 
     async def send(self, message: SessionMessage) -> None:
         if self._stdin.is_closing():
@@ -43,11 +45,11 @@ class StdioConnection:
     async def receive(self) -> SessionMessage | Exception:
         while True:
             try:
-                line = await self._stdout.readuntil(b"\n")
+                line = await read_line(self._stdout, self._limit)
             except asyncio.IncompleteReadError:
                 raise anyio.EndOfStream from None
-            except asyncio.LimitOverrunError as exc:
-                raise anyio.BrokenResourceError(f"the server wrote a line longer than the limit: {exc}") from None
+            if isinstance(line, OversizedMessage):
+                return line
             if line.strip():
                 return decode_line(line)
 

@@ -177,6 +177,7 @@ class ForkServer:
         log: Callable[[str], None],
         cwd: str | None,
         stdout_is_protocol: bool,
+        line_limit: int,
     ) -> ChildProcess:
         target = fork_target(self.command)
         assert target is not None and self._requests is not None
@@ -222,6 +223,7 @@ class ForkServer:
             os.fdopen(err_r, "rb", buffering=0),
             log,
             stdout_is_protocol,
+            line_limit,
         )
         return child
 

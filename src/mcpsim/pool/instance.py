@@ -29,6 +29,8 @@ from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http,
 from mcpsim.pool.errors import StartError
 from mcpsim.pool.process import ChildProcess, Launcher, inherited_environment, spawn
 from mcpsim.pool.stats import InstanceStats
+from mcpsim.protocol.errors import MESSAGE_TOO_LARGE
+from mcpsim.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES, OversizedMessage
 from mcpsim.protocol.mux import BackendError, Multiplexer, MuxObserver
 
 logger = logging.getLogger("mcpsim.instance")
@@ -47,6 +49,8 @@ class InstanceHooks(Protocol):
     def instance_ended(self, instance: "Instance") -> None: ...
 
     def record_error(self, entry: dict[str, Any]) -> None: ...
+
+    def count_internal_error(self, where: str) -> None: ...
 
 
 class ContextLog(logging.LoggerAdapter):
@@ -85,6 +89,10 @@ class InstanceSpec:
     """The pool's shared HTTP client for streamable-HTTP backends."""
     launch: Launcher = spawn
     """Starts the process: a plain spawn, or a fork of the fork server's template."""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """Longest line read from a stdio server; a longer one fails only the request it answers."""
+    protocol_version: str = LATEST_HANDSHAKE_VERSION
+    """The version offered in the pool's `initialize`: the one the instance's client asked for."""
 
 
 class Instance:
@@ -131,6 +139,10 @@ class Instance:
             self._log_ids.pop("session_id", None)
         else:
             self._log_ids["session_id"] = value
+
+    def count_internal_error(self, where: str) -> None:
+        """Something serving this instance failed unexpectedly (a bug, already logged): count it."""
+        self._hooks.count_internal_error(where)
 
     def _request_failed(self, entry: dict[str, Any]) -> None:
         self._hooks.record_error({**entry, **self._ids()})
@@ -224,6 +236,7 @@ class Instance:
                 lambda line: self.log.info(line, extra={"event": "instance.output"}),
                 cwd=spec.command.cwd,
                 stdout_is_protocol=spec.command.transport == "stdio",
+                line_limit=spec.max_message_bytes,
             )
         except FileNotFoundError:
             raise StartError(f"cannot start the server: command not found: {argv[0]!r}") from None
@@ -235,7 +248,7 @@ class Instance:
         self._hooks.process_started(self.process.pgid)
         with anyio.move_on_after(spec.startup_timeout) as startup:
             if spec.command.transport == "stdio":
-                await self._serve(StdioConnection(self.process), startup)
+                await self._serve(StdioConnection(self.process, spec.max_message_bytes), startup)
                 return
             assert spec.port is not None
             await wait_for_listener("127.0.0.1", spec.port, self.process)
@@ -279,7 +292,7 @@ class Instance:
     async def _handshake(self, mux: Multiplexer) -> str | None:
         """Initialize the server as its client would; returns why it failed, or None when it is ready."""
         params = {
-            "protocolVersion": LATEST_HANDSHAKE_VERSION,
+            "protocolVersion": self.spec.protocol_version,
             "capabilities": HANDSHAKE_CAPABILITIES,
             "clientInfo": {"name": "mcpsim", "version": __version__},
         }
@@ -303,6 +316,9 @@ class Instance:
         try:
             while True:
                 message = await connection.receive()
+                if isinstance(message, OversizedMessage):
+                    await self._oversized(mux, message)
+                    continue
                 if isinstance(message, Exception):
                     self.log.warning(
                         "unparseable message from the server: %s", message, extra={"event": "instance.bad_message"}
@@ -312,6 +328,20 @@ class Instance:
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             reason = str(exc) if isinstance(exc, anyio.BrokenResourceError) and str(exc) else None
             await self._connection_lost(mux, reason)
+
+    async def _oversized(self, mux: Multiplexer, message: OversizedMessage) -> None:
+        """A server line over `--max-message-bytes` was dropped: fail the request it answered, keep the rest."""
+        reason = (
+            f"instance {self.id}: the server's message was larger than --max-message-bytes ({message.limit} bytes) "
+            "and was dropped"
+        )
+        answered = await mux.fail_request(message.request_id, MESSAGE_TOO_LARGE, reason)
+        self.log.warning(
+            "%s%s",
+            reason,
+            "" if answered else " (no request in flight under its id)",
+            extra={"event": "instance.oversized"},
+        )
 
     async def _watch_exit(self, mux: Multiplexer) -> None:
         assert self.process is not None

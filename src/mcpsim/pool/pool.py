@@ -20,6 +20,7 @@ from typing import Any, Protocol, Self
 import anyio
 import httpx2
 from anyio.abc import TaskGroup
+from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.connection import shared_http_client
@@ -31,6 +32,7 @@ from mcpsim.pool.ports import PortAllocator
 from mcpsim.pool.process import ChildProcess, helper_pids, inherited_environment, raise_fd_limit, spawn
 from mcpsim.pool.seeds import random_seed
 from mcpsim.pool.warm import WarmPool
+from mcpsim.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
 from mcpsim.protocol.mux import MuxObserver
 
 logger = logging.getLogger("mcpsim.pool")
@@ -53,6 +55,8 @@ class PoolConfig:
     warm: int | None = None
     """Unclaimed instances kept started ahead of sessions (announced seeds, else random seeds); None = no bound."""
     fork_preload: list[str] = field(default_factory=list)
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """Largest JSON-RPC message taken from a client or a stdio server; a longer one fails only its request."""
 
 
 class PoolObserver(Protocol):
@@ -82,6 +86,8 @@ class InstancePool:
         self.spawn_failures: list[dict[str, Any]] = []
         self.recent_errors: deque[dict[str, Any]] = deque(maxlen=50)
         """Failed starts, unexpected exits and failed requests, newest last, with their correlation ids."""
+        self.internal_errors: Counter[str] = Counter()
+        """Unexpected errors that ended one session or request, by where they happened (session, request, ...)."""
         self._task_group: TaskGroup | None = None
         self._watchdog: ChildProcess | None = None
         self._closing = False
@@ -93,6 +99,8 @@ class InstancePool:
         self.prepare_error: StartError | None = None
         self._prepare_failed_at = 0.0
         self._prepare_lock = anyio.Lock()
+        self._admitting = 0
+        """Instances admitted under `--max-instances` whose start waits for the environment or fork server."""
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -143,20 +151,27 @@ class InstancePool:
     # -- instances --------------------------------------------------------------------------------------------
 
     async def start(
-        self, seed: int | None = None, config: dict[str, Any] | None = None, session_id: str | None = None
+        self,
+        seed: int | None = None,
+        config: dict[str, Any] | None = None,
+        session_id: str | None = None,
+        protocol_version: str | None = None,
     ) -> Instance:
-        """A ready instance for `seed`/`config`: a warm one if announced, else a new one (raises `PoolError`)."""
+        """A ready instance for `seed`/`config`: a warm one if announced, else a new one (raises `PoolError`).
+
+        `protocol_version` is the one the session's client asked for in its `initialize`: a new instance is
+        initialized with it, so the server negotiates with that client as it would alone. Warm instances were
+        initialized with the latest handshake version, so only sessions asking for that one claim them.
+        """
         if self._closing or self._task_group is None:
             raise ShuttingDown("the server is shutting down")
         config = dict(config or {})
-        warm = await self.warm.claim(seed, config)
+        version = protocol_version or LATEST_HANDSHAKE_VERSION
+        warm = await self.warm.claim(seed, config) if version == LATEST_HANDSHAKE_VERSION else None
         if warm is not None:
             warm.claim(session_id)
             return warm
-        if self.live_count >= self.config.max_instances and not self.warm.evict_one():
-            live = self.live_count
-            raise CapacityError(f"--max-instances reached: {live} of {self.config.max_instances} instances are running")
-        instance = await self.launch(random_seed() if seed is None else seed, config, session_id)
+        instance = await self.launch(random_seed() if seed is None else seed, config, session_id, version=version)
         try:
             await instance.ready.wait()
         except BaseException:  # the caller went away while we waited: nobody will use this instance
@@ -165,12 +180,31 @@ class InstancePool:
         self.check_ready(instance)
         return instance
 
-    async def launch(self, seed: int, config: dict[str, Any], session_id: str | None, warm: bool = False) -> Instance:
-        """Start an instance's task and return at once (it is `starting`); callers wait on `ready`."""
+    async def launch(
+        self,
+        seed: int,
+        config: dict[str, Any],
+        session_id: str | None,
+        warm: bool = False,
+        version: str = LATEST_HANDSHAKE_VERSION,
+    ) -> Instance:
+        """Start an instance's task and return at once (it is `starting`); callers wait on `ready`.
+
+        The slot under `--max-instances` is taken before anything is awaited (preparing environments or the fork
+        server can take seconds), so concurrent requests can never admit more instances than the limit. A session
+        at the limit ends the oldest unclaimed warm instance to make room; a warm start never does.
+        """
         if self._closing or self._task_group is None:
             raise ShuttingDown("the server is shutting down")
-        prepared = await self.ready_to_launch()
-        port = self.ports.lease() if prepared.command.uses_port else None
+        if self.live_count >= self.config.max_instances and (warm or not self.warm.evict_one()):
+            live = self.live_count
+            raise CapacityError(f"--max-instances reached: {live} of {self.config.max_instances} instances are running")
+        self._admitting += 1
+        try:
+            prepared = await self.ready_to_launch()
+            port = self.ports.lease() if prepared.command.uses_port else None
+        finally:
+            self._admitting -= 1
         spec = InstanceSpec(
             command=prepared.command,
             seed=seed,
@@ -183,6 +217,8 @@ class InstancePool:
             request_timeout=self.config.request_timeout,
             http_client=self.http_client,
             launch=self._launch,
+            max_message_bytes=self.config.max_message_bytes,
+            protocol_version=version,
         )
         instance = Instance(spec, self, session_id=session_id, warm=warm)
         self.instances[instance.id] = instance
@@ -252,14 +288,15 @@ class InstancePool:
         *,
         cwd: str | None,
         stdout_is_protocol: bool,
+        line_limit: int,
     ) -> ChildProcess:
         """Fork from the template when there is a usable one, else (or if forking fails) spawn."""
         if self.forker is not None and self.forker.usable:
             try:
-                return await self.forker.spawn(argv, env, log, cwd, stdout_is_protocol)
+                return await self.forker.spawn(argv, env, log, cwd, stdout_is_protocol, line_limit)
             except OSError as exc:
                 logger.warning("fork server failed (%s); spawning instead", exc, extra={"event": "forkserver.fallback"})
-        return await spawn(argv, env, log, cwd=cwd, stdout_is_protocol=stdout_is_protocol)
+        return await spawn(argv, env, log, cwd=cwd, stdout_is_protocol=stdout_is_protocol, line_limit=line_limit)
 
     def get(self, instance_id: str) -> Instance:
         instance = self.instances.get(instance_id)
@@ -280,7 +317,8 @@ class InstancePool:
 
     @property
     def live_count(self) -> int:
-        return sum(1 for instance in self.instances.values() if instance.alive)
+        """Instances whose process may run, and admitted ones still waiting for their environment."""
+        return self._admitting + sum(1 for instance in self.instances.values() if instance.alive)
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(str(instance.state) for instance in self.instances.values()))
@@ -338,6 +376,11 @@ class InstancePool:
 
     def record_error(self, entry: dict[str, Any]) -> None:
         self.recent_errors.append({"time": time.time(), **entry})
+
+    def count_internal_error(self, where: str) -> None:
+        """An unexpected error (a bug) ended one session or request; counted for `/metrics`, already logged."""
+        self.internal_errors[where] += 1
+        self.record_error({"event": "internal_error", "message": f"unexpected error in a {where}; see the log"})
 
     def _tell_watchdog(self, line: str) -> None:
         if self._watchdog is not None and self._watchdog.stdin is not None and not self._watchdog.stdin.is_closing():

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
 MAX_LINE_LOGGED = 2000
 STDOUT_LIMIT = 64 * 1024 * 1024
-"""Largest single message a stdio server may print (LunarLander frames are ~100 kB)."""
+"""Default bound of one line of a stdio server's protocol stdout (the pool passes `--max-message-bytes`)."""
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _prctl = _libc.prctl
@@ -119,11 +119,15 @@ class ChildProcess:
         stderr: IO[bytes],
         log: Callable[[str], None],
         stdout_is_protocol: bool,
+        line_limit: int = STDOUT_LIMIT,
     ) -> None:
-        """Put the child's pipes on the running loop; the transports own (and close) the file objects."""
+        """Put the child's pipes on the running loop; the transports own (and close) the file objects.
+
+        A protocol stdout is read in lines of at most `line_limit` bytes (longer ones are dropped by the reader).
+        """
         loop = asyncio.get_running_loop()
         if stdout_is_protocol:
-            self.stdout = asyncio.StreamReader(limit=STDOUT_LIMIT, loop=loop)
+            self.stdout = asyncio.StreamReader(limit=line_limit, loop=loop)
             reader = self.stdout
             transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdout)
         else:
@@ -244,6 +248,7 @@ async def spawn(
     stdout_is_protocol: bool = True,
     die_with_parent: bool = True,
     pass_fds: Sequence[int] = (),
+    line_limit: int = STDOUT_LIMIT,
 ) -> SpawnedProcess:
     """Start `argv` on the spawn thread and attach its pipes to the running loop.
 
@@ -253,7 +258,7 @@ async def spawn(
     child = SpawnedProcess(popen)
     try:
         assert popen.stdin and popen.stdout and popen.stderr
-        await child.attach_pipes(popen.stdin, popen.stdout, popen.stderr, log, stdout_is_protocol)
+        await child.attach_pipes(popen.stdin, popen.stdout, popen.stderr, log, stdout_is_protocol, line_limit)
         child.watch_exit()
     except BaseException:
         child.signal_group(signal.SIGKILL)
@@ -273,6 +278,7 @@ class Launcher(Protocol):
         *,
         cwd: str | None,
         stdout_is_protocol: bool,
+        line_limit: int,
     ) -> ChildProcess: ...
 
 

@@ -125,7 +125,8 @@ def error_text(reply: JSONRPCResponse | JSONRPCError | None) -> str:
     if isinstance(reply, JSONRPCError):
         return reply.error.message[:MAX_ERROR_TEXT]
     if isinstance(reply, JSONRPCResponse):
-        for block in reply.result.get("content") or []:
+        content = reply.result.get("content")
+        for block in content if isinstance(content, list) else []:
             if isinstance(block, dict) and block.get("type") == "text":
                 return str(block.get("text", ""))[:MAX_ERROR_TEXT]
     return "error"

@@ -61,7 +61,11 @@ class WarmPool:
             instance = candidates.pop(0)
             if not candidates:
                 self.unclaimed.pop(key, None)
-            await instance.ready.wait()
+            try:
+                await instance.ready.wait()
+            except BaseException:  # the session gave up waiting: the instance it took is nobody's now
+                instance.stop()
+                raise
             if instance.state == State.READY:
                 self.hits += 1
                 self._wake.set()

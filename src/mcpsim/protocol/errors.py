@@ -17,6 +17,10 @@ BACKEND_TIMEOUT = -32013
 """The instance did not answer a request in time."""
 NO_BACK_CHANNEL = -32014
 """The server sent a request, but no connected client can answer it."""
+MESSAGE_TOO_LARGE = -32015
+"""A message was larger than `--max-message-bytes` (the server's answer, or the client's request on stdio)."""
+INTERNAL_FAILURE = -32016
+"""mcpsim failed unexpectedly while serving this request (a bug: the log has its traceback)."""
 
 
 def error_message(request_id: RequestId | None, code: int, message: str, data: object = None) -> SessionMessage:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import anyio
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp.types import (
+    INTERNAL_ERROR,
     ErrorData,
     JSONRPCError,
     JSONRPCNotification,
@@ -160,11 +161,14 @@ class Multiplexer:
                 self._server_requests.pop(msg.id, None)
             await self._to_server(SessionMessage(msg))
         elif isinstance(msg, JSONRPCNotification):
-            if msg.method == "notifications/cancelled" and msg.params:
-                server_id = self._by_client.get((id(channel), msg.params.get("requestId")))
+            if msg.method == "notifications/cancelled":
+                # Ids are the client's; the server knows the request by ours. An id that is not a JSON-RPC id
+                # (an object, a list, true) names nothing in flight, like an unknown one: the cancel is moot.
+                request_id = _request_id((msg.params or {}).get("requestId"))
+                server_id = self._by_client.get((id(channel), request_id)) if request_id is not None else None
                 if server_id is None:
-                    return  # nothing in flight under that id: the cancellation is moot
-                msg = msg.model_copy(update={"params": {**msg.params, "requestId": server_id}})
+                    return
+                msg = msg.model_copy(update={"params": {**(msg.params or {}), "requestId": server_id}})
             await self._to_server(SessionMessage(msg))
 
     async def _forward_request(self, channel: Channel, msg: JSONRPCRequest) -> None:
@@ -208,11 +212,10 @@ class Multiplexer:
                 logger.debug("%s: response to unknown request id %r dropped", self.name, msg.id)
                 return
             self._forget(pending)
-            if self.observer is not None:
-                seconds = time.perf_counter() - pending.started
-                self.observer.on_response(
-                    pending.method, pending.tool, seconds, _is_error(msg), request_id=pending.client_id, reply=msg
-                )
+            if isinstance(msg, JSONRPCResponse) and (problem := malformed_result(pending.method, msg.result)):
+                error = ErrorData(code=INTERNAL_ERROR, message=f"the server's {pending.method} result is {problem}")
+                msg = JSONRPCError(jsonrpc="2.0", id=msg.id, error=error)
+            self._observe_response(pending, msg)
             await self._deliver(pending.channel, SessionMessage(msg.model_copy(update={"id": pending.client_id})))
         elif isinstance(msg, JSONRPCRequest):
             target = self.primary
@@ -242,7 +245,8 @@ class Multiplexer:
                 await self._deliver(pending.channel, SessionMessage(msg, meta))
                 return
         if msg.method == "notifications/cancelled":
-            channel = self._server_requests.pop(params.get("requestId"), None)
+            request_id = _request_id(params.get("requestId"))
+            channel = self._server_requests.pop(request_id, None) if request_id is not None else None
             if channel is not None:
                 await self._deliver(channel, SessionMessage(msg))
             return
@@ -271,6 +275,32 @@ class Multiplexer:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             logger.debug("%s: channel %s closed; message dropped", self.name, channel.name)
             self.detach(channel)
+
+    def _observe_response(self, pending: _Pending, reply: JSONRPCResponse | JSONRPCError) -> None:
+        """Tell the observer; a failing observer (metrics, dashboard) is logged and never stops the routing."""
+        if self.observer is None:
+            return
+        seconds = time.perf_counter() - pending.started
+        try:
+            self.observer.on_response(
+                pending.method, pending.tool, seconds, _is_error(reply), request_id=pending.client_id, reply=reply
+            )
+        except Exception:
+            logger.exception("%s: observer failed on a %s answer", self.name, pending.method)
+
+    async def fail_request(self, server_id: RequestId | None, code: int, reason: str) -> bool:
+        """Answer one pending request with an error instead of the server's answer (which could not be read).
+
+        Returns whether a request was pending under `server_id`; the connection and every other request go on.
+        """
+        pending = self._pending.pop(server_id, None) if isinstance(server_id, int) else None
+        if pending is None:
+            return False
+        self._forget(pending)
+        reply = JSONRPCError(jsonrpc="2.0", id=server_id, error=ErrorData(code=code, message=reason))
+        self._observe_response(pending, reply)
+        await self._deliver(pending.channel, SessionMessage(reply.model_copy(update={"id": pending.client_id})))
+        return True
 
     def _forget(self, pending: _Pending) -> None:
         if pending.timer is not None:
@@ -368,6 +398,31 @@ def _hashable(token: Any) -> Any:
     return token if isinstance(token, str | int | float) else repr(token)
 
 
+def _request_id(value: Any) -> RequestId | None:
+    """`value` if it can be a JSON-RPC request id (a string or an integer), else None."""
+    return value if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
 def _is_error(msg: JSONRPCResponse | JSONRPCError) -> bool:
     """A JSON-RPC error, or a tool result flagged `isError`: both count as a failed call."""
     return isinstance(msg, JSONRPCError) or msg.result.get("isError") is True
+
+
+def malformed_result(method: str, result: dict[str, Any]) -> str | None:
+    """Why a `tools/call` result cannot be a CallToolResult, or None; a cheap check of the shape only.
+
+    Clients validate results against the schema and fail with an opaque validation error, and mcpsim's own
+    observers read `content` and `isError`; so a malformed result becomes one JSON-RPC error naming the problem.
+    """
+    if method != "tools/call":
+        return None
+    content = result.get("content", [])
+    if not isinstance(content, list):
+        return f"malformed: 'content' must be a list of content blocks, got {type(content).__name__}"
+    for index, block in enumerate(content):
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            return f"malformed: content[{index}] must be an object with a string 'type'"
+    flag = result.get("isError", False)
+    if not isinstance(flag, bool):
+        return f"malformed: 'isError' must be a boolean, got {type(flag).__name__}"
+    return None

@@ -15,6 +15,7 @@ from mcpsim.pool.instance import Instance
 from mcpsim.pool.pool import InstancePool
 from mcpsim.server.http_errors import HTTPRejection, parse_json, read_body
 from mcpsim.server.params import parse_config, parse_seed
+from mcpsim.server.starts import start_for_request
 
 
 def _error(status: int, message: str, code: int | None = None) -> JSONResponse:
@@ -28,17 +29,20 @@ def describe(instance: Instance) -> dict[str, Any]:
 def api_routes(pool: InstancePool) -> list[Route]:
     async def create(request: Request) -> Response:
         try:
-            body = await read_body(request.receive)
+            body = await read_body(request.receive, pool.config.max_message_bytes, request.scope)
             payload = parse_json(body) if body.strip() else {}
             if not isinstance(payload, dict):
                 raise HTTPRejection(400, 'the body must be a JSON object like {"seed": 42, "config": {}}')
             if "seeds" in payload:
                 return announce(payload)
-            instance = await pool.start(parse_seed(payload.get("seed")), parse_config(payload.get("config")))
+            seed, config = parse_seed(payload.get("seed")), parse_config(payload.get("config"))
+            instance = await start_for_request(pool, request.receive, seed, config)
         except HTTPRejection as rejection:
             return _error(rejection.status, str(rejection), rejection.code)
         except PoolError as exc:
             return _error(exc.http_status, str(exc), exc.rpc_code)
+        if instance is None:  # the client left while it started: nobody will use it (already ended)
+            return _error(499, "the client closed the request before its instance was ready")
         return JSONResponse(describe(instance), 201)
 
     def announce(payload: dict[str, Any]) -> Response:

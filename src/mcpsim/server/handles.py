@@ -56,7 +56,7 @@ class HandleFront:
             return
         if instance.state != State.READY and instance.mux is None:
             raise HTTPRejection(409, f"instance {instance.id} is {instance.state}, not ready")
-        body = await read_body(receive) if request.method == "POST" else b""
+        body = await read_body(receive, self.pool.config.max_message_bytes, scope) if request.method == "POST" else b""
         transport = StreamableHTTPServerTransport(None, is_json_response_enabled=self.json_response)
         async with transport.connect() as (read_stream, write_stream), anyio.create_task_group() as tg:
             tg.start_soon(

@@ -6,9 +6,11 @@ from typing import Any
 
 from mcp.types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, RequestId
 from starlette.responses import Response
-from starlette.types import Message, Receive
+from starlette.types import Message, Receive, Scope
 
-MAX_BODY_BYTES = 4 * 1024 * 1024
+from mcpsim.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
+
+MAX_BODY_BYTES = DEFAULT_MAX_MESSAGE_BYTES
 
 
 class HTTPRejection(Exception):
@@ -31,8 +33,20 @@ def rpc_error_response(
     return Response(body.model_dump_json(by_alias=True), status, headers=headers, media_type="application/json")
 
 
-async def read_body(receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The whole request body, refusing more than `limit` bytes with 413 before reading it all."""
+def check_declared_length(scope: Scope, limit: int) -> None:
+    """Refuse with 413 before reading anything when the declared `Content-Length` is over `limit`."""
+    for key, value in scope.get("headers", []):
+        if key == b"content-length":
+            if not value.isdigit():
+                raise HTTPRejection(400, "invalid Content-Length header")
+            if int(value[:20]) > limit:
+                raise HTTPRejection(413, f"request body larger than {limit} bytes (--max-message-bytes)")
+
+
+async def read_body(receive: Receive, limit: int = MAX_BODY_BYTES, scope: Scope | None = None) -> bytes:
+    """The whole request body, refusing more than `limit` bytes with 413 (at once if `scope` declares more)."""
+    if scope is not None:
+        check_declared_length(scope, limit)
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -41,7 +55,7 @@ async def read_body(receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise HTTPRejection(413, f"request body larger than {limit} bytes")
+            raise HTTPRejection(413, f"request body larger than {limit} bytes (--max-message-bytes)")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -66,3 +80,5 @@ def parse_json(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise HTTPRejection(400, f"Parse error: the body is not valid JSON ({exc})", PARSE_ERROR) from None
+    except RecursionError:
+        raise HTTPRejection(400, "Parse error: the body is nested too deeply", PARSE_ERROR) from None

@@ -177,6 +177,14 @@ class _PoolCollector(Collector):
             "mcpsim_ports_leased", "Ports of the range leased to instances.", value=len(ports.leased)
         )
         yield GaugeMetricFamily("mcpsim_ports_total", "Ports in the range.", value=ports.size)
+        internal = CounterMetricFamily(
+            "mcpsim_internal_errors",
+            "Unexpected errors (bugs, logged with a traceback) that ended one session or failed one request.",
+            labels=["where"],
+        )
+        for where, count in self.pool.internal_errors.items():
+            internal.add_metric([where], count)
+        yield internal
 
 
 class _ResourceCollector(Collector):

@@ -4,6 +4,14 @@ Every message is forwarded as it is, except the handshake: the instance was init
 started, so the client's `initialize` is answered with the server's own initialize result (capabilities,
 server info, instructions, protocol version) and its `notifications/initialized` is not repeated. Whatever
 the server can do, the client sees; nothing about tools, resources or prompts is known or hard-coded here.
+
+Protocol versions: a session's instance is initialized with the version its client asked for, so the answer
+is the server's own. A client that initializes on an instance set up for another handshake version (an
+`/envs` handle, a warm instance) is answered with its own version when mcpsim knows it; the handshake-era
+revisions differ by additions only, which clients ignore, so messages pass unchanged.
+
+One client's message can only fail its own request: a message that mcpsim fails to forward (a bug) is
+answered with an error naming it, logged with its traceback and counted, and the session goes on.
 """
 
 from typing import Any
@@ -11,9 +19,11 @@ from typing import Any
 import anyio
 from mcp.shared.message import SessionMessage
 from mcp.types import PARSE_ERROR, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from mcpsim.pool.instance import Instance
-from mcpsim.protocol.errors import error_message
+from mcpsim.protocol.errors import INTERNAL_FAILURE, error_message
+from mcpsim.protocol.mux import Multiplexer
 
 
 class ClientChannel:
@@ -28,9 +38,16 @@ class ClientChannel:
         await self._write.send(message)
 
 
-def initialize_answer(instance: Instance) -> dict[str, Any]:
-    """The server's initialize result, as the client's own initialize gets it."""
-    return dict(instance.init_result)
+MAX_VERSION_LENGTH = 64
+"""Longest `protocolVersion` passed on; a longer one is no version, and the server's latest is offered."""
+
+
+def initialize_answer(instance: Instance, requested: Any = None) -> dict[str, Any]:
+    """The server's initialize result, as the client's own initialize (asking for `requested`) gets it."""
+    answer = dict(instance.init_result)
+    if isinstance(requested, str) and requested in HANDSHAKE_PROTOCOL_VERSIONS:
+        answer["protocolVersion"] = requested
+    return answer
 
 
 async def bridge(
@@ -64,16 +81,31 @@ async def bridge(
                 continue
             msg = item.message
             if isinstance(msg, JSONRPCRequest) and msg.method == "initialize":
-                answer = JSONRPCResponse(jsonrpc="2.0", id=msg.id, result=initialize_answer(instance))
+                requested = (msg.params or {}).get("protocolVersion")
+                answer = JSONRPCResponse(jsonrpc="2.0", id=msg.id, result=initialize_answer(instance, requested))
                 await channel.deliver(SessionMessage(answer))
             elif isinstance(msg, JSONRPCNotification) and msg.method == "notifications/initialized":
                 continue
             else:
-                await mux.from_client(channel, item)
+                await forward(instance, mux, channel, item)
     except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
         pass
     finally:
         mux.detach(channel)
+
+
+async def forward(instance: Instance, mux: Multiplexer, channel: ClientChannel, item: SessionMessage) -> None:
+    """One client message to the instance; a failure to forward it fails that request only (see above)."""
+    try:
+        await mux.from_client(channel, item)
+    except Exception:
+        msg = item.message
+        kind = msg.method if isinstance(msg, JSONRPCRequest | JSONRPCNotification) else "response"
+        instance.log.exception("could not forward a client %s", kind, extra={"event": "client.forward_failed"})
+        instance.count_internal_error("request")
+        if isinstance(msg, JSONRPCRequest):
+            reason = f"mcpsim could not forward this {msg.method} request (an internal error, logged)"
+            await channel.deliver(error_message(msg.id, INTERNAL_FAILURE, reason))
 
 
 async def serve_client(

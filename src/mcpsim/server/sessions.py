@@ -29,7 +29,8 @@ from mcpsim.pool.instance import Instance
 from mcpsim.pool.pool import InstancePool
 from mcpsim.server.http_errors import HTTPRejection, parse_json, read_body, replaying, rpc_error_response
 from mcpsim.server.params import parse_config, parse_seed
-from mcpsim.server.proxy import serve_client
+from mcpsim.server.proxy import MAX_VERSION_LENGTH, serve_client
+from mcpsim.server.starts import start_for_request
 
 logger = logging.getLogger("mcpsim.sessions")
 
@@ -76,6 +77,9 @@ class SessionFront:
                 f"Unsupported {MCP_PROTOCOL_VERSION_HEADER} {version[:40]!r} for a session; "
                 f"supported: {', '.join(HANDSHAKE_PROTOCOL_VERSIONS)}",
             )
+        if scope["method"] == "POST":  # bounded here: the SDK transport would read any body whole
+            body = await read_body(receive, self.pool.config.max_message_bytes, scope)
+            receive = replaying(body, receive)
         await session.transport.handle_request(scope, receive, send)
         if session.transport.is_terminated:
             self._discard(session)
@@ -85,7 +89,7 @@ class SessionFront:
         config = parse_config(request.query_params.get("config"))
         if not request.headers.get("content-type", "").startswith("application/json"):
             raise HTTPRejection(415, "Unsupported Media Type: Content-Type must be application/json")
-        body = await read_body(receive)
+        body = await read_body(receive, self.pool.config.max_message_bytes, scope)
         message = parse_json(body)
         request_id = message.get("id") if isinstance(message, dict) else None
         method = message.get("method") if isinstance(message, dict) else None
@@ -102,8 +106,13 @@ class SessionFront:
                 400, "Bad Request: no session yet; the first request must be initialize", request_id=request_id
             )
         session_id = uuid.uuid4().hex
+        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        version = params.get("protocolVersion")
+        version = version if isinstance(version, str) and len(version) <= MAX_VERSION_LENGTH else None
         try:
-            instance = await self.pool.start(seed, config, session_id=session_id)
+            instance = await start_for_request(
+                self.pool, receive, seed, config, session_id=session_id, protocol_version=version
+            )
         except PoolError as exc:
             logger.warning(
                 "session refused: %s",
@@ -111,6 +120,12 @@ class SessionFront:
                 extra={"event": "session.refused", "session_id": session_id, "request_id": request_id, "seed": seed},
             )
             await rpc_error_response(exc.http_status, exc.rpc_code, str(exc), request_id)(scope, receive, send)
+            return
+        if instance is None:
+            logger.info(
+                "session abandoned: the client left while its instance was starting",
+                extra={"event": "session.abandoned", "session_id": session_id, "request_id": request_id},
+            )
             return
         transport = StreamableHTTPServerTransport(session_id, is_json_response_enabled=self.json_response)
         session = Session(session_id, transport, instance)
@@ -122,7 +137,11 @@ class SessionFront:
         await transport.handle_request(scope, replaying(body, receive), send)
 
     async def _run(self, session: Session, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """The session's life: bridge until the client or the instance ends, then end the other."""
+        """The session's life: bridge until the client or the instance ends, then end the other.
+
+        This task runs in the app's task group beside every other session, so nothing may escape it: an
+        unexpected error ends this session alone, logged with its traceback and counted.
+        """
         try:
             async with session.transport.connect() as (read_stream, write_stream):
                 task_status.started()
@@ -133,6 +152,9 @@ class SessionFront:
                     name=f"session {session.id}",
                     back_channel=not self.json_response,
                 )
+        except Exception:
+            session.instance.log.exception("session failed unexpectedly", extra={"event": "session.failed"})
+            self.pool.count_internal_error("session")
         finally:
             with anyio.CancelScope(shield=True):
                 session.instance.stop()

@@ -19,6 +19,7 @@ from mcpsim.pool.pool import InstancePool
 from mcpsim.server.http_errors import HTTPRejection, rpc_error_response
 from mcpsim.server.params import parse_config, parse_seed
 from mcpsim.server.proxy import serve_client
+from mcpsim.server.starts import start_for_request
 
 logger = logging.getLogger("mcpsim.sse")
 
@@ -26,7 +27,7 @@ logger = logging.getLogger("mcpsim.sse")
 class SseFront:
     def __init__(self, pool: InstancePool) -> None:
         self.pool = pool
-        self.transport = SseServerTransport("/messages/")
+        self.transport = SseServerTransport("/messages/", max_request_body_size=pool.config.max_message_bytes)
         self.open = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -35,17 +36,22 @@ class SseFront:
         try:
             seed = parse_seed(request.query_params.get("seed"))
             config = parse_config(request.query_params.get("config"))
-            instance = await self.pool.start(seed, config, session_id=f"sse-{uuid.uuid4().hex}")
+            instance = await start_for_request(self.pool, receive, seed, config, session_id=f"sse-{uuid.uuid4().hex}")
         except HTTPRejection as rejection:
             await rejection.response()(scope, receive, send)
             return
         except PoolError as exc:
             await rpc_error_response(exc.http_status, exc.rpc_code, str(exc))(scope, receive, send)
             return
+        if instance is None:  # the client left while its instance was starting
+            return
         self.open += 1
         try:
             async with self.transport.connect_sse(scope, receive, send) as (read_stream, write_stream):
                 await serve_client(instance, read_stream, write_stream, name=f"sse {instance.id}")
+        except Exception:  # one session's failure: logged and counted, the others go on
+            instance.log.exception("SSE session failed unexpectedly", extra={"event": "session.failed"})
+            self.pool.count_internal_error("session")
         finally:
             self.open -= 1
             instance.stop()

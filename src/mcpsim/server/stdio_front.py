@@ -3,27 +3,44 @@
 Tools that can only launch stdio servers (desktop clients, agent frameworks) get a fresh, seeded, isolated
 instance per launch, with the same proxy, cleanup and watchdog as over HTTP. Logs go to stderr; stdout carries
 only MCP messages. If the instance cannot start, the client's first request is answered with the cause.
+
+stdin is read in lines bounded by `--max-message-bytes` (the SDK's `stdio_server` reads any line whole): a longer
+line is dropped as it streams in and its request, when its id can be seen, is answered with an error.
 """
 
+import asyncio
+import contextlib
 import logging
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 from mcp.types import JSONRPCRequest
 
 from mcpsim.pool.errors import PoolError
 from mcpsim.pool.pool import InstancePool, PoolConfig
-from mcpsim.protocol.errors import error_message
+from mcpsim.protocol.errors import MESSAGE_TOO_LARGE, error_message
+from mcpsim.protocol.framing import OversizedMessage, decode_line, encode_message, read_line
 from mcpsim.server.proxy import serve_client
 
 logger = logging.getLogger("mcpsim.stdio")
 
+Streams = tuple[MemoryObjectReceiveStream[Any], MemoryObjectSendStream[SessionMessage]]
+
 
 async def serve_stdio(pool_config: PoolConfig, seed: int | None, config: dict[str, Any]) -> int:
-    async with InstancePool(pool_config) as pool, stdio_server() as (read_stream, write_stream), write_stream:
-        # (closing the write stream on the way out lets the SDK's stdout writer, and so stdio_server, finish)
+    async with (
+        InstancePool(pool_config) as pool,
+        bounded_stdio(pool_config.max_message_bytes) as (read_stream, write_stream),
+        write_stream,
+    ):
+        # (closing the write stream on the way out lets the stdout writer, and so the transport, finish)
         try:
             instance = await pool.start(seed, config, session_id="stdio")
         except PoolError as exc:
@@ -32,6 +49,73 @@ async def serve_stdio(pool_config: PoolConfig, seed: int | None, config: dict[st
             return 1
         await serve_client(instance, read_stream, write_stream, name=f"stdio {instance.id}")
     return 0
+
+
+@contextlib.asynccontextmanager
+async def bounded_stdio(limit: int) -> AsyncIterator[Streams]:
+    """Memory streams over this process's stdin/stdout, like the SDK's `stdio_server`, with bounded lines.
+
+    stdin that is not a pipe or terminal (a regular file) cannot be put on the loop: then the SDK's own
+    transport serves it, unbounded, which only ever concerns the file the user gave.
+    """
+    mode = os.fstat(sys.stdin.fileno()).st_mode
+    if stat.S_ISREG(mode):
+        async with stdio_server() as streams:
+            yield streams
+        return
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit)
+    read_transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=0)
+    )
+    write_transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
+    )
+    writer = asyncio.StreamWriter(write_transport, protocol, None, loop)
+    to_proxy, read_stream = anyio.create_memory_object_stream[Any](16)
+    write_stream, from_proxy = anyio.create_memory_object_stream[SessionMessage](16)
+
+    async def read_stdin() -> None:
+        async with to_proxy:
+            while True:
+                try:
+                    line = await read_line(reader, limit)
+                except asyncio.IncompleteReadError:
+                    return
+                if isinstance(line, OversizedMessage):
+                    logger.warning("dropped a client message: %s", line, extra={"event": "stdio.oversized"})
+                    if line.request_id is not None:
+                        writer.write(encode_message(error_message(line.request_id, MESSAGE_TOO_LARGE, str(line))))
+                    continue
+                if line.strip():
+                    await to_proxy.send(decode_line(line))
+
+    written = anyio.Event()
+
+    async def write_stdout() -> None:
+        try:
+            async with from_proxy:
+                async for message in from_proxy:
+                    writer.write(encode_message(message))
+                    await writer.drain()
+        except ConnectionError:  # the client closed our stdout: nothing more can reach it
+            logger.info("stdout closed by the client", extra={"event": "stdio.closed"})
+        finally:
+            written.set()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_stdin)
+            tg.start_soon(write_stdout)
+            try:
+                yield read_stream, write_stream
+            finally:
+                with anyio.move_on_after(5, shield=True):  # the caller closed write_stream: let the last answers out
+                    await written.wait()
+                tg.cancel_scope.cancel()
+    finally:
+        read_transport.close()
+        write_transport.close()
 
 
 async def refuse_first_request(read_stream: Any, write_stream: Any, exc: PoolError) -> None:
