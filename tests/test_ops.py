@@ -16,6 +16,7 @@ from conftest import server_script
 from mcp_helpers import ACCEPT as HEADERS
 from mcp_helpers import INIT
 from mcpsim.pool.command import parse_command
+from mcpsim.pool.labels import MAX_NAME, MAX_TOOLS, DeclaredTools, method_label
 from mcpsim.pool.pool import InstancePool, PoolConfig
 from mcpsim.server.ops import health
 from mcpsim.server.resources import ResourceSampler
@@ -171,3 +172,62 @@ def test_health_is_degraded_near_the_instance_limit(serve_factory):
     assert body["status"] == "degraded" and body["instances"]["live"] == 2
     assert httpx.delete(f"{serve.url}/api/instances/{created[0]['id']}", timeout=30).status_code == 200
     assert serve.get("/health").json()["status"] == "ok"
+
+
+def rpc(http: httpx.Client, url: str, method: str, params: dict | None = None) -> dict:
+    """One request on an open `/mcp` session (`http` carries its id); the answer, also when it comes as SSE."""
+    message = {"jsonrpc": "2.0", "id": 1, "method": method, **({"params": params} if params is not None else {})}
+    response = http.post(url, json=message)
+    assert response.status_code == 200, response.text
+    if response.headers["content-type"].startswith("text/event-stream"):
+        [data] = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
+        return json.loads(data)
+    return response.json()
+
+
+def test_client_chosen_names_do_not_become_metric_labels(serve_factory):
+    """Unique 2 kB tool names and unknown methods count under `other`: the series, the `/metrics` body and what
+    the dashboard keeps stay bounded; tools the server declared keep their own label (issue 13, item 3)."""
+    serve = serve_factory("--server", PAINTER)
+    opened = httpx.post(f"{serve.mcp}?seed=3", json=INIT, headers=HEADERS, timeout=30)
+    assert opened.status_code == 200
+    calls = 150
+    with httpx.Client(headers={**HEADERS, "mcp-session-id": opened.headers["mcp-session-id"]}, timeout=30) as http:
+        # no tools/list from this client: the first call of a declared tool is labelled by its name all the same
+        assert rpc(http, serve.mcp, "tools/call", {"name": "paint", "arguments": {"shade": 1}})["result"]
+        for n in range(calls):
+            rpc(http, serve.mcp, "tools/call", {"name": f"{n:04d}" + "t" * 2000, "arguments": {}})
+            assert rpc(http, serve.mcp, f"{n:04d}/" + "m" * 2000)["error"]["code"] == -32601
+        listing = serve.get("/api/instances").json()
+        overview = httpx.get(f"{serve.url}/api/overview", timeout=30)
+    response = serve.get("/metrics")
+    assert len(response.content) < 100_000, len(response.content)
+    values = metrics(serve)
+    assert metric(values, "mcpsim_request_seconds_count", method="tools/call", tool="paint") == 1
+    assert metric(values, "mcpsim_request_seconds_count", method="tools/call", tool="other") == calls
+    assert metric(values, "mcpsim_requests_total", method="other") == calls
+    assert metric(values, "mcpsim_request_errors_total", method="other") == calls
+    labels = {labels for name, labels in values if name == "mcpsim_request_seconds_count"}
+    assert len(labels) <= 5, labels  # initialize and tools/list (the pool's own), tools/call x2, other
+    assert max(len(value) for name, labels in values for _, value in labels) <= 128
+    # the dashboard keeps short names only
+    assert len(listing[0]["last_tool"]) <= 131 and listing[0]["last_tool"].startswith(f"{calls - 1:04d}t")
+    assert len(overview.content) < 100_000, len(overview.content)
+    shown = overview.json()
+    assert {tool for _, _, tool, _ in shown["call_latency"]} == {"paint", "other"}
+    assert all(len(error["method"]) <= 131 and len(error.get("tool") or "") <= 131 for error in shown["errors"])
+
+
+def test_declared_tools_are_bounded():
+    tools = DeclaredTools()
+    assert not tools.listed and tools.label("paint") == "other"
+    assert tools.should_ask() and not tools.should_ask()  # the pool asks once
+    tools.learn({"tools": "not a list"})
+    assert tools.listed and tools.names == set()
+    tools.learn({"tools": [{"name": "x" * (MAX_NAME + 1)}, {"name": ""}, {"name": 5}, "paint", {"name": "paint"}]})
+    assert tools.names == {"paint"} and tools.label("paint") == "paint" and tools.label(None) == "other"
+    tools.learn({"tools": [{"name": f"tool{n}"} for n in range(2 * MAX_TOOLS)]})
+    assert (
+        len(tools.names) == MAX_TOOLS and "paint" in tools.names and tools.label(f"tool{2 * MAX_TOOLS - 1}") == "other"
+    )
+    assert method_label("tools/call") == "tools/call" and method_label("tools/call2") == "other"

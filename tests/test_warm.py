@@ -5,9 +5,11 @@ import time
 import anyio
 import httpx
 import psutil
+import pytest
 from mcp import Client
 
 from mcp_helpers import initial_map, lake, move
+from mcpsim.pool.seed_queue import MAX_QUEUED_SEEDS, MAX_SEEDS_PER_ANNOUNCE, QueueFull, SeedQueue, TooManySeeds
 
 
 def instances(serve) -> list[dict]:
@@ -82,3 +84,58 @@ def test_announcements_are_validated(frozen_lake_server):
         response = httpx.post(url, json=body)
         assert response.status_code == 400, body
         assert response.json()["error"]["message"]
+
+
+def test_the_seed_queue_keeps_announcement_order_and_takes_any_entry_in_place():
+    queue = SeedQueue(per_announce=4, total=6)
+    queue.extend([1, 2, 1], "{}", {})
+    queue.extend([1], '{"a":1}', {"a": 1})
+    assert queue.remove((1, "{}")) and not queue.remove((3, "{}")) and len(queue) == 3  # the older 1 went
+    queue.extend([3, 1], "{}", {})
+    with pytest.raises(TooManySeeds, match="at most 4 seeds"):
+        queue.extend([7] * 5, "{}", {})
+    with pytest.raises(QueueFull, match="5 are queued"):
+        queue.extend([7, 7], "{}", {})
+    assert len(queue) == 5  # a refused announcement queues none of its seeds
+    popped = [queue.popleft() for _ in range(len(queue))]
+    assert popped == [(2, {}), (1, {}), (1, {"a": 1}), (3, {}), (1, {})]
+    assert popped[2][1] is not popped[0][1] and not queue.remove((1, "{}"))
+    with pytest.raises(IndexError):
+        queue.popleft()
+
+
+async def test_announcements_are_bounded_and_a_session_takes_its_seed_from_a_full_queue(serve_factory):
+    """Issue 13, item 4: 413 for one announcement over the per-request limit, 429 past the total, the queue stays
+    at its bound, and a session whose seed waits deep in it takes that seed out and plays it."""
+    serve = serve_factory("--env", "frozen_lake", "--fork-server", "--max-instances", "1")
+    url = f"{serve.url}/api/instances"
+    config = {"map_size": 5}
+
+    def queued() -> float:
+        [value] = [
+            line.split()[1]
+            for line in serve.get("/metrics").text.splitlines()
+            if line.startswith("mcpsim_warm_queued ")
+        ]
+        return float(value)
+
+    over = httpx.post(url, json={"seeds": [7] * (MAX_SEEDS_PER_ANNOUNCE + 1)}, timeout=30)
+    assert over.status_code == 413 and "at most" in over.json()["error"]["message"]
+    assert queued() == 0
+    for start in range(0, MAX_QUEUED_SEEDS, MAX_SEEDS_PER_ANNOUNCE):
+        seeds = list(range(start, start + MAX_SEEDS_PER_ANNOUNCE))
+        response = httpx.post(url, json={"seeds": seeds, "config": config}, timeout=30)
+        assert response.status_code == 202, response.text
+    # one instance (--max-instances 1) took the first seed; the rest wait
+    await wait_for(lambda: [i["seed"] for i in instances(serve) if i["state"] == "ready"] == [0])
+    assert queued() == MAX_QUEUED_SEEDS - 1
+    refused = httpx.post(url, json={"seeds": [1, 2]}, timeout=30)
+    assert refused.status_code == 429, refused.text
+    assert f"at most {MAX_QUEUED_SEEDS}" in refused.json()["error"]["message"]
+    assert queued() == MAX_QUEUED_SEEDS - 1
+    deep = MAX_QUEUED_SEEDS - 2
+    async with lake(serve.url, deep, '{"map_size": 5}') as client:
+        await move(client, "RIGHT")
+        [mine] = [i for i in instances(serve) if i["session_id"]]
+        assert mine["seed"] == deep and not mine["warm"]
+        assert queued() == MAX_QUEUED_SEEDS - 2  # its queued entry went; nothing else did

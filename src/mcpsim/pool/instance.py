@@ -7,6 +7,9 @@ timeout, a session's end, or the server shutting down.
 Readiness is the MCP handshake: the pool sends `initialize` and the instance is ready when its server answers
 (not after a sleep, not on a TCP connect). The result is kept and given to the client that attaches, so a
 client's own `initialize` is answered at once, and an instance can be started before its client arrives.
+Until some `tools/list` result has passed through the pool, the first handshake also asks for the tool list
+(a server that declares tools; once per pool), so the metrics know the declared tool names before the first
+call.
 """
 
 import enum
@@ -27,6 +30,7 @@ from mcpsim import __version__
 from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_for_listener
 from mcpsim.pool.errors import StartError
+from mcpsim.pool.labels import DeclaredTools
 from mcpsim.pool.process import ChildProcess, Launcher, inherited_environment, spawn
 from mcpsim.pool.stats import InstanceStats
 from mcpsim.protocol.errors import MESSAGE_TOO_LARGE
@@ -37,6 +41,8 @@ logger = logging.getLogger("mcpsim.instance")
 
 HANDSHAKE_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {}}
 """What the pool declares for the client behind it, so the server may send these requests (they are forwarded)."""
+TOOLS_PROBE_TIMEOUT = 5.0
+"""Seconds the handshake's own `tools/list` may take; past that the instance is ready without it."""
 
 
 class InstanceHooks(Protocol):
@@ -93,6 +99,8 @@ class InstanceSpec:
     """Longest line read from a stdio server; a longer one fails only the request it answers."""
     protocol_version: str = LATEST_HANDSHAKE_VERSION
     """The version offered in the pool's `initialize`: the one the instance's client asked for."""
+    tools: DeclaredTools = field(default_factory=DeclaredTools)
+    """The tool names the pool's servers declared (shared by its instances): the metrics' tool labels."""
 
 
 class Instance:
@@ -124,7 +132,7 @@ class Instance:
         self._hang_reason: str | None = None
         self._log_ids: dict[str, Any] = {"instance_id": self.id, "seed": self.seed}
         self.log = ContextLog(logger, self._log_ids)  # the same dict: a session id set later shows on every line
-        self.stats = InstanceStats(spec.mux_observer, self.log, self._request_failed)
+        self.stats = InstanceStats(spec.mux_observer, self.log, self._request_failed, spec.tools)
         self.session_id = session_id
 
     @property
@@ -301,6 +309,13 @@ class Instance:
         except BackendError as exc:
             return mux.closed_reason or f"the server refused initialize: {exc.error.message}"
         await mux.notify("notifications/initialized")
+        capabilities = self.init_result.get("capabilities")
+        if isinstance(capabilities, dict) and "tools" in capabilities and self.spec.tools.should_ask():
+            with anyio.move_on_after(TOOLS_PROBE_TIMEOUT):
+                try:
+                    await mux.request("tools/list")  # the stats learn the names from the answer
+                except BackendError as exc:
+                    self.log.debug("tools/list refused: %s", exc, extra={"event": "instance.tools_unlisted"})
         return None
 
     def _hung(self, reason: str) -> None:

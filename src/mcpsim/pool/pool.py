@@ -28,6 +28,7 @@ from mcpsim.pool.errors import CapacityError, InstanceGone, ShuttingDown, StartE
 from mcpsim.pool.forking import ForkServer
 from mcpsim.pool.instance import Instance, InstanceSpec, State
 from mcpsim.pool.isolation import IsolationConfig, Prepared, prepare
+from mcpsim.pool.labels import DeclaredTools
 from mcpsim.pool.ports import PortAllocator
 from mcpsim.pool.process import ChildProcess, helper_pids, inherited_environment, raise_fd_limit, spawn
 from mcpsim.pool.seeds import random_seed
@@ -95,6 +96,8 @@ class InstancePool:
         self.forker: ForkServer | None = None
         self.http_client: httpx2.AsyncClient | None = None
         self.warm = WarmPool(self, config.warm)
+        self.tools = DeclaredTools()
+        """Tool names the servers declared, learned from `tools/list` results: the only tool labels of metrics."""
         self.prepared: Prepared | None = None
         self.prepare_error: StartError | None = None
         self._prepare_failed_at = 0.0
@@ -219,6 +222,7 @@ class InstancePool:
             launch=self._launch,
             max_message_bytes=self.config.max_message_bytes,
             protocol_version=version,
+            tools=self.tools,
         )
         instance = Instance(spec, self, session_id=session_id, warm=warm)
         self.instances[instance.id] = instance

@@ -5,6 +5,11 @@ latest image block a tool returned (nothing is decoded or copied on the hot path
 when someone asks for it), then forwards every event to the pool-wide observer (the Prometheus metrics).
 A request answered with an error is reported through `on_error`, which the instance turns into a log line
 with its correlation ids and an entry in the pool's recent errors.
+
+The method and tool name come from the client, so nothing here keeps or forwards them as sent: the pool-wide
+observer gets bounded labels (`pool/labels.py`: spec methods, tools a backend declared, else `other`), and the
+last tool, log lines and error entries get the name cut to `MAX_NAME` characters. The declared tools are
+learned here, from every `tools/list` result the instance's server sends.
 """
 
 import logging
@@ -14,6 +19,7 @@ from typing import Any
 
 from mcp.types import JSONRPCError, JSONRPCResponse, RequestId
 
+from mcpsim.pool.labels import DeclaredTools, method_label, shorten
 from mcpsim.protocol.mux import MuxObserver
 
 MAX_ERROR_TEXT = 500
@@ -27,8 +33,11 @@ class InstanceStats:
         forward: MuxObserver | None,
         log: logging.LoggerAdapter,
         on_error: Callable[[dict[str, Any]], None],
+        tools: DeclaredTools | None = None,
     ) -> None:
         self.forward = forward
+        self.tools = tools if tools is not None else DeclaredTools()
+        """The tool names declared so far (shared by the pool's instances): what a tool label may be."""
         self.log = log
         self.on_error = on_error
         self.requests = 0
@@ -44,7 +53,7 @@ class InstanceStats:
     def on_request(self, method: str, tool: str | None) -> None:
         self.requests += 1
         if self.forward is not None:
-            self.forward.on_request(method, tool)
+            self.forward.on_request(method_label(method), self._tool_label(method, tool))
 
     def on_response(
         self,
@@ -56,6 +65,10 @@ class InstanceStats:
         request_id: RequestId | None = None,
         reply: JSONRPCResponse | JSONRPCError | None = None,
     ) -> None:
+        if method == "tools/list" and isinstance(reply, JSONRPCResponse):
+            self.tools.learn(reply.result)
+        labels = method_label(method), self._tool_label(method, tool)
+        method, tool = shorten(method), shorten(tool) if tool is not None else None
         if method == "tools/call":
             self.calls += 1
             self.last_tool = tool
@@ -74,7 +87,10 @@ class InstanceStats:
             self.errors += 1
             self._report_error(method, tool, request_id, reply)
         if self.forward is not None:
-            self.forward.on_response(method, tool, seconds, is_error, request_id=request_id, reply=reply)
+            self.forward.on_response(*labels, seconds, is_error, request_id=request_id, reply=reply)
+
+    def _tool_label(self, method: str, tool: str | None) -> str | None:
+        return self.tools.label(tool) if method == "tools/call" else None
 
     def _keep_image(self, result: dict[str, Any]) -> None:
         content = result.get("content")

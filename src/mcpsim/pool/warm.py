@@ -7,26 +7,25 @@ match an announced instance claims it; if it is still starting, the session wait
 a second one. `--warm N` bounds how many unclaimed instances are kept ahead (announced seeds first; with none
 queued, N instances with random seeds serve sessions that ask for no seed). Unclaimed instances end by the idle
 timeout like any other, and are the first to go when `--max-instances` is reached, so nothing is ever leaked
-and warming never refuses a real session.
+and warming never refuses a real session. Announced seeds wait in a bounded `SeedQueue` (per announcement and
+in total; beyond, the announcement is refused with 413 or 429), from which a session takes its own in O(1).
 """
 
 import json
 import logging
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from mcpsim.pool.errors import PoolError
 from mcpsim.pool.instance import Instance, State
+from mcpsim.pool.seed_queue import SeedQueue, WarmKey
 from mcpsim.pool.seeds import random_seed
 
 if TYPE_CHECKING:
     from mcpsim.pool.pool import InstancePool
 
 logger = logging.getLogger("mcpsim.warm")
-
-WarmKey = tuple[int | None, str]
 
 
 def warm_key(seed: int | None, config: dict[str, Any]) -> WarmKey:
@@ -37,7 +36,7 @@ class WarmPool:
     def __init__(self, pool: "InstancePool", depth: int | None) -> None:
         self.pool = pool
         self.depth = depth
-        self.queue: deque[tuple[int, dict[str, Any]]] = deque()
+        self.queue = SeedQueue()
         self.unclaimed: dict[WarmKey, list[Instance]] = {}
         self.hits = 0
         self.misses = 0
@@ -48,8 +47,11 @@ class WarmPool:
         return sum(len(instances) for instances in self.unclaimed.values())
 
     def announce(self, seeds: list[int], config: dict[str, Any]) -> int:
-        """Queue seeds to start ahead of their sessions; returns how many are queued now."""
-        self.queue.extend((seed, dict(config)) for seed in seeds)
+        """Queue seeds to start ahead of their sessions; returns how many are queued now.
+
+        Raises `TooManySeeds` (413) or `QueueFull` (429) past the queue's limits, queueing none of them.
+        """
+        self.queue.extend(seeds, warm_key(None, config)[1], config)
         self._wake.set()
         return len(self.queue)
 
@@ -71,7 +73,7 @@ class WarmPool:
                 self._wake.set()
                 return instance
         if seed is not None:  # it may be queued but not started: this session starts it now instead
-            self._drop_queued(seed, key[1])
+            self.queue.remove(key)
         self.misses += 1
         return None
 
@@ -99,12 +101,6 @@ class WarmPool:
                 instances.remove(instance)
                 if not instances:
                     del self.unclaimed[key]
-
-    def _drop_queued(self, seed: int, config_key: str) -> None:
-        for item in self.queue:
-            if item[0] == seed and warm_key(*item)[1] == config_key:
-                self.queue.remove(item)
-                return
 
     def _next(self) -> tuple[int | None, dict[str, Any]] | None:
         """What to start next, if there is room: an announced seed, else a seedless spare under `--warm N`."""

@@ -1,7 +1,9 @@
 """`/api/instances`: start, list and end instances over plain HTTP + JSON.
 
 `POST` starts an instance and answers once it is ready with its handle URL (`/envs/<id>/mcp`), so clients
-without MCP sessions (and warm-up scripts) can address one instance explicitly.
+without MCP sessions (and warm-up scripts) can address one instance explicitly. `POST {"seeds": [...]}`
+announces seeds to start ahead (202), at most `MAX_SEEDS_PER_ANNOUNCE` per request (else 413) and
+`MAX_QUEUED_SEEDS` waiting in all (else 429, nothing queued).
 """
 
 from typing import Any
@@ -48,8 +50,9 @@ def api_routes(pool: InstancePool) -> list[Route]:
     def announce(payload: dict[str, Any]) -> Response:
         """Seeds whose sessions will come: started ahead (bounded by --warm), claimed by matching sessions."""
         seeds = payload["seeds"]
-        if not isinstance(seeds, list) or len(seeds) > 100_000:
-            raise HTTPRejection(400, "seeds must be a list of at most 100000 integers")
+        if not isinstance(seeds, list):
+            raise HTTPRejection(400, "seeds must be a list of integers")
+        pool.warm.queue.check(len(seeds))  # 413 / 429 past the queue's limits, before parsing any of them
         parsed = [parse_seed(seed) for seed in seeds]
         if any(seed is None for seed in parsed):
             raise HTTPRejection(400, "seeds must not contain empty values")

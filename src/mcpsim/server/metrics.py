@@ -5,6 +5,10 @@ pool's state (instances by state, ports, sessions, messages, RSS/CPU, orphans) a
 scraped, so they are never stale. Other parts of the server add their own metrics to `Metrics.registry`
 (environment builds, a warm pool): a metric is registered by the code that feeds it, never as a placeholder.
 
+Methods and tool names arrive here as bounded labels (each instance's `InstanceStats` maps them, see
+`pool/labels.py`): a spec method or `other`, a tool some backend declared or `other`. Nothing a client sends
+can add a series.
+
 Besides Prometheus, the last few hundred spawn and call latencies are kept with their times for the
 dashboard's charts (a deque append per call; the page draws them).
 """
@@ -52,7 +56,7 @@ class Metrics:
         )
         self.request_seconds = Histogram(
             "mcpsim_request_seconds",
-            "Proxied request latency, client request to server answer (tool calls labelled by tool).",
+            "Proxied request latency, client request to server answer (tool calls labelled by declared tool).",
             ["method", "tool"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
