@@ -143,20 +143,25 @@ class InstancePool:
     # -- instances --------------------------------------------------------------------------------------------
 
     async def start(
-        self, seed: int | None = None, config: dict[str, Any] | None = None, session_id: str | None = None
+        self,
+        seed: int | None = None,
+        config: dict[str, Any] | None = None,
+        session_id: str | None = None,
+        owner: str | None = None,
     ) -> Instance:
-        """A ready instance for `seed`/`config`: a warm one if announced, else a new one (raises `PoolError`)."""
+        """A ready instance for `seed`/`config`: a warm one if announced, else a new one (raises `PoolError`).
+        `owner` is the principal asking (see `mcpsim.server.principals`), recorded on the instance."""
         if self._closing or self._task_group is None:
             raise ShuttingDown("the server is shutting down")
         config = dict(config or {})
         warm = await self.warm.claim(seed, config)
         if warm is not None:
-            warm.claim(session_id)
+            warm.claim(session_id, owner)
             return warm
         if self.live_count >= self.config.max_instances and not self.warm.evict_one():
             live = self.live_count
             raise CapacityError(f"--max-instances reached: {live} of {self.config.max_instances} instances are running")
-        instance = await self.launch(random_seed() if seed is None else seed, config, session_id)
+        instance = await self.launch(random_seed() if seed is None else seed, config, session_id, owner=owner)
         try:
             await instance.ready.wait()
         except BaseException:  # the caller went away while we waited: nobody will use this instance
@@ -165,7 +170,9 @@ class InstancePool:
         self.check_ready(instance)
         return instance
 
-    async def launch(self, seed: int, config: dict[str, Any], session_id: str | None, warm: bool = False) -> Instance:
+    async def launch(
+        self, seed: int, config: dict[str, Any], session_id: str | None, warm: bool = False, owner: str | None = None
+    ) -> Instance:
         """Start an instance's task and return at once (it is `starting`); callers wait on `ready`."""
         if self._closing or self._task_group is None:
             raise ShuttingDown("the server is shutting down")
@@ -185,6 +192,7 @@ class InstancePool:
             launch=self._launch,
         )
         instance = Instance(spec, self, session_id=session_id, warm=warm)
+        instance.owner = owner
         self.instances[instance.id] = instance
         await self._task_group.start(instance.run)
         return instance
@@ -306,6 +314,7 @@ class InstancePool:
                 "instance_id": instance.id,
                 "session_id": instance.session_id,
                 "seed": instance.seed,
+                "owner": instance.owner,
             }
         )
 
