@@ -4,14 +4,18 @@ the dashboard, `/api/*`, `/mcp`, `/envs` and `/metrics` answer 401 without it, a
 import os
 import subprocess
 import sys
+from urllib.parse import urlsplit
 
 import httpx
 import httpx2
+import psutil
+import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from conftest import server_script
 from mcpsim.pool.ports import free_port
+from mcpsim.server.principals import TokenFileError, load_token_file
 
 TOKEN = "s3cret-token-for-tests"
 PAINTER = f"python {server_script('painter.py')}"
@@ -113,3 +117,98 @@ async def test_with_a_token_every_endpoint_but_health_needs_it(serve_factory):
         assert "httponly" in cookie and "samesite=strict" in cookie
         assert browser.get("/", headers={"accept": "text/html"}).status_code == 200
         assert browser.get("/api/overview").status_code == 200
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["spawn", "fork-server"])
+def test_no_child_inherits_the_token(serve_factory, fork):
+    """A token from MCPSIM_AUTH_TOKEN reached every backend (and the watchdog, the fork template) in its
+    environment, where the backend's own code, or anyone reading /proc as its user, could take it."""
+    serve = serve_factory("--server", PAINTER, *(["--fork-server"] if fork else []), env={"MCPSIM_AUTH_TOKEN": TOKEN})
+    bearer = {"authorization": f"Bearer {TOKEN}"}
+    created = httpx.post(f"{serve.url}/api/instances", json={"seed": 3}, headers=bearer, timeout=60)
+    assert created.status_code == 201, created.text
+    [listed] = serve.get("/api/instances", headers=bearer).json()
+    backend = psutil.Process(listed["pid"])
+    if not fork:  # a forked backend's /proc environ is the template's; its os.environ is built like a spawn's
+        assert backend.environ().get("MCPSIM_SEED") == "3"  # the environment is readable, and is the backend's
+    children = serve.descendants()
+    assert backend.pid in {child.pid for child in children} and len(children) >= 2  # the watchdog too
+    for child in children:
+        assert "MCPSIM_AUTH_TOKEN" not in child.environ(), child.cmdline()
+        assert not any(TOKEN in value for value in child.environ().values()), child.cmdline()
+        assert not any(TOKEN in part for part in child.cmdline())
+    assert TOKEN not in serve.log()
+
+
+def test_the_token_redirect_goes_only_to_a_path_of_this_server(serve_factory):
+    """`GET //evil.example/?token=T` (Accept: text/html) answered 303 to `//evil.example/`: another site."""
+    serve = serve_factory("--server", PAINTER, "--auth-token", TOKEN)
+    html = {"accept": "text/html"}
+    for path, expected in [
+        ("//evil.example/", "/evil.example/"),
+        ("///evil.example/x", "/evil.example/x"),
+        ("/\\evil.example/", "/evil.example/"),
+        ("/%2F%2Fevil.example/", "/evil.example/"),
+        ("/%5C/evil.example/", "/evil.example/"),
+        ("/api/overview", "/api/overview"),
+    ]:
+        redirect = httpx.get(f"{serve.url}{path}?token={TOKEN}&x=1", headers=html, timeout=30)
+        assert redirect.status_code == 303, path
+        location = redirect.headers["location"]
+        assert location == f"{expected}?x=1", (path, location)
+        assert urlsplit(location).netloc == "" and location[1] not in "/\\", (path, location)
+    assert "ps shows it to every user of this machine" in serve.log()  # --auth-token still works, with a warning
+
+
+def test_auth_token_file_is_read_and_a_missing_or_empty_one_is_a_clear_error(tmp_path, serve_factory):
+    path = tmp_path / "tokens"
+    for content, needle in [(None, "cannot read --auth-token-file"), ("# only a comment\n\n", "holds no token")]:
+        if content is not None:
+            path.write_text(content)
+        done = run_cli("serve", "--server", PAINTER, "--auth-token-file", str(path), "--port", str(free_port()))
+        assert done.returncode == 2 and needle in done.stderr and str(path) in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    both = run_cli("serve", "--auth-token", "x", "--auth-token-file", str(path))
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    trajectory = tmp_path / "run.jsonl"
+    trajectory.write_text('{"type": "header", "format": "mcpsim.trajectory/1"}\n')
+    done = run_cli("view", str(trajectory), "--host", "0.0.0.0", "--auth-token-file", str(tmp_path / "nope"))
+    assert done.returncode == 2 and "cannot read --auth-token-file" in done.stderr
+
+    path.write_text(f"# mcpsim tokens\n{TOKEN}\n")
+    path.chmod(0o600)
+    serve = serve_factory("--server", PAINTER, "--host", "0.0.0.0", "--auth-token-file", str(path))
+    assert serve.get("/api/instances").status_code == 401
+    assert serve.get("/api/instances", headers={"authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert "readable by other users" not in serve.log() and TOKEN not in serve.log()
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("admin:a1\nbob:a1\n", "line 2: this token is given twice"),
+        ("admin:a1\nadmin:b2\n", "line 2: the name 'admin' is given twice"),
+        ("bad name:t\n", "line 1: the name before ':'"),
+        ("a:\n", "line 1: a token must be printable ASCII"),
+        ("# tokens\n\nt\u00f6ken\n", "line 3: a token must be printable ASCII without spaces"),
+        ("alice:a b\n", "line 1: a token must be printable ASCII without spaces"),
+    ],
+)
+def test_token_file_lines_that_cannot_be_a_principal_are_refused_naming_the_line(tmp_path, content, needle):
+    path = tmp_path / "tokens"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(TokenFileError, match=needle):
+        load_token_file(path)
+
+
+def test_token_file_principals_and_mode_warning(tmp_path):
+    path = tmp_path / "tokens"
+    text = "\ufeff# the first token is the admin\nroot:r-1:with:colons\n\n  plain-token  \nalice:a-2\n"
+    path.write_text(text, "utf-8")  # an editor's byte-order mark first
+    path.chmod(0o644)
+    credentials, warnings = load_token_file(path)
+    assert [(p.name, p.admin) for p in credentials.principals] == [("root", True), ("token4", False), ("alice", False)]
+    assert credentials.identify("r-1:with:colons").admin and credentials.identify("plain-token").name == "token4"
+    assert credentials.identify("a-2").name == "alice" and credentials.identify("a-") is None
+    assert credentials.identify(None) is None
+    assert warnings == [f"--auth-token-file {path} is readable by other users (mode 644); chmod 600 it"]

@@ -179,3 +179,20 @@ async def test_64_random_episodes_through_the_managed_server_record_a_linear_fil
     assert max(max(sizes) for sizes in step_sizes.values()) < 1000
     replayed = mcpsim.replay(path)
     assert sum(len(t.steps) for t in replayed) == total_steps
+
+
+def test_deep_or_huge_lines_are_problems_naming_the_line(tmp_path):
+    """json.loads let RecursionError and the 4300-digit ValueError escape `replay`/`report`/`audit`."""
+    path = tmp_path / "odd.jsonl"
+    header = json.dumps({"type": "header", "format": "mcpsim.trajectory/1"})
+    deep = '{"type": "step", "env_id": "a", "x": ' + "[" * 50_000 + "]" * 50_000 + "}"
+    huge = '{"type": "step", "env_id": "a", "reward": ' + "9" * 4400 + "}"
+    path.write_text(f"{header}\n{deep}\n{huge}\n")
+    with pytest.raises(TrajectoryFileError, match=r"odd.jsonl:2: not valid JSON: nested more than 200 levels"):
+        read_recording(path)
+    problems = read_recording(path, strict=False).problems
+    assert [problem.split(": not valid JSON: ")[0][-11:] for problem in problems] == ["odd.jsonl:2", "odd.jsonl:3"]
+    assert "a number too large to read" in problems[1]
+    path.write_text("[" * 50_000 + "\n")
+    with pytest.raises(TrajectoryFileError, match=r"odd.jsonl:1: the header is not valid JSON \(nested more"):
+        read_recording(path)

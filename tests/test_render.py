@@ -121,3 +121,19 @@ def test_bad_files_are_refused_naming_the_cause(tmp_path, capsys):
         stderr = capsys.readouterr().err
         assert exit_info.value.code == 2 and needle in stderr, (path.name, stderr)
         assert "Traceback" not in stderr
+
+
+def test_deep_or_huge_lines_are_refused_naming_the_line(tmp_path, capsys):
+    """json.loads let a RecursionError (deep nesting) escape as a traceback."""
+    header = json.dumps({"type": "header", "format": "mcpsim.trajectory/1"})
+    for name, line, needle in [
+        ("deep.jsonl", '{"type": "step", "x": ' + "[" * 50_000 + "]" * 50_000 + "}", "nested more than 200"),
+        ("huge.jsonl", '{"type": "step", "reward": ' + "9" * 4400 + "}", "a number too large"),
+    ]:
+        path = tmp_path / name
+        path.write_text(f"{header}\n{line}\n")
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["render", str(path), "--out", str(tmp_path / "o.gif")])
+        stderr = capsys.readouterr().err
+        assert exit_info.value.code == 2 and f"{path}:2: not JSON ({needle}" in stderr, stderr
+        assert "Traceback" not in stderr

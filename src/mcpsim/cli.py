@@ -6,6 +6,7 @@ import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -18,6 +19,9 @@ from mcpsim.pool.pool import PoolConfig
 from mcpsim.pool.ports import parse_port_range
 from mcpsim.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
 from mcpsim.server.logs import LEVELS
+
+if TYPE_CHECKING:
+    from mcpsim.server.principals import Credentials
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -78,12 +82,29 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
 def _ops_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=["json", "text"], default="text")
     p.add_argument("--log-level", choices=LEVELS, default="info")
-    p.add_argument(
-        "--auth-token",
-        default=os.environ.get("MCPSIM_AUTH_TOKEN") or None,
-        help="token every request must carry (Authorization: Bearer TOKEN); required when --host is not "
-        "loopback (default: $MCPSIM_AUTH_TOKEN)",
+    tokens = p.add_mutually_exclusive_group()
+    tokens.add_argument(
+        "--auth-token-file",
+        type=Path,
+        metavar="FILE",
+        help="tokens every request must carry (Authorization: Bearer TOKEN), one per line, optionally NAME:TOKEN; "
+        "the first is the admin; a token is required when --host is not loopback (default: $MCPSIM_AUTH_TOKEN)",
     )
+    tokens.add_argument(
+        "--auth-token", metavar="TOKEN", help="one token, given on the command line (ps shows it: prefer the file)"
+    )
+
+
+def _credentials(args: argparse.Namespace) -> "Credentials | None":
+    """The tokens of `--auth-token-file`/`--auth-token`/`MCPSIM_AUTH_TOKEN`, warnings logged (after logging is set)."""
+    import logging
+
+    from mcpsim.server.principals import credentials_from
+
+    credentials, warnings = credentials_from(args.auth_token, args.auth_token_file, os.environ)
+    for warning in warnings:
+        logging.getLogger("mcpsim.auth").warning(warning, extra={"event": "auth.warning"})
+    return credentials
 
 
 def _view_parser(sub: argparse._SubParsersAction) -> None:
@@ -147,15 +168,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return anyio.run(serve_stdio, pool, seed, config)
     from mcpsim.server.run import serve
 
+    credentials = _credentials(args)
     config = ServeConfig(
         pool=pool,
         host=args.host,
         port=args.port,
         log_format=args.log_format,
         json_response=args.json_response,
-        auth_token=args.auth_token,
+        credentials=credentials,
     )
-    required_token(config.host, config.auth_token)  # refuse a non-loopback bind without a token up front
+    required_token(config.host, config.credentials)  # refuse a non-loopback bind without a token up front
     anyio.run(serve, config)
     return 0
 
@@ -173,9 +195,9 @@ def cmd_view(args: argparse.Namespace) -> int:
     from mcpsim.server.logs import configure_logging
     from mcpsim.server.viewer import view
 
-    required_token(args.host, args.auth_token)
     configure_logging(args.log_format, args.log_level)
-    anyio.run(view, args.file, args.host, args.port, args.auth_token)  # a bad file: TrajectoryError, a ValueError
+    credentials = required_token(args.host, _credentials(args))
+    anyio.run(view, args.file, args.host, args.port, credentials)  # a bad file: TrajectoryError, a ValueError
     return 0
 
 

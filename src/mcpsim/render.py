@@ -9,13 +9,14 @@ import base64
 import binascii
 import hashlib
 import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
+
+from mcpsim.protocol.jsontext import JsonTextError, parse_json_text
 
 FORMAT = "mcpsim.trajectory/1"
 BACKGROUND = (250, 250, 248)
@@ -55,8 +56,8 @@ def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except ValueError as exc:
+                record = parse_json_text(line)
+            except JsonTextError as exc:
                 raise TrajectoryError(f"{path}:{number}: not JSON ({exc})") from None
             if not isinstance(record, dict):
                 raise TrajectoryError(f"{path}:{number}: a line must be a JSON object")

@@ -9,7 +9,6 @@ run's finished episodes are never lost.
 import base64
 import binascii
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from mcpsim.client.dataset import Row, parse_row
 from mcpsim.client.errors import DatasetError, TrajectoryFileError
 from mcpsim.client.recording import FORMAT
 from mcpsim.client.trajectory import Step, Trajectory
+from mcpsim.protocol.jsontext import JsonTextError, parse_json_text
 
 MAX_LISTED_PROBLEMS = 5
 
@@ -152,12 +152,12 @@ class _Reader:
 
     def feed(self, line: str, lineno: int, last: bool) -> None:
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
+            record = parse_json_text(line)
+        except JsonTextError as exc:
             if self.header is None:
-                raise TrajectoryFileError(f"{self.path}:{lineno}: the header is not valid JSON ({exc.msg})") from None
+                raise TrajectoryFileError(f"{self.path}:{lineno}: the header is not valid JSON ({exc})") from None
             cut = " (the file ends mid-line: the run was probably interrupted)" if last else ""
-            self.problem(lineno, f"not valid JSON: {exc.msg} at column {exc.colno}{cut}")
+            self.problem(lineno, f"not valid JSON: {exc}{cut}")
             return
         if not isinstance(record, dict):
             self.problem(lineno, f"expected a JSON object, got {type(record).__name__}")

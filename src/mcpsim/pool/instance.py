@@ -115,6 +115,8 @@ class Instance:
         self.port = spec.port
         self.warm = warm
         """Started ahead of its session (announced seed or `--warm`); cleared when a session claims it."""
+        self.owner: str | None = None
+        """The principal that started or claimed it (`mcpsim.server.principals`); None: only the admin sees it."""
         self.state = State.STARTING
         self.started_at = time.time()
         self.ready_at: float | None = None
@@ -156,7 +158,7 @@ class Instance:
         self._hooks.record_error({**entry, **self._ids()})
 
     def _ids(self) -> dict[str, Any]:
-        return {"instance_id": self.id, "session_id": self.session_id, "seed": self.seed}
+        return {"instance_id": self.id, "session_id": self.session_id, "seed": self.seed, "owner": self.owner}
 
     # -- what the outside sees --------------------------------------------------------------------------------
 
@@ -194,10 +196,11 @@ class Instance:
             **self.stats.describe(),
         }
 
-    def claim(self, session_id: str | None) -> None:
-        """A session takes this (warm) instance over."""
+    def claim(self, session_id: str | None, owner: str | None = None) -> None:
+        """A session (of principal `owner`) takes this (warm) instance over."""
         self.warm = False
         self.session_id = session_id
+        self.owner = owner
         self.log.info("claimed by a session", extra={"event": "instance.claimed"})
 
     def stop(self) -> None:

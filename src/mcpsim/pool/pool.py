@@ -159,12 +159,14 @@ class InstancePool:
         config: dict[str, Any] | None = None,
         session_id: str | None = None,
         protocol_version: str | None = None,
+        owner: str | None = None,
     ) -> Instance:
         """A ready instance for `seed`/`config`: a warm one if announced, else a new one (raises `PoolError`).
 
         `protocol_version` is the one the session's client asked for in its `initialize`: a new instance is
         initialized with it, so the server negotiates with that client as it would alone. Warm instances were
         initialized with the latest handshake version, so only sessions asking for that one claim them.
+        `owner` is the principal asking (see `mcpsim.server.principals`), recorded on the instance.
         """
         if self._closing or self._task_group is None:
             raise ShuttingDown("the server is shutting down")
@@ -172,9 +174,11 @@ class InstancePool:
         version = protocol_version or LATEST_HANDSHAKE_VERSION
         warm = await self.warm.claim(seed, config) if version == LATEST_HANDSHAKE_VERSION else None
         if warm is not None:
-            warm.claim(session_id)
+            warm.claim(session_id, owner)
             return warm
-        instance = await self.launch(random_seed() if seed is None else seed, config, session_id, version=version)
+        instance = await self.launch(
+            random_seed() if seed is None else seed, config, session_id, version=version, owner=owner
+        )
         try:
             await instance.ready.wait()
         except BaseException:  # the caller went away while we waited: nobody will use this instance
@@ -190,6 +194,7 @@ class InstancePool:
         session_id: str | None,
         warm: bool = False,
         version: str = LATEST_HANDSHAKE_VERSION,
+        owner: str | None = None,
     ) -> Instance:
         """Start an instance's task and return at once (it is `starting`); callers wait on `ready`.
 
@@ -225,6 +230,7 @@ class InstancePool:
             tools=self.tools,
         )
         instance = Instance(spec, self, session_id=session_id, warm=warm)
+        instance.owner = owner
         self.instances[instance.id] = instance
         await self._task_group.start(instance.run)
         return instance
@@ -348,6 +354,7 @@ class InstancePool:
                 "instance_id": instance.id,
                 "session_id": instance.session_id,
                 "seed": instance.seed,
+                "owner": instance.owner,
             }
         )
 

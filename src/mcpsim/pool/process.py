@@ -297,9 +297,14 @@ def raise_fd_limit() -> int:
     return soft
 
 
+PRIVATE_VARIABLES = frozenset({"MCPSIM_AUTH_TOKEN"})
+"""The server's own secrets (the token of `mcpsim.server.auth`), which no child may inherit: a backend is code
+the server runs, not a party to its access control."""
+
+
 def inherited_environment(extra: Mapping[str, Any]) -> dict[str, str]:
-    """The parent's environment plus the instance's own variables (seed, port, config)."""
-    env = dict(os.environ)
+    """The parent's environment without its secrets, plus the instance's own variables (seed, port, config)."""
+    env = {key: value for key, value in os.environ.items() if key not in PRIVATE_VARIABLES}
     env.update({key: str(value) for key, value in extra.items()})
     return env
 

@@ -3,7 +3,8 @@
 `POST` starts an instance and answers once it is ready with its handle URL (`/envs/<id>/mcp`), so clients
 without MCP sessions (and warm-up scripts) can address one instance explicitly. `POST {"seeds": [...]}`
 announces seeds to start ahead (202), at most `MAX_SEEDS_PER_ANNOUNCE` per request (else 413) and
-`MAX_QUEUED_SEEDS` waiting in all (else 429, nothing queued).
+`MAX_QUEUED_SEEDS` waiting in all (else 429, nothing queued). With several principals
+(`mcpsim.server.principals`) each lists and addresses only its own instances; the admin, all.
 """
 
 from typing import Any
@@ -17,6 +18,7 @@ from mcpsim.pool.instance import Instance
 from mcpsim.pool.pool import InstancePool
 from mcpsim.server.http_errors import HTTPRejection, parse_json, read_body
 from mcpsim.server.params import parse_config, parse_seed
+from mcpsim.server.principals import owned, principal_of, visible
 from mcpsim.server.starts import start_for_request
 
 
@@ -25,7 +27,7 @@ def _error(status: int, message: str, code: int | None = None) -> JSONResponse:
 
 
 def describe(instance: Instance) -> dict[str, Any]:
-    return {**instance.describe(), "url": f"/envs/{instance.id}/mcp"}
+    return {**instance.describe(), "owner": instance.owner, "url": f"/envs/{instance.id}/mcp"}
 
 
 def api_routes(pool: InstancePool) -> list[Route]:
@@ -38,7 +40,9 @@ def api_routes(pool: InstancePool) -> list[Route]:
             if "seeds" in payload:
                 return announce(payload)
             seed, config = parse_seed(payload.get("seed")), parse_config(payload.get("config"))
-            instance = await start_for_request(pool, request.receive, seed, config)
+            instance = await start_for_request(
+                pool, request.receive, seed, config, owner=principal_of(request.scope).name
+            )
         except HTTPRejection as rejection:
             return _error(rejection.status, str(rejection), rejection.code)
         except PoolError as exc:
@@ -60,11 +64,12 @@ def api_routes(pool: InstancePool) -> list[Route]:
         return JSONResponse({"announced": len(parsed), "queued": queued, "warm": pool.warm.unclaimed_count}, 202)
 
     async def listing(request: Request) -> Response:
-        return JSONResponse([describe(instance) for instance in list(pool.instances.values())])
+        instances = visible(principal_of(request.scope), list(pool.instances.values()))
+        return JSONResponse([describe(instance) for instance in instances])
 
     async def one(request: Request) -> Response:
         try:
-            instance = pool.get(request.path_params["instance_id"])
+            instance = owned(pool, request.path_params["instance_id"], principal_of(request.scope))
         except PoolError as exc:
             return _error(exc.http_status, str(exc))
         if request.method == "DELETE":

@@ -20,6 +20,7 @@ from mcpsim.server.dashboard import dashboard_routes
 from mcpsim.server.handles import HandleFront
 from mcpsim.server.metrics import Metrics
 from mcpsim.server.ops import ops_routes
+from mcpsim.server.principals import Credentials
 from mcpsim.server.resources import ResourceSampler
 from mcpsim.server.sessions import SessionFront
 from mcpsim.server.sse_front import SseFront
@@ -34,12 +35,14 @@ class ServeConfig:
     json_response: bool = False
     auth_token: str | None = None
     """Required from every client (but `/health`) when set; must be set to bind beyond loopback."""
+    credentials: Credentials | None = None
+    """Several principals' tokens (`--auth-token-file`); when set, `auth_token` is not used."""
     extra: dict[str, object] = field(default_factory=dict)
 
 
 def create_app(config: ServeConfig) -> Starlette:
     """Raises `AuthConfigError` (a ValueError) for a non-loopback host without a token, before anything starts."""
-    token = required_token(config.host, config.auth_token)
+    credentials = required_token(config.host, config.credentials or config.auth_token)
     pool = InstancePool(config.pool)
     sessions = SessionFront(pool, json_response=config.json_response)
     handles = HandleFront(pool)
@@ -71,12 +74,12 @@ def create_app(config: ServeConfig) -> Starlette:
         *sse.routes(),
         *dashboard_routes(pool, metrics, resources, phase, sessions),
         *api_routes(pool),
-        *ops_routes(pool, metrics, resources, phase, public=token is not None),
+        *ops_routes(pool, metrics, resources, phase, public=credentials is not None),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(AccessGuard, token=token, loopback=is_loopback(config.host))],
+        middleware=[Middleware(AccessGuard, credentials=credentials, loopback=is_loopback(config.host))],
     )
     app.state.pool = pool
     app.state.sessions = sessions

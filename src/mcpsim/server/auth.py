@@ -1,12 +1,14 @@
 """Token auth for servers bound beyond loopback: the dashboard, `/api/*`, `/mcp`, `/envs` and `/metrics` alike.
 
 On 127.0.0.1 (or ::1, localhost) nothing is asked: only this machine can connect. On any other address a
-token is required (`--auth-token` or `MCPSIM_AUTH_TOKEN`), and a server asked to bind elsewhere without one
-refuses to start: an open `/api/instances` would let anyone on the network start processes.
+token is required (`--auth-token-file`, `MCPSIM_AUTH_TOKEN`, or `--auth-token`), and a server asked to bind
+elsewhere without one refuses to start: an open `/api/instances` would let anyone on the network start processes.
+Each token stands for a principal (`mcpsim.server.principals`); the guard puts the caller's in the scope.
 
 A request proves the token with `Authorization: Bearer TOKEN`, with `?token=TOKEN` (for MCP clients that only
 take a URL), or with the `mcpsim_token` cookie. A browser that opens `/?token=TOKEN` gets the cookie (HttpOnly,
-SameSite=Strict, so other sites cannot use it) and is redirected to the URL without the token.
+SameSite=Strict, so other sites cannot use it) and is redirected to the URL without the token, always a path
+on this server (`//evil.example/?token=...` goes to `/evil.example/`, never off-site).
 `/health` stays open so load balancers and orchestrators can probe it; it reveals counts, not the command.
 
 Whether or not a token is set, a browser must not be able to drive the server from another site: a request
@@ -14,7 +16,6 @@ whose `Origin` is not the server's own is refused (403), and a server bound to l
 addressed to a loopback name (`Host`), so a DNS-rebinding page cannot reach a token-less server either.
 """
 
-import hmac
 import ipaddress
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -24,10 +25,10 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcpsim.server.http_errors import rpc_error_response
+from mcpsim.server.principals import LOCAL, NOBODY, SCOPE_KEY, TOKEN_ENV, Credentials
 
 COOKIE = "mcpsim_token"
 OPEN_PATHS = frozenset({"/health"})
-TOKEN_ENV = "MCPSIM_AUTH_TOKEN"
 
 
 class AuthConfigError(ValueError):
@@ -47,16 +48,25 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def required_token(host: str, token: str | None, option: str = "--auth-token") -> str | None:
-    """The token requests must carry, or None when none is needed; refuses a non-loopback bind without one."""
-    if token:
-        return token
+def required_token(host: str, credentials: Credentials | str | None) -> Credentials | None:
+    """The tokens requests must carry, or None when none is needed; refuses a non-loopback bind without one."""
+    if isinstance(credentials, str):
+        credentials = Credentials.single(credentials) if credentials else None
+    if credentials is not None:
+        return credentials
     if is_loopback(host):
         return None
     raise AuthConfigError(
-        f"refusing to serve on {host}: it is not a loopback address, so a token is required; pass {option} TOKEN "
-        f"or set {TOKEN_ENV} (clients then send 'Authorization: Bearer TOKEN'), or bind to 127.0.0.1"
+        f"refusing to serve on {host}: it is not a loopback address, so a token is required; pass "
+        f"--auth-token-file FILE or set {TOKEN_ENV} (clients then send 'Authorization: Bearer TOKEN'), "
+        "or bind to 127.0.0.1"
     )
+
+
+def local_path(path: str) -> str:
+    """`path` as a path on this server: one leading `/`, so a redirect to it never leaves the site (browsers
+    read `//host/...` and `/\\host/...` as another host)."""
+    return "/" + path.lstrip("/\\")
 
 
 def _hostname(host_header: str) -> str | None:
@@ -74,11 +84,14 @@ def _netloc(origin: str) -> str | None:
 
 
 class AccessGuard:
-    """ASGI middleware: same-origin and loopback-host checks, then the token (every path but `OPEN_PATHS`)."""
+    """ASGI middleware: same-origin and loopback-host checks, then the token (every path but `OPEN_PATHS`).
 
-    def __init__(self, app: ASGIApp, token: str | None, loopback: bool) -> None:
+    A request let through carries its caller's `Principal` under `SCOPE_KEY`: `LOCAL` without a token, else the
+    token's; `NOBODY` on the open `/health`."""
+
+    def __init__(self, app: ASGIApp, credentials: Credentials | None, loopback: bool) -> None:
         self.app = app
-        self.token = token
+        self.credentials = credentials
         self.loopback = loopback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -90,21 +103,28 @@ class AccessGuard:
             status, message = refusal
             await rpc_error_response(status, INVALID_REQUEST, message)(scope, receive, send)
             return
-        if self.token is None or scope["path"] in OPEN_PATHS:
+        if self.credentials is None:
+            scope[SCOPE_KEY] = LOCAL
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] in OPEN_PATHS:
+            scope[SCOPE_KEY] = NOBODY
             await self.app(scope, receive, send)
             return
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         from_query = next((value for key, value in query if key == "token"), None)
-        if from_query is not None and self._valid(from_query):
-            if scope["method"] == "GET" and _wants_html(scope):
-                await self._set_cookie_and_redirect(scope, query)(scope, receive, send)
-                return
-            await self.app(scope, receive, send)
+        principal = self.credentials.identify(from_query)
+        if principal is not None and scope["method"] == "GET" and _wants_html(scope):
+            await self._set_cookie_and_redirect(scope, query, self.credentials.token_of(principal))(
+                scope, receive, send
+            )
             return
-        if self._valid(_bearer(scope)) or self._valid(_cookie(scope)):
-            await self.app(scope, receive, send)
+        principal = principal or self.credentials.identify(_bearer(scope)) or self.credentials.identify(_cookie(scope))
+        if principal is None:
+            await self._reject(scope, from_query is not None)(scope, receive, send)
             return
-        await self._reject(scope, from_query is not None)(scope, receive, send)
+        scope[SCOPE_KEY] = principal
+        await self.app(scope, receive, send)
 
     def _misdirected(self, scope: Scope) -> tuple[int, str] | None:
         """DNS rebinding and cross-site requests (the MCP transport spec asks local servers to check both):
@@ -121,16 +141,12 @@ class AccessGuard:
             return 403, f"cross-origin request refused: Origin {origin[:100]!r} is not this server's origin"
         return None
 
-    def _valid(self, candidate: str | None) -> bool:
-        assert self.token is not None
-        return candidate is not None and hmac.compare_digest(candidate.encode(), self.token.encode())
-
-    def _set_cookie_and_redirect(self, scope: Scope, query: list[tuple[str, str]]) -> Response:
+    @staticmethod
+    def _set_cookie_and_redirect(scope: Scope, query: list[tuple[str, str]], token: str) -> Response:
         rest = urlencode([(key, value) for key, value in query if key != "token"])
-        target = scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else "")
+        target = local_path(scope.get("root_path", "") + scope["path"]) + (f"?{rest}" if rest else "")
         response = RedirectResponse(target, status_code=303)
-        assert self.token is not None
-        response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict", path="/")
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
         return response
 
     @staticmethod

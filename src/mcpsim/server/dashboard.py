@@ -21,6 +21,7 @@ from mcpsim.pool.pool import InstancePool
 from mcpsim.server.api import describe
 from mcpsim.server.metrics import Metrics
 from mcpsim.server.ops import health
+from mcpsim.server.principals import Principal, owned, principal_of, visible
 from mcpsim.server.resources import ResourceSampler
 
 STATIC = Path(__file__).parent / "static"
@@ -30,10 +31,17 @@ FRAME_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff
 
 
 def overview(
-    pool: InstancePool, metrics: Metrics, resources: ResourceSampler, phase: str, sessions_open: int
+    pool: InstancePool,
+    metrics: Metrics,
+    resources: ResourceSampler,
+    phase: str,
+    sessions_open: int,
+    principal: Principal,
 ) -> dict[str, Any]:
+    """What the page shows; a principal other than the admin gets its own instances and their errors only (the
+    counts in `health` stay the server's)."""
     instances = []
-    for instance in list(pool.instances.values()):
+    for instance in visible(principal, list(pool.instances.values())):
         usage = resources.usage(instance.id)
         instances.append(
             {**describe(instance), "cpu_percent": round(usage.cpu_percent, 1), "rss_bytes": usage.rss_bytes}
@@ -45,9 +53,15 @@ def overview(
         "instances": instances,
         "spawn_latency": [[round(t, 3), round(s, 6)] for t, s in metrics.recent_spawns],
         "call_latency": [[round(t, 3), round(s, 6), tool, err] for t, s, tool, err in metrics.recent_calls],
-        "errors": list(pool.recent_errors)[-ERRORS_SHOWN:][::-1],
+        "errors": _errors(pool, principal),
         "orphans": resources.orphans,
     }
+
+
+def _errors(pool: InstancePool, principal: Principal) -> list[dict[str, Any]]:
+    """Recent errors, newest first; for a non-admin only those of its own instances (they carry session ids)."""
+    errors = [entry for entry in pool.recent_errors if principal.admin or entry.get("owner") == principal.name]
+    return errors[-ERRORS_SHOWN:][::-1]
 
 
 def dashboard_routes(
@@ -60,11 +74,12 @@ def dashboard_routes(
 
     async def overview_endpoint(request: Request) -> Response:
         await resources.refresh()
-        return JSONResponse(overview(pool, metrics, resources, phase(), len(sessions.sessions)))
+        principal = principal_of(request.scope)
+        return JSONResponse(overview(pool, metrics, resources, phase(), len(sessions.sessions), principal))
 
     async def frame(request: Request) -> Response:
         try:
-            instance = pool.get(request.path_params["instance_id"])
+            instance = owned(pool, request.path_params["instance_id"], principal_of(request.scope))
         except PoolError as exc:
             return JSONResponse({"error": {"message": str(exc)}}, exc.http_status)
         block = instance.stats.last_image

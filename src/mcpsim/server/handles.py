@@ -4,7 +4,7 @@ Each HTTP request is served like the SDK's stateless streamable HTTP mode: a tra
 created for the request, bridged to the instance for as long as the request lasts, then terminated. Requests
 from several clients may share the instance at once; the instance's multiplexer keeps their ids apart.
 `initialize` is answered from the instance's handshake, so a client may (but need not) send it.
-`DELETE` on the handle ends the instance.
+`DELETE` on the handle ends the instance. Another principal's handle answers 404, as a missing one does.
 """
 
 import re
@@ -19,6 +19,7 @@ from mcpsim.pool.errors import PoolError
 from mcpsim.pool.instance import State
 from mcpsim.pool.pool import InstancePool
 from mcpsim.server.http_errors import HTTPRejection, read_body, replaying, rpc_error_response
+from mcpsim.server.principals import owned, principal_of
 from mcpsim.server.proxy import bridge
 
 INSTANCE_ID = re.compile(r"[0-9a-f]{12}")
@@ -46,7 +47,7 @@ class HandleFront:
             parts = parts[1:]
         if len(parts) != 2 or parts[1] != "mcp" or not INSTANCE_ID.fullmatch(parts[0]):
             raise HTTPRejection(404, "Not found: instance handles look like /envs/<12 hex digits>/mcp")
-        instance = self.pool.get(parts[0])
+        instance = owned(self.pool, parts[0], principal_of(scope))
         request = Request(scope, receive)
         if request.method == "DELETE":
             await self.pool.end(instance.id)

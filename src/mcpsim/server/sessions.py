@@ -8,7 +8,8 @@ JSON-RPC error naming the cause, and never a session that hangs.
 
 The session's task bridges the transport's streams to the instance. Whichever ends first ends the other:
 `DELETE /mcp` or a dropped session stops the instance; an instance that ends (idle timeout, API delete,
-shutdown) terminates the transport, so its session id answers 404 afterwards.
+shutdown) terminates the transport, so its session id answers 404 afterwards. A session id is bound to the
+principal that opened the session: from another principal (but the admin) it answers 404 like an unknown one.
 """
 
 import logging
@@ -29,6 +30,7 @@ from mcpsim.pool.instance import Instance
 from mcpsim.pool.pool import InstancePool
 from mcpsim.server.http_errors import HTTPRejection, parse_json, read_body, replaying, rpc_error_response
 from mcpsim.server.params import parse_config, parse_seed
+from mcpsim.server.principals import principal_of
 from mcpsim.server.proxy import MAX_VERSION_LENGTH, serve_client
 from mcpsim.server.starts import start_for_request
 
@@ -68,7 +70,7 @@ class SessionFront:
 
     async def _existing(self, session_id: str, scope: Scope, receive: Receive, send: Send) -> None:
         session = self.sessions.get(session_id)
-        if session is None:
+        if session is None or not principal_of(scope).may_use(session.instance):
             raise HTTPRejection(404, f"Session not found: {session_id[:64]!r} ended or never existed")
         version = Request(scope).headers.get(MCP_PROTOCOL_VERSION_HEADER)
         if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
@@ -111,7 +113,13 @@ class SessionFront:
         version = version if isinstance(version, str) and len(version) <= MAX_VERSION_LENGTH else None
         try:
             instance = await start_for_request(
-                self.pool, receive, seed, config, session_id=session_id, protocol_version=version
+                self.pool,
+                receive,
+                seed,
+                config,
+                session_id=session_id,
+                protocol_version=version,
+                owner=principal_of(scope).name,
             )
         except PoolError as exc:
             logger.warning(

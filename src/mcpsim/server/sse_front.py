@@ -18,6 +18,7 @@ from mcpsim.pool.errors import PoolError
 from mcpsim.pool.pool import InstancePool
 from mcpsim.server.http_errors import HTTPRejection, rpc_error_response
 from mcpsim.server.params import parse_config, parse_seed
+from mcpsim.server.principals import principal_of
 from mcpsim.server.proxy import serve_client
 from mcpsim.server.starts import start_for_request
 
@@ -36,7 +37,10 @@ class SseFront:
         try:
             seed = parse_seed(request.query_params.get("seed"))
             config = parse_config(request.query_params.get("config"))
-            instance = await start_for_request(self.pool, receive, seed, config, session_id=f"sse-{uuid.uuid4().hex}")
+            owner = principal_of(scope).name
+            instance = await start_for_request(
+                self.pool, receive, seed, config, session_id=f"sse-{uuid.uuid4().hex}", owner=owner
+            )
         except HTTPRejection as rejection:
             await rejection.response()(scope, receive, send)
             return

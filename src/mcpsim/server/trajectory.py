@@ -4,13 +4,15 @@ The format: a header line, then step lines of environments that may interleave (
 `blob` lines holding image bytes once (steps refer to them by sha256), and one `episode` line per finished
 episode. Steps are grouped by `env_id`; an `episode` line closes that environment's current episode, so an
 environment that runs again later starts a new one. A line still being written (no newline yet, not JSON) is
-left for the next read; any other malformed line is an error naming its line number.
+left for the next read; any other malformed line is an error naming its line number (`FILE:LINE: ...`).
+Lines nested too deeply or holding over-long numbers are such errors too (`mcpsim.protocol.jsontext`).
 """
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mcpsim.protocol.jsontext import JsonTextError, parse_json_text
 
 FORMAT = "mcpsim.trajectory/1"
 
@@ -73,17 +75,17 @@ def load(path: Path) -> Trajectory:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            record = parse_json_text(line)
+        except JsonTextError as exc:
             if number == len(lines):  # the last line has no newline yet: a writer is still at it
                 break
-            raise TrajectoryError(f"{path}: line {number} is not valid JSON: {exc}") from None
+            raise TrajectoryError(f"{path}:{number}: not valid JSON: {exc}") from None
         if not isinstance(record, dict):
-            raise TrajectoryError(f"{path}: line {number} is not a JSON object")
+            raise TrajectoryError(f"{path}:{number}: not a JSON object")
         if trajectory is None:
             if record.get("type") != "header" or record.get("format") != FORMAT:
                 raise TrajectoryError(
-                    f'{path}: line {number} is not a trajectory header: expected {{"type": "header", '
+                    f'{path}:{number}: not a trajectory header: expected {{"type": "header", '
                     f'"format": "{FORMAT}", ...}}'
                 )
             trajectory = Trajectory(header=record, episodes=[], blobs={})
@@ -101,7 +103,7 @@ def _add(
     if kind == "blob":
         sha, data = record.get("sha256"), record.get("data")
         if not isinstance(sha, str) or not isinstance(data, str):
-            raise TrajectoryError(f"{path}: line {number}: a blob needs string fields sha256 and data")
+            raise TrajectoryError(f"{path}:{number}: a blob needs string fields sha256 and data")
         trajectory.blobs[sha] = (str(record.get("mimeType") or "application/octet-stream"), data)
     elif kind == "step":
         env_id = str(record.get("env_id"))

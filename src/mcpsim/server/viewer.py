@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pydantic_core
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -21,10 +22,12 @@ from starlette.routing import Route
 
 from mcpsim.server.auth import AccessGuard, is_loopback, required_token
 from mcpsim.server.dashboard import FRAME_HEADERS, SAFE_IMAGE_TYPES
+from mcpsim.server.principals import Credentials
 from mcpsim.server.trajectory import Trajectory, TrajectoryError, load
 
 logger = logging.getLogger("mcpsim.view")
 STATIC = Path(__file__).parent / "static"
+JSON = "application/json"
 
 
 class TrajectorySource:
@@ -46,9 +49,9 @@ class TrajectorySource:
             return self._trajectory
 
 
-def create_viewer_app(path: Path, host: str = "127.0.0.1", token: str | None = None) -> Starlette:
-    """Raises `AuthConfigError` for a non-loopback host without a token."""
-    token = required_token(host, token)
+def create_viewer_app(path: Path, host: str = "127.0.0.1", token: Credentials | str | None = None) -> Starlette:
+    """Raises `AuthConfigError` for a non-loopback host without a token. Every principal may view the file."""
+    credentials = required_token(host, token)
     source = TrajectorySource(path)
     page = (STATIC / "viewer.html").read_text()
 
@@ -60,7 +63,8 @@ def create_viewer_app(path: Path, host: str = "127.0.0.1", token: str | None = N
             loaded = await source.get()
         except (TrajectoryError, OSError) as exc:
             return JSONResponse({"error": {"message": str(exc)}}, 422)
-        return JSONResponse(loaded.describe(path))
+        # NaN and infinite rewards are valid in a recording (Python writes them) but not in JSON: sent as strings
+        return Response(pydantic_core.to_json(loaded.describe(path), inf_nan_mode="strings"), media_type=JSON)
 
     async def blob(request: Request) -> Response:
         sha = request.path_params["sha"]
@@ -80,7 +84,9 @@ def create_viewer_app(path: Path, host: str = "127.0.0.1", token: str | None = N
         )
 
     routes = [Route("/", index), Route("/api/trajectory", trajectory), Route("/blobs/{sha}", blob)]
-    return Starlette(routes=routes, middleware=[Middleware(AccessGuard, token=token, loopback=is_loopback(host))])
+    return Starlette(
+        routes=routes, middleware=[Middleware(AccessGuard, credentials=credentials, loopback=is_loopback(host))]
+    )
 
 
 def check_file(path: Path) -> dict[str, Any]:
@@ -89,7 +95,7 @@ def check_file(path: Path) -> dict[str, Any]:
     return {"episodes": len(loaded.episodes), "blobs": len(loaded.blobs)}
 
 
-async def view(path: Path, host: str, port: int, token: str | None) -> None:
+async def view(path: Path, host: str, port: int, token: Credentials | str | None) -> None:
     app = create_viewer_app(path, host, token)
     summary = await anyio.to_thread.run_sync(check_file, path)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, loop="asyncio", http="h11")
