@@ -325,8 +325,8 @@ class Instance:
     async def _watch_exit(self, mux: Multiplexer) -> None:
         assert self.process is not None
         await self.process.exited.wait()
+        await self._connection_lost(mux, None)  # waiting clients get the reason first
         await self._end_descendants()
-        await self._connection_lost(mux, None)
 
     async def _end_descendants(self) -> None:
         """Kill what the (exited or killed) process left running: daemons that left its process group."""

@@ -57,7 +57,8 @@ class PoolConfig:
     """Unclaimed instances kept started ahead of sessions (announced seeds, else random seeds); None = no bound."""
     fork_preload: list[str] = field(default_factory=list)
     process_tracking: str | None = None
-    """auto | cgroup | subreaper | off; None = `MCPSIM_PROCESS_TRACKING`, else auto (see `tracking.py`)."""
+    """auto | cgroup | cgroup2 | cgroup1:freezer | cgroup1:pids | subreaper | off; None = the environment's
+    `MCPSIM_PROCESS_TRACKING`, else auto (see `tracking.py`)."""
 
 
 class PoolObserver(Protocol):
