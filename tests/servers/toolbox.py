@@ -106,6 +106,57 @@ def spawn_grandchild() -> int:
     return child.pid
 
 
+DAEMON = """
+import os, signal, sys, time
+ready_r, ready_w = os.pipe()
+if os.fork() == 0:  # the classic double fork: a new session, then the daemon, whose parent exits at once
+    os.setsid()
+    if os.fork() == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.write(ready_w, str(os.getpid()).encode())
+        os.close(ready_w)
+        while True:
+            time.sleep(3600)
+    os._exit(0)
+os.close(ready_w)
+pid = os.read(ready_r, 32)
+os.wait()
+sys.stdout.write(pid.decode())
+"""
+
+
+@server.tool()
+def spawn_daemon(keep_env: bool = True, exec_daemon: bool = True) -> int:
+    """Start a daemon that escapes the process group: double fork + setsid, ignoring SIGTERM and SIGHUP; returns
+    its pid once its parent has exited (it is reparented). `keep_env=False` starts it with an environment of its
+    own (no MCPSIM_INSTANCE_ID); `exec_daemon=False` forks it from this process without exec."""
+    if not exec_daemon:
+        namespace: dict = {}
+        sys.stdout.flush()
+        read_end, write_end = os.pipe()
+        if os.fork() == 0:  # runs the same steps in a forked copy of this server, no exec
+            os.close(read_end)
+            os.dup2(write_end, 1)
+            os.close(write_end)
+            exec(DAEMON, namespace)
+            sys.stdout.flush()
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as result:
+            pid = int(result.read())
+        os.wait()
+        return pid
+    env = {**os.environ} if keep_env else {"PATH": os.environ.get("PATH", "")}
+    result = subprocess.run(
+        [sys.executable, "-c", DAEMON], stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=30, check=True
+    )
+    return int(result.stdout)
+
+
 @server.resource("data://info", name="info", description="Static info about this instance")
 def info() -> str:
     return json.dumps({"seed": seed, "pid": os.getpid()})

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mcpsim.pool import forkserver
+from mcpsim.pool.cgroups import Cgroup
 from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.process import ChildProcess, inherited_environment, run_on_spawn_thread, spawn
 
@@ -178,6 +179,7 @@ class ForkServer:
         cwd: str | None,
         stdout_is_protocol: bool,
         line_limit: int,
+        cgroup: Cgroup | None = None,
     ) -> ChildProcess:
         target = fork_target(self.command)
         assert target is not None and self._requests is not None
@@ -190,6 +192,7 @@ class ForkServer:
             "argv": list(argv[first_arg:]),
             "env": dict(env),
             "cwd": cwd or self.command.cwd,
+            "cgroup": cgroup.procs_file if cgroup is not None else None,
         }
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()

@@ -10,7 +10,9 @@ runs the server as `__main__`, as `python -m module` or `python script.py` would
 This file uses only the standard library so any Python interpreter can run it as a script (an isolated venv
 has no mcpsim installed). Protocol, over two Unix socket pairs given as file descriptors:
 - requests (from the pool): one JSON line per message, with the child's three stdio fds as SCM_RIGHTS;
-  `{"id": n, "kind": "module"|"script", "target": ..., "argv": [...], "env": {...}, "cwd": ...}`
+  `{"id": n, "kind": "module"|"script", "target": ..., "argv": [...], "env": {...}, "cwd": ..., "cgroup": ...}`
+  (`cgroup`: the `cgroup.procs` file of the instance's control group, or null; the child joins it before it
+  signals it is ready and long before it runs the server, so everything the server starts is in it)
 - events (to the pool): JSON lines: `{"hello": ...}` once, `{"id": n, "pid": p}` or `{"id": n, "error": ...}`
   per request, `{"exit": pid, "code": c}` when a child ends.
 When the request socket closes (the pool ended, however) every child's group is killed and the template exits.
@@ -156,6 +158,10 @@ class Template:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             for target_fd, fd in enumerate(fds):
                 os.dup2(fd, target_fd)
+            if request.get("cgroup"):  # after the dup2s, so a failure is reported on the instance's stderr
+                join = os.open(request["cgroup"], os.O_WRONLY)
+                os.write(join, b"0")
+                os.close(join)
             os.write(ready_w, b"x")
             os.closerange(3, 65536)  # close_range(2): one system call
             os.environ.clear()

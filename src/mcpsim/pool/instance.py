@@ -1,8 +1,9 @@
 """One instance of a production server: its process, its connection, its handshake and its end.
 
 An instance lives as one task in the pool's task group, so everything it opened (process, pipes, HTTP client,
-port lease) is closed by the same task that opened it, on every path: a failed start, a crash, an idle
-timeout, a session's end, or the server shutting down.
+port lease, control group) is closed by the same task that opened it, on every path: a failed start, a crash,
+an idle timeout, a session's end, or the server shutting down. Whatever its process started dies with it, even
+what left its process group (see `tracking.py`): at the process's exit, and again at the instance's end.
 
 Readiness is the MCP handshake: the pool sends `initialize` and the instance is ready when its server answers
 (not after a sleep, not on a TCP connect). The result is kept and given to the client that attaches, so a
@@ -27,12 +28,14 @@ from anyio.abc import TaskStatus
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from mcpsim import __version__
+from mcpsim.pool.cgroups import Cgroup
 from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_for_listener
 from mcpsim.pool.errors import StartError
 from mcpsim.pool.labels import DeclaredTools
 from mcpsim.pool.process import ChildProcess, Launcher, inherited_environment, spawn
 from mcpsim.pool.stats import InstanceStats
+from mcpsim.pool.tracking import ProcessTracker
 from mcpsim.protocol.errors import MESSAGE_TOO_LARGE
 from mcpsim.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES, OversizedMessage
 from mcpsim.protocol.mux import BackendError, Multiplexer, MuxObserver
@@ -46,9 +49,9 @@ TOOLS_PROBE_TIMEOUT = 5.0
 
 
 class InstanceHooks(Protocol):
-    """What the pool learns from an instance: its process group (for the watchdog) and its end."""
+    """What the pool learns from an instance: its process group and id (for the watchdog) and its end."""
 
-    def process_started(self, pgid: int) -> None: ...
+    def process_started(self, pgid: int, instance_id: str) -> None: ...
 
     def process_ended(self, pgid: int) -> None: ...
 
@@ -101,6 +104,8 @@ class InstanceSpec:
     """The version offered in the pool's `initialize`: the one the instance's client asked for."""
     tools: DeclaredTools = field(default_factory=DeclaredTools)
     """The tool names the pool's servers declared (shared by its instances): the metrics' tool labels."""
+    tracker: ProcessTracker | None = None
+    """Finds and ends the process's descendants (a control group, or the pool as their subreaper)."""
 
 
 class Instance:
@@ -125,6 +130,7 @@ class Instance:
         self.failure: str | None = None
         self.exit_code: int | None = None
         self.process: ChildProcess | None = None
+        self.cgroup: Cgroup | None = None
         self.mux: Multiplexer | None = None
         self.ready = anyio.Event()
         self.ended = anyio.Event()
@@ -240,6 +246,8 @@ class Instance:
         if spec.config:
             env["MCPSIM_CONFIG"] = json.dumps(spec.config)
         self.log.info("starting %s", argv[0], extra={"event": "instance.starting", "argv": argv})
+        if spec.tracker is not None:
+            self.cgroup = await spec.tracker.instance_group(self.id)  # StartError if it cannot be created
         try:
             self.process = await spec.launch(
                 argv,
@@ -248,6 +256,7 @@ class Instance:
                 cwd=spec.command.cwd,
                 stdout_is_protocol=spec.command.transport == "stdio",
                 line_limit=spec.max_message_bytes,
+                cgroup=self.cgroup,
             )
         except FileNotFoundError:
             raise StartError(f"cannot start the server: command not found: {argv[0]!r}") from None
@@ -256,7 +265,7 @@ class Instance:
         except OSError as exc:
             raise StartError(f"cannot start the server {argv[0]!r}: {exc}") from None
         self.pid = self.process.pid
-        self._hooks.process_started(self.process.pgid)
+        self._hooks.process_started(self.process.pgid, self.id)
         with anyio.move_on_after(spec.startup_timeout) as startup:
             if spec.command.transport == "stdio":
                 await self._serve(StdioConnection(self.process, spec.max_message_bytes), startup)
@@ -364,7 +373,14 @@ class Instance:
     async def _watch_exit(self, mux: Multiplexer) -> None:
         assert self.process is not None
         await self.process.exited.wait()
-        await self._connection_lost(mux, None)
+        await self._connection_lost(mux, None)  # waiting clients get the reason first
+        await self._end_descendants()
+
+    async def _end_descendants(self) -> None:
+        """Kill what the (exited or killed) process left running: daemons that left its process group."""
+        if self.spec.tracker is not None and (self.process is not None or self.cgroup is not None):
+            pgid = self.process.pgid if self.process is not None else None
+            await self.spec.tracker.end_instance(self.id, pgid, self.cgroup)
 
     async def _connection_lost(self, mux: Multiplexer, detail: str | None) -> None:
         assert self.process is not None
@@ -412,7 +428,11 @@ class Instance:
             await self.mux.close(f"instance {self.id} has ended")
         if self.process is not None:
             self.exit_code = await self.process.stop()
+        await self._end_descendants()
+        if self.process is not None:
             self._hooks.process_ended(self.process.pgid)
+        if self.cgroup is not None and self.spec.tracker is not None:
+            await self.spec.tracker.remove_group(self.cgroup)
         if self.state != State.FAILED:
             self.state = State.EXITED
         self.ready.set()

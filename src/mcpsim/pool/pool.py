@@ -3,8 +3,9 @@
 Limits are checked when an instance is asked for, so a request over `--max-instances` or with no free port is
 refused at once with the cause, and nothing already running is disturbed. Instances end when asked (a session
 ended), when idle for `idle_timeout`, or when the pool closes; the pool's task group owns every instance task,
-so leaving the pool's context waits for all of them, and the watchdog ends their process groups even if this
-process is killed outright.
+so leaving the pool's context waits for all of them, and the watchdog ends their process groups (and control
+groups) even if this process is killed outright. Descendants that left their process group are tracked too
+(`tracking.py`).
 """
 
 import contextlib
@@ -22,6 +23,7 @@ import httpx2
 from anyio.abc import TaskGroup
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
+from mcpsim.pool.cgroups import Cgroup
 from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.connection import shared_http_client
 from mcpsim.pool.errors import CapacityError, InstanceGone, ShuttingDown, StartError
@@ -32,6 +34,7 @@ from mcpsim.pool.labels import DeclaredTools
 from mcpsim.pool.ports import PortAllocator
 from mcpsim.pool.process import ChildProcess, helper_pids, inherited_environment, raise_fd_limit, spawn
 from mcpsim.pool.seeds import random_seed
+from mcpsim.pool.tracking import ProcessTracker
 from mcpsim.pool.warm import WarmPool
 from mcpsim.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
 from mcpsim.protocol.mux import MuxObserver
@@ -58,6 +61,9 @@ class PoolConfig:
     fork_preload: list[str] = field(default_factory=list)
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     """Largest JSON-RPC message taken from a client or a stdio server; a longer one fails only its request."""
+    process_tracking: str | None = None
+    """auto | cgroup | cgroup2 | cgroup1:freezer | cgroup1:pids | subreaper | off; None = the environment's
+    `MCPSIM_PROCESS_TRACKING`, else auto (see `tracking.py`)."""
 
 
 class PoolObserver(Protocol):
@@ -104,6 +110,7 @@ class InstancePool:
         self._prepare_lock = anyio.Lock()
         self._admitting = 0
         """Instances admitted under `--max-instances` whose start waits for the environment or fork server."""
+        self.tracker = ProcessTracker(config.process_tracking)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -116,11 +123,15 @@ class InstancePool:
             stdout_is_protocol=False,
             die_with_parent=False,
         )
+        await self.tracker.start()
+        if self.tracker.root is not None:
+            self._tell_watchdog(f"cgroup {self.tracker.root.path}\n")
         self.http_client = shared_http_client()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._prepare_in_background)
         self._task_group.start_soon(self._reap_idle)
+        self._task_group.start_soon(self.tracker.run)
         self._task_group.start_soon(self.warm.run)
         self.warm.wake()
         return self
@@ -137,6 +148,8 @@ class InstancePool:
             await self.http_client.aclose()
         if self.forker is not None:
             await self.forker.close()
+        with anyio.CancelScope(shield=True):
+            await self.tracker.close()
         if self._watchdog is not None:
             await self._watchdog.stop(eof_grace=2.0)
         return result
@@ -228,6 +241,7 @@ class InstancePool:
             max_message_bytes=self.config.max_message_bytes,
             protocol_version=version,
             tools=self.tools,
+            tracker=self.tracker,
         )
         instance = Instance(spec, self, session_id=session_id, warm=warm)
         instance.owner = owner
@@ -299,14 +313,17 @@ class InstancePool:
         cwd: str | None,
         stdout_is_protocol: bool,
         line_limit: int,
+        cgroup: Cgroup | None = None,
     ) -> ChildProcess:
         """Fork from the template when there is a usable one, else (or if forking fails) spawn."""
         if self.forker is not None and self.forker.usable:
             try:
-                return await self.forker.spawn(argv, env, log, cwd, stdout_is_protocol, line_limit)
+                return await self.forker.spawn(argv, env, log, cwd, stdout_is_protocol, line_limit, cgroup)
             except OSError as exc:
                 logger.warning("fork server failed (%s); spawning instead", exc, extra={"event": "forkserver.fallback"})
-        return await spawn(argv, env, log, cwd=cwd, stdout_is_protocol=stdout_is_protocol, line_limit=line_limit)
+        return await spawn(
+            argv, env, log, cwd=cwd, stdout_is_protocol=stdout_is_protocol, line_limit=line_limit, cgroup=cgroup
+        )
 
     def get(self, instance_id: str) -> Instance:
         instance = self.instances.get(instance_id)
@@ -371,8 +388,8 @@ class InstancePool:
 
     # -- InstanceHooks ----------------------------------------------------------------------------------------
 
-    def process_started(self, pgid: int) -> None:
-        self._tell_watchdog(f"+{pgid}\n")
+    def process_started(self, pgid: int, instance_id: str) -> None:
+        self._tell_watchdog(f"+{pgid} {instance_id}\n")
 
     def process_ended(self, pgid: int) -> None:
         self._tell_watchdog(f"-{pgid}\n")

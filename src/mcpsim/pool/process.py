@@ -3,7 +3,8 @@
 Every child is the leader of its own session and process group, so ending it reaches whatever it started
 (`npx` -> `node`, shell wrappers). It gets SIGKILL if the thread that started it dies (`PR_SET_PDEATHSIG`);
 spawning happens on one long-lived thread, so that thread lives as long as the process and the signal means
-"mcpsim died". Grandchildren are covered by the watchdog (see `watchdog.py`).
+"mcpsim died". Grandchildren are covered by the watchdog (see `watchdog.py`), and those that leave the group
+(`setsid`) by the instance's control group, which the child joins before exec (see `tracking.py`).
 
 Exit is observed through a pidfd registered with the event loop (no thread, no polling per child), and the
 pipes are asyncio pipe transports, so 500 children cost 500 sets of file descriptors and nothing else.
@@ -24,6 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Protocol, TypeVar
 
+from mcpsim.pool.cgroups import Cgroup
+
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
@@ -36,6 +39,8 @@ _prctl = _libc.prctl
 T = TypeVar("T")
 helper_pids: set[int] = set()
 """Pids of helper commands (installers) running now: children that are not instances."""
+spawned_pids: set[int] = set()
+"""Every child started here and not reaped yet: a subreaper's reaping must leave these to `Popen.wait`."""
 _spawn_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcpsim-spawn")
 _parent_pid = os.getpid()
 
@@ -44,6 +49,22 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec: no a
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != _parent_pid:  # the parent died before the signal was armed
         os._exit(1)
+
+
+def _child_setup(die_with_parent: bool, procs_file: str | None) -> Callable[[], None] | None:
+    """What the child runs between fork and exec: join its control group (so whatever it starts is in it from
+    the first instruction of the server on), then arm the parent-death signal."""
+    if procs_file is None:
+        return _die_with_parent if die_with_parent else None
+
+    def setup() -> None:
+        fd = os.open(procs_file, os.O_WRONLY)
+        os.write(fd, b"0")
+        os.close(fd)
+        if die_with_parent:
+            _die_with_parent()
+
+    return setup
 
 
 class LineSink(asyncio.Protocol):
@@ -221,22 +242,33 @@ class SpawnedProcess(ChildProcess):
         # The leader is a zombie until reaped, so its pid (= the pgid) cannot be reused yet: end stragglers first.
         self.signal_group(signal.SIGKILL)
         self.mark_exited(self.popen.wait())
+        spawned_pids.discard(self.pid)
 
 
 def _popen(
-    argv: Sequence[str], env: Mapping[str, str], cwd: str | None, die_with_parent: bool, pass_fds: Sequence[int]
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str | None,
+    die_with_parent: bool,
+    pass_fds: Sequence[int],
+    cgroup: Cgroup | None,
 ) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        list(argv),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(env),
-        cwd=cwd,
-        start_new_session=True,
-        pass_fds=tuple(pass_fds),
-        preexec_fn=_die_with_parent if die_with_parent else None,
-    )
+    try:
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+            pass_fds=tuple(pass_fds),
+            preexec_fn=_child_setup(die_with_parent, cgroup.procs_file if cgroup else None),
+        )
+    except subprocess.SubprocessError as exc:  # only joining the control group can raise in the child
+        raise OSError(f"the process could not join its control group {cgroup}: {exc}") from None
+    spawned_pids.add(popen.pid)
+    return popen
 
 
 async def spawn(
@@ -249,12 +281,13 @@ async def spawn(
     die_with_parent: bool = True,
     pass_fds: Sequence[int] = (),
     line_limit: int = STDOUT_LIMIT,
+    cgroup: Cgroup | None = None,
 ) -> SpawnedProcess:
-    """Start `argv` on the spawn thread and attach its pipes to the running loop.
+    """Start `argv` on the spawn thread (in `cgroup`, if given) and attach its pipes to the running loop.
 
     Raises FileNotFoundError/PermissionError/OSError from exec as they are, for the caller to name.
     """
-    popen = await run_on_spawn_thread(_popen, argv, env, cwd, die_with_parent, pass_fds)
+    popen = await run_on_spawn_thread(_popen, argv, env, cwd, die_with_parent, pass_fds, cgroup)
     child = SpawnedProcess(popen)
     try:
         assert popen.stdin and popen.stdout and popen.stderr
@@ -263,6 +296,7 @@ async def spawn(
     except BaseException:
         child.signal_group(signal.SIGKILL)
         popen.wait()
+        spawned_pids.discard(popen.pid)
         raise
     return child
 
@@ -279,6 +313,7 @@ class Launcher(Protocol):
         cwd: str | None,
         stdout_is_protocol: bool,
         line_limit: int,
+        cgroup: Cgroup | None = None,
     ) -> ChildProcess: ...
 
 

@@ -56,7 +56,7 @@ def health(pool: InstancePool, phase: str, public: bool = False) -> tuple[int, d
             "idle_timeout_s": config.idle_timeout,
             "startup_timeout_s": config.startup_timeout,
         },
-        "server": {"transport": config.command.transport},
+        "server": {"transport": config.command.transport, "process_tracking": pool.tracker.mode},
         "environment": environment,
         "recent_spawn_failures": [
             {key: value for key, value in failure.items() if key != "error"} if public else failure

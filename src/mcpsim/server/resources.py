@@ -2,7 +2,9 @@
 
 One pass reads the parent of every process once (`psutil.process_iter`), builds this server's process tree,
 and attributes each process to the instance whose process it descends from (an `npx` wrapper and its `node`
-count as one instance). Processes under this server that belong to no live instance and are not one of the
+count as one instance). A daemon that left its instance (double fork + `setsid`) is still under this server,
+which is its subreaper (`pool/tracking.py`); it is attributed by its control group, else its
+`MCPSIM_INSTANCE_ID`. Processes under this server that belong to no live instance and are not one of the
 pool's own helpers (the watchdog) are *orphans*: something the pool lost track of. They are reported (a
 gauge, a warning line with their pid and command line), not killed: the check cannot know what they are.
 
@@ -15,6 +17,7 @@ import logging
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +80,9 @@ class ResourceSampler:
                 if instance.pid is not None and instance.alive
             }
             started = time.perf_counter()
-            sample = await anyio.to_thread.run_sync(self._sample, roots, self.pool.service_pids, dict(self._cpu))
+            sample = await anyio.to_thread.run_sync(
+                self._sample, roots, self.pool.service_pids, dict(self._cpu), self.pool.tracker.owner_of
+            )
             self.last_pass_seconds = time.perf_counter() - started
             self.by_instance, self.orphans, self._cpu = sample.by_instance, sample.orphans, sample.cpu
             self.checks += 1
@@ -104,8 +109,15 @@ class ResourceSampler:
 
     # -- the pass itself, in a worker thread ----------------------------------------------------------------
 
-    def _sample(self, roots: dict[int, str], services: set[int], previous: dict[int, tuple[float, float]]) -> Sample:
+    def _sample(
+        self,
+        roots: dict[int, str],
+        services: set[int],
+        previous: dict[int, tuple[float, float]],
+        owner_of: Callable[[int], str | None],
+    ) -> Sample:
         me = os.getpid()
+        live = set(roots.values())
         processes: dict[int, psutil.Process] = {}
         children: dict[int, list[int]] = defaultdict(list)
         for proc in psutil.process_iter(["ppid"]):
@@ -118,6 +130,8 @@ class ResourceSampler:
             own = roots.get(pid, parent_owner)
             if own is None and pid in services:
                 own = SERVICE
+            elif own is None and (claimed := owner_of(pid)) in live:  # adopted: escaped from a live instance
+                own = claimed
             owner[pid] = own
             stack.extend((child, own) for child in children[pid])
         by_instance: dict[str, Usage] = {}
