@@ -27,7 +27,7 @@ FUZZ = settings(max_examples=PROFILE.fuzz_examples, deadline=None, suppress_heal
 MOVE = {"name": "lake_move", "arguments": {"action": "LEFT"}}
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=8,
 )
