@@ -9,7 +9,10 @@ Built on the SDK's low-level `Server` rather than `MCPServer`, because the requi
 cannot express: a tool with a hand-written JSON Schema 2020-12 input schema (`$schema`, `$defs`), elicitation
 schemas with `oneOf`/`enumNames`, `listChanged` flags, resource subscriptions and `logging/setLevel`.
 The requirements target the 2025-06-18 protocol (handshake era), whose logging, sampling and elicitation APIs
-the SDK marks deprecated for 2026-07-28, so those warnings are silenced here on purpose.
+the SDK marks deprecated for 2026-07-28, so those warnings are silenced here on purpose. The fixtures the
+2026-07-28 requirements add (multi round-trip tools, stateless diagnostics, `subscriptions/listen`) live in
+`conformance_2026.py`; the SDK serves both revisions on every transport (stdio: the client's first request
+picks the era of the connection; HTTP: each request's `MCP-Protocol-Version` header picks it).
 
 Run: `python conformance_server.py` (stdio) or `python conformance_server.py --port P` (streamable HTTP at
 `http://127.0.0.1:P/mcp`).
@@ -29,11 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import conformance_2026 as modern
 import mcp.types as types
 import uvicorn
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.server.stdio import stdio_server
+from mcp.server.subscriptions import ResourceUpdated
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from PIL import Image
 
@@ -301,11 +306,27 @@ async def elicitation_enums(ctx: Context, args: dict[str, Any]) -> types.CallToo
     return elicitation_outcome("Elicitation completed", result)
 
 
+ADDRESS = {
+    "$anchor": "addressDef",
+    "type": "object",
+    "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
+}
 JSON_SCHEMA_2020_12 = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
-    "$defs": {"address": {"type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
-    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "$defs": {"address": ADDRESS},
+    "properties": {
+        "name": {"type": "string"},
+        "address": {"$ref": "#/$defs/address"},
+        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+        "phone": {"type": "string"},
+        "email": {"type": "string"},
+    },
+    # SEP-2106: composition and conditional keywords must survive the listing too.
+    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+    "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+    "then": {"required": ["phone"]},
+    "else": {"required": ["email"]},
     "additionalProperties": False,
 }
 
@@ -322,6 +343,9 @@ async def json_schema_tool(ctx: Context, args: dict[str, Any]) -> types.CallTool
 )
 async def update_watched(ctx: Context, args: dict[str, Any]) -> types.CallToolResult:
     watched["text"] = str(args.get("content", ""))
+    if modern.modern(ctx):  # 2026-07-28: subscribers are subscriptions/listen streams
+        await modern.bus.publish(ResourceUpdated(uri="test://watched-resource"))
+        return types.CallToolResult(content=[text("updated; listen streams notified")])
     notified = "test://watched-resource" in client_of(ctx).subscriptions
     if notified:
         await ctx.session.send_notification(
@@ -334,10 +358,14 @@ async def update_watched(ctx: Context, args: dict[str, Any]) -> types.CallToolRe
 
 
 async def list_tools(ctx: Context, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-    return types.ListToolsResult(tools=[spec for spec, _ in TOOLS.values()])
+    return types.ListToolsResult(tools=[spec for spec, _ in (*TOOLS.values(), *modern.TOOLS.values())])
 
 
-async def call_tool(ctx: Context, params: types.CallToolRequestParams) -> types.CallToolResult:
+async def call_tool(
+    ctx: Context, params: types.CallToolRequestParams
+) -> types.CallToolResult | types.InputRequiredResult:
+    if params.name in modern.TOOLS:
+        return await modern.TOOLS[params.name][1](ctx, params)
     entry = TOOLS.get(params.name)
     if entry is None:
         raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name!r}")
@@ -404,7 +432,7 @@ async def read_resource(ctx: Context, params: types.ReadResourceRequestParams) -
         item = match["id"]
         body = json.dumps({"id": item, "templateTest": True, "data": f"Data for ID: {item}"}, separators=(",", ":"))
         return _text_contents(uri, "application/json", body)
-    raise MCPError(types.INVALID_PARAMS, f"Resource not found: {uri!r}")
+    raise MCPError(types.INVALID_PARAMS, f"Resource not found: {uri!r}", data={"uri": uri})
 
 
 async def subscribe(ctx: Context, params: types.SubscribeRequestParams) -> types.EmptyResult:
@@ -445,10 +473,14 @@ def _user(content: Any) -> types.PromptMessage:
 
 
 async def list_prompts(ctx: Context, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
-    return types.ListPromptsResult(prompts=PROMPTS)
+    return types.ListPromptsResult(prompts=[*PROMPTS, modern.MRTR_PROMPT])
 
 
-async def get_prompt(ctx: Context, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+async def get_prompt(
+    ctx: Context, params: types.GetPromptRequestParams
+) -> types.GetPromptResult | types.InputRequiredResult:
+    if params.name == modern.MRTR_PROMPT.name:
+        return await modern.mrtr_prompt(ctx, params)
     spec = next((prompt for prompt in PROMPTS if prompt.name == params.name), None)
     if spec is None:
         raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {params.name!r}")
@@ -507,8 +539,10 @@ def build_server() -> ConformanceServer:
         on_list_prompts=list_prompts,
         on_get_prompt=get_prompt,
         on_completion=complete,
+        on_subscriptions_listen=modern.listen_handler(),
     )
     server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, set_level)
+    modern.install(server)
     return server
 
 
