@@ -14,8 +14,9 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from conftest import server_script
+from mcpsim.errors import TokenFileError
 from mcpsim.pool.ports import free_port
-from mcpsim.server.principals import TokenFileError, load_token_file
+from mcpsim.server.principals import load_token_file
 
 TOKEN = "s3cret-token-for-tests"
 PAINTER = f"python {server_script('painter.py')}"

@@ -10,8 +10,8 @@ import pytest
 import mcpsim
 from client_helpers import standalone
 from conftest import ports, server_script
-from mcpsim.client.errors import TrajectoryFileError
 from mcpsim.client.reading import read_recording
+from mcpsim.errors import TrajectoryError
 
 
 def lines_of(path):
@@ -115,7 +115,7 @@ def test_a_truncated_file_names_the_line_and_keeps_complete_episodes_when_lenien
     # cut in the middle of the last step of the last episode to start writing steps
     last_episode = max(i for i, line in enumerate(lines) if '"type":"episode"' in line)
     cut = write("".join(lines[:last_episode]) + lines[last_episode][:40])
-    with pytest.raises(TrajectoryFileError) as info:
+    with pytest.raises(TrajectoryError) as info:
         mcpsim.replay(cut)
     message = str(info.value)
     assert f"damaged.jsonl:{last_episode + 1}: not valid JSON" in message
@@ -130,18 +130,18 @@ def test_corrupt_lines_and_wrong_files_are_clear_errors(damaged, tmp_path):
     write, text = damaged
     lines = text.splitlines(keepends=True)
     garbage = write("".join(lines[:3]) + "{not json}\n" + "".join(lines[3:]))
-    with pytest.raises(TrajectoryFileError, match=r"damaged.jsonl:4: not valid JSON"):
+    with pytest.raises(TrajectoryError, match=r"damaged.jsonl:4: not valid JSON"):
         mcpsim.replay(garbage)
-    with pytest.raises(TrajectoryFileError, match="the first line must be the header"):
+    with pytest.raises(TrajectoryError, match="the first line must be the header"):
         mcpsim.replay(write("".join(lines[1:])))
-    with pytest.raises(TrajectoryFileError, match="unsupported format 'other/2'"):
+    with pytest.raises(TrajectoryError, match="unsupported format 'other/2'"):
         mcpsim.replay(write(lines[0].replace("mcpsim.trajectory/1", "other/2") + "".join(lines[1:])))
-    with pytest.raises(TrajectoryFileError, match="is empty"):
+    with pytest.raises(TrajectoryError, match="is empty"):
         mcpsim.replay(write(""))
-    with pytest.raises(TrajectoryFileError, match="cannot read"):
+    with pytest.raises(TrajectoryError, match="cannot read"):
         mcpsim.replay(tmp_path / "nope.jsonl")
     skipped = [line for line in lines if '"step":2,' not in line or '"seed":2,' not in line]
-    with pytest.raises(TrajectoryFileError, match=r"'seed2': step 3 where step 2 was expected"):
+    with pytest.raises(TrajectoryError, match=r"'seed2': step 3 where step 2 was expected"):
         mcpsim.replay(write("".join(skipped)))
 
 
@@ -188,11 +188,11 @@ def test_deep_or_huge_lines_are_problems_naming_the_line(tmp_path):
     deep = '{"type": "step", "env_id": "a", "x": ' + "[" * 50_000 + "]" * 50_000 + "}"
     huge = '{"type": "step", "env_id": "a", "reward": ' + "9" * 4400 + "}"
     path.write_text(f"{header}\n{deep}\n{huge}\n")
-    with pytest.raises(TrajectoryFileError, match=r"odd.jsonl:2: not valid JSON: nested more than 200 levels"):
+    with pytest.raises(TrajectoryError, match=r"odd.jsonl:2: not valid JSON: nested more than 200 levels"):
         read_recording(path)
     problems = read_recording(path, strict=False).problems
     assert [problem.split(": not valid JSON: ")[0][-11:] for problem in problems] == ["odd.jsonl:2", "odd.jsonl:3"]
     assert "a number too large to read" in problems[1]
     path.write_text("[" * 50_000 + "\n")
-    with pytest.raises(TrajectoryFileError, match=r"odd.jsonl:1: the header is not valid JSON \(nested more"):
+    with pytest.raises(TrajectoryError, match=r"odd.jsonl:1: the header is not valid JSON \(nested more"):
         read_recording(path)

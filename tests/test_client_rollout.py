@@ -10,9 +10,9 @@ import mcpsim
 from client_helpers import solve, standalone
 from conftest import ports, server_script
 from mcpsim.client.content import text_of
-from mcpsim.client.errors import DatasetError
 from mcpsim.envs.frozen_lake import SPEC, render
 from mcpsim.envs.gym_server import Episode
+from mcpsim.errors import DatasetError
 
 
 def local_map(seed: int, config: dict | None = None) -> str:

@@ -14,9 +14,9 @@ import pytest
 from mcp import Client
 
 from conftest import server_script, start_serve
+from mcpsim.errors import StartError
 from mcpsim.pool.builders import CondaBuilder, find_conda
 from mcpsim.pool.envcache import EnvCache
-from mcpsim.pool.errors import StartError
 
 EXTRA = "text-unidecode==1.3"
 

@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from conftest import ports
-from mcpsim.pool.errors import PortsExhausted
+from mcpsim.errors import PortsExhausted
 from mcpsim.pool.ports import PortAllocator, parse_port_range
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mcpsim.errors import TrajectoryError
 from mcpsim.pool.ports import free_port
-from mcpsim.server.trajectory import TrajectoryError, load
+from mcpsim.server.trajectory import load
 
 HEADER = {"type": "header", "format": "mcpsim.trajectory/1", "model": "test"}
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nnot-a-real-png").decode()

@@ -9,7 +9,8 @@ import pytest
 from mcp import Client
 
 from mcp_helpers import initial_map, lake, move
-from mcpsim.pool.seed_queue import MAX_QUEUED_SEEDS, MAX_SEEDS_PER_ANNOUNCE, QueueFull, SeedQueue, TooManySeeds
+from mcpsim.errors import QueueFull, TooManySeeds
+from mcpsim.pool.seed_queue import MAX_QUEUED_SEEDS, MAX_SEEDS_PER_ANNOUNCE, SeedQueue
 
 
 def instances(serve) -> list[dict]:

@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING
 import anyio
 
 from mcpsim import __version__, envs_cli
-from mcpsim.pool.command import SHIPPED_ENVS, TRANSPORTS, CommandError, for_env, parse_command
-from mcpsim.pool.errors import PoolError
+from mcpsim.errors import CommandError, ConfigError, InvalidSeed, JsonTextError, MCPSimError
+from mcpsim.pool.command import SHIPPED_ENVS, TRANSPORTS, for_env, parse_command
 from mcpsim.pool.isolation import ISOLATIONS, IsolationConfig
 from mcpsim.pool.isolation import validate as validate_isolation
 from mcpsim.pool.pool import PoolConfig
 from mcpsim.pool.ports import parse_port_range
-from mcpsim.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
+from mcpsim.protocol.jsontext import parse_json_text
 from mcpsim.server.logs import LEVELS
+from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES, SEED_VARIABLE, parse_seed
 
 if TYPE_CHECKING:
     from mcpsim.server.principals import Credentials
@@ -149,9 +150,6 @@ def _pool_config(args: argparse.Namespace) -> PoolConfig:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import json
-    import os
-
     from mcpsim.server.app import ServeConfig
     from mcpsim.server.auth import required_token
     from mcpsim.server.logs import configure_logging
@@ -161,10 +159,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.stdio:
         from mcpsim.server.stdio_front import serve_stdio
 
-        seed = args.seed if args.seed is not None else _env_seed(os.environ.get("MCPSIM_SEED"))
-        config = json.loads(args.config) if args.config else {}
+        seed = args.seed if args.seed is not None else _env_seed(os.environ.get(SEED_VARIABLE))
+        try:
+            config = parse_json_text(args.config) if args.config else {}
+        except JsonTextError as exc:
+            raise ConfigError(f"--config is not JSON: {exc}") from None
         if not isinstance(config, dict):
-            raise ValueError("--config must be a JSON object")
+            raise ConfigError("--config must be a JSON object")
         return anyio.run(serve_stdio, pool, seed, config)
     from mcpsim.server.run import serve
 
@@ -183,11 +184,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _env_seed(raw: str | None) -> int | None:
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit():
-        raise ValueError(f"MCPSIM_SEED must be a non-negative integer, got {raw!r}")
-    return int(raw)
+    try:
+        return parse_seed(raw)
+    except InvalidSeed as exc:
+        raise ConfigError(f"{SEED_VARIABLE}: {exc}") from None
 
 
 def cmd_view(args: argparse.Namespace) -> int:
@@ -294,7 +294,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     modes = args.compare.split(",") if args.compare else [args.mode]
     unknown = [mode for mode in modes if mode not in MODES]
     if unknown:
-        raise ValueError(f"unknown bench mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+        raise ConfigError(f"unknown bench mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
     settings = BenchSettings(args.sessions, args.steps, args.concurrency, args.burst, args.memory_sessions, args.live)
     report = anyio.run(run_bench, modes, settings)
     Path(args.json).write_text(json.dumps(report, indent=2))
@@ -325,7 +325,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         if out.suffix.lower() == ".gif":
             gif = out
         elif out.suffix:
-            raise ValueError(f"--out {args.out}: use a .gif file or a directory for PNG frames")
+            raise ConfigError(f"--out {args.out}: use a .gif file or a directory for PNG frames")
         else:
             frames = out
     summary = render(
@@ -363,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     handlers.update({name: _client_command(name) for name in ("rollout", "replay", "audit", "report")})
     try:
         code = handlers[args.command](args)
-    except (CommandError, ValueError, OSError, PoolError) as exc:
+    except MCPSimError as exc:
         print(f"mcpsim {args.command}: error: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

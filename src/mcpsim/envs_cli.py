@@ -11,6 +11,7 @@ import anyio
 from rich.console import Console
 from rich.table import Table
 
+from mcpsim.errors import ConfigError
 from mcpsim.pool.envcache import EnvCache
 from mcpsim.pool.envcheck import check_environment
 
@@ -94,7 +95,7 @@ def _select(cache: EnvCache, names: list[str], everything: bool) -> list[Path]:
         return list(entries.values())
     unknown = [name for name in names if name not in entries]
     if unknown:
-        raise ValueError(f"no environment named {', '.join(unknown)} (see `mcpsim envs list`)")
+        raise ConfigError(f"no environment named {', '.join(unknown)} (see `mcpsim envs list`)")
     return [entries[name] for name in names]
 
 

@@ -16,15 +16,12 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from mcpsim.protocol.jsontext import JsonTextError, parse_json_text
+from mcpsim.errors import JsonTextError, TrajectoryError
+from mcpsim.protocol.jsontext import parse_json_text
 
 FORMAT = "mcpsim.trajectory/1"
 BACKGROUND = (250, 250, 248)
 INK = (20, 20, 20)
-
-
-class TrajectoryError(ValueError):
-    """The file is not a trajectory this command can render; the message says where and why."""
 
 
 @dataclass

@@ -9,16 +9,6 @@ trajs = await mcpsim.rollout(envs, mcpsim.RandomPolicy(0), steps=30, record="run
 
 from mcpsim.client.dataset import Row
 from mcpsim.client.env import Environment, EnvSession, make
-from mcpsim.client.errors import (
-    ClientError,
-    ConnectError,
-    DatasetError,
-    EnvError,
-    EpisodeError,
-    InvalidAction,
-    PolicyError,
-    TrajectoryFileError,
-)
 from mcpsim.client.policies import (
     EpisodeContext,
     FireworksPolicy,
@@ -32,6 +22,19 @@ from mcpsim.client.reading import Recording, read_recording
 from mcpsim.client.replay import AuditReport, Divergence, audit, replay
 from mcpsim.client.rollout import rollout
 from mcpsim.client.trajectory import Action, Step, Trajectory
+from mcpsim.errors import (
+    ClientError,
+    ConnectError,
+    DatasetError,
+    EnvError,
+    EpisodeError,
+    InvalidAction,
+    PolicyError,
+    TrajectoryError,
+)
+
+TrajectoryFileError = TrajectoryError
+"""The name this package has always exported for `mcpsim.errors.TrajectoryError` (one class, two names)."""
 
 __all__ = [
     "Action",
@@ -57,6 +60,7 @@ __all__ = [
     "ScriptedPolicy",
     "Step",
     "Trajectory",
+    "TrajectoryError",
     "TrajectoryFileError",
     "audit",
     "make",

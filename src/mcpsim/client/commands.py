@@ -25,6 +25,7 @@ from mcpsim.client.replay import audit, rescore
 from mcpsim.client.report import report_table, run_stats
 from mcpsim.client.rollout import rollout
 from mcpsim.client.trajectory import Trajectory
+from mcpsim.errors import ConfigError, RecordingError
 
 MAX_TABLE_ROWS = 64
 VISION = {"auto": "auto", "on": True, "off": False}
@@ -49,9 +50,9 @@ def parse_seeds(spec: str) -> list[int]:
             elif part:
                 seeds.append(int(part))
         except ValueError:
-            raise ValueError(f"--seeds: {part!r} is not a seed or a range like 0-63") from None
+            raise ConfigError(f"--seeds: {part!r} is not a seed or a range like 0-63") from None
     if not seeds:
-        raise ValueError("--seeds is empty")
+        raise ConfigError("--seeds is empty")
     return seeds
 
 
@@ -64,6 +65,8 @@ def policy_from_spec(spec: str, args: argparse.Namespace) -> Policy:
         "max_retries": args.max_retries,
     }
     if kind == "random":
+        if value and not value.isdigit():
+            raise ConfigError(f"--policy {spec!r}: the seed of random[:SEED] must be a non-negative integer")
         return RandomPolicy(int(value) if value else 0)
     if kind in ("openai", "fireworks") and value:
         if kind == "fireworks":
@@ -71,19 +74,19 @@ def policy_from_spec(spec: str, args: argparse.Namespace) -> Policy:
         return OpenAIPolicy(value, base_url=args.base_url, **options)
     if kind == "playback" and value:
         return PlaybackPolicy(read_recording(value))
-    raise ValueError(f"--policy {spec!r}: use random[:SEED], openai:MODEL, fireworks:MODEL or playback:FILE")
+    raise ConfigError(f"--policy {spec!r}: use random[:SEED], openai:MODEL, fireworks:MODEL or playback:FILE")
 
 
 def _dataset(args: argparse.Namespace, policy: Policy) -> Any:
     if args.dataset and args.seeds:
-        raise ValueError("give --dataset or --seeds, not both")
+        raise ConfigError("give --dataset or --seeds, not both")
     if args.dataset:
         return args.dataset
     if args.seeds:
         return seed_rows(parse_seeds(args.seeds))
     if isinstance(policy, PlaybackPolicy) and policy.recording is not None:
         return policy.recording.dataset
-    raise ValueError("give --dataset rows.jsonl or --seeds 0-63 (or --policy playback:FILE to reuse its episodes)")
+    raise ConfigError("give --dataset rows.jsonl or --seeds 0-63 (or --policy playback:FILE to reuse its episodes)")
 
 
 def episode_table(trajectories: list[Trajectory], title: str) -> Table:
@@ -123,13 +126,13 @@ def load_callable(spec: str) -> Any:
     """`package.module:function` -> the function (for `--reward-fn`)."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
-        raise ValueError(f"--reward-fn {spec!r}: use package.module:function")
+        raise ConfigError(f"--reward-fn {spec!r}: use package.module:function")
     try:
         function = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
-        raise ValueError(f"--reward-fn {spec!r}: {exc}") from None
+        raise ConfigError(f"--reward-fn {spec!r}: {exc}") from None
     if not callable(function):
-        raise ValueError(f"--reward-fn {spec!r} is not callable")
+        raise ConfigError(f"--reward-fn {spec!r} is not callable")
     return function
 
 
@@ -138,7 +141,10 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     policy = policy_from_spec(args.policy, args)
     envs = make(args.url, dataset=_dataset(args, policy), samples=args.samples, timeout=args.timeout)
     if args.record:
-        Path(args.record).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(args.record).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecordingError(f"cannot write the recording {args.record}: {exc.strerror or exc}") from None
 
     async def run() -> list[Trajectory]:
         try:

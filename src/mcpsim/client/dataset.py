@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcpsim.client.errors import DatasetError
+from mcpsim.errors import DatasetError
 
 KNOWN_FIELDS = ("id", "seed", "system_prompt", "user_prompt", "config", "env_id")
 

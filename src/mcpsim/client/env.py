@@ -29,12 +29,11 @@ from mcp.types import Implementation
 from mcpsim import __version__
 from mcpsim.client.content import Observation, block_dict, blocks_from_content, blocks_from_resource
 from mcpsim.client.dataset import DatasetSource, Row, assign_env_ids, load_rows, seed_rows
-from mcpsim.client.errors import ConnectError, EnvError, InvalidAction, describe_exception
 from mcpsim.client.trajectory import Action
+from mcpsim.errors import ConfigError, ConnectError, EnvError, InvalidAction, describe_exception
+from mcpsim.wire import CONFIG_VARIABLE, INITIAL_STATE_URI, META_KEY, SEED_VARIABLE
 
 STDIO_PREFIX = "stdio:"
-META_KEY = "mcpsim"
-INITIAL_STATE_URI = "game://initial_state"
 PAGE_CAP = 100
 DEFAULT_TIMEOUT = 120.0
 
@@ -56,22 +55,25 @@ def check_url(url: str) -> str:
         return url
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"an environment URL must be http(s)://host:port/mcp, .../sse or stdio:COMMAND, got {url!r}")
+        raise ConfigError(f"an environment URL must be http(s)://host:port/mcp, .../sse or stdio:COMMAND, got {url!r}")
     return url
 
 
 def stdio_command(url: str, seed: int, config: Mapping[str, Any] | None) -> StdioServerParameters:
     """`stdio:COMMAND` launches a stdio server per episode: `{seed}` in the command is replaced, and the seed and
     config also reach it as `MCPSIM_SEED`/`MCPSIM_CONFIG` (as the managed server passes them); no shell."""
-    argv = shlex.split(url[len(STDIO_PREFIX) :])
+    try:
+        argv = shlex.split(url[len(STDIO_PREFIX) :])
+    except ValueError as exc:
+        raise ConfigError(f"{url!r}: cannot parse the stdio command: {exc}") from None
     if not argv:
-        raise ValueError(
+        raise ConfigError(
             f"{url!r}: stdio: needs a command, e.g. stdio:python -m mcpsim.envs.frozen_lake --seed {{seed}}"
         )
     argv = [token.replace("{seed}", str(seed)) for token in argv]
-    env = {"MCPSIM_SEED": str(seed)}
+    env = {SEED_VARIABLE: str(seed)}
     if config:
-        env["MCPSIM_CONFIG"] = json.dumps(dict(config))
+        env[CONFIG_VARIABLE] = json.dumps(dict(config))
     return StdioServerParameters(command=argv[0], args=argv[1:], env=env)
 
 
@@ -314,7 +316,7 @@ def make(
     """
     check_url(url)
     if (dataset is None) == (seeds is None):
-        raise ValueError("give exactly one of dataset= (rows or a JSONL path) or seeds=")
+        raise ConfigError("give exactly one of dataset= (rows or a JSONL path) or seeds=")
     rows = load_rows(seed_rows(seeds) if seeds is not None else dataset)  # type: ignore[arg-type]
     return [
         Environment(url, row, initial_resource=initial_resource, timeout=timeout)

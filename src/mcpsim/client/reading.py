@@ -15,9 +15,9 @@ from typing import Any
 
 from mcpsim.client.content import BINARY_BLOCKS, Observation
 from mcpsim.client.dataset import Row, parse_row
-from mcpsim.client.errors import DatasetError, TrajectoryFileError
 from mcpsim.client.recording import FORMAT
 from mcpsim.client.trajectory import Step, Trajectory
+from mcpsim.errors import DatasetError, TrajectoryError
 from mcpsim.protocol.jsontext import JsonTextError, parse_json_text
 
 MAX_LISTED_PROBLEMS = 5
@@ -82,7 +82,7 @@ class _Reader:
             return
         fmt = str(record.get("format", ""))
         if fmt.split("/")[0] != FORMAT.split("/")[0] or not fmt.startswith(FORMAT):
-            raise TrajectoryFileError(f"{self.path}: unsupported format {fmt!r} (this mcpsim reads {FORMAT})")
+            raise TrajectoryError(f"{self.path}: unsupported format {fmt!r} (this mcpsim reads {FORMAT})")
         self.header = record
         for index, raw in enumerate(record.get("dataset") or []):
             try:
@@ -155,7 +155,7 @@ class _Reader:
             record = parse_json_text(line)
         except JsonTextError as exc:
             if self.header is None:
-                raise TrajectoryFileError(f"{self.path}:{lineno}: the header is not valid JSON ({exc})") from None
+                raise TrajectoryError(f"{self.path}:{lineno}: the header is not valid JSON ({exc})") from None
             cut = " (the file ends mid-line: the run was probably interrupted)" if last else ""
             self.problem(lineno, f"not valid JSON: {exc}{cut}")
             return
@@ -164,7 +164,7 @@ class _Reader:
             return
         kind = record.get("type")
         if self.header is None and kind != "header":
-            raise TrajectoryFileError(
+            raise TrajectoryError(
                 f"{self.path}:{lineno}: the first line must be the header "
                 f"({{'type': 'header', 'format': '{FORMAT}'}}); is this a trajectory file?"
             )
@@ -177,7 +177,7 @@ class _Reader:
         try:
             handler[kind](record, lineno)
         except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, TrajectoryFileError):
+            if isinstance(exc, TrajectoryError):
                 raise
             self.problem(lineno, f"malformed {kind} line: {type(exc).__name__}: {exc}")
 
@@ -188,11 +188,11 @@ def read_recording(path: str | Path, *, strict: bool = True) -> Recording:
     try:
         text = source.read_text(encoding="utf-8")
     except OSError as exc:
-        raise TrajectoryFileError(f"cannot read {source}: {exc.strerror or exc}") from None
+        raise TrajectoryError(f"cannot read {source}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
-        raise TrajectoryFileError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise TrajectoryError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not text.strip():
-        raise TrajectoryFileError(f"{source} is empty")
+        raise TrajectoryError(f"{source} is empty")
     reader = _Reader(source)
     lines = text.split("\n")
     ends_cleanly = text.endswith("\n")
@@ -202,7 +202,7 @@ def read_recording(path: str | Path, *, strict: bool = True) -> Recording:
         if line.strip():
             reader.feed(line, index + 1, last=index == count - 1 and not ends_cleanly)
     if reader.header is None:
-        raise TrajectoryFileError(f"{source}: no header line")
+        raise TrajectoryError(f"{source}: no header line")
     for trajectory in reader.trajectories.values():
         if not trajectory.complete:
             reader.problems.append(
@@ -213,7 +213,7 @@ def read_recording(path: str | Path, *, strict: bool = True) -> Recording:
         first, rest = reader.problems[0], reader.problems[1:]
         more = f" (and {len(rest)} more problem(s), listed below)" if rest else ""
         listed = "".join(f"\n  {p}" for p in rest[: MAX_LISTED_PROBLEMS - 1])
-        raise TrajectoryFileError(
+        raise TrajectoryError(
             f"{first}{more}; read it with strict=False (--lenient) to keep the complete episodes{listed}"
         )
     order = {env_id: index for index, env_id in enumerate(reader.rows)}

@@ -21,6 +21,7 @@ import anyio
 
 from mcpsim.client.content import BINARY_BLOCKS, Observation, sha256_of_data
 from mcpsim.client.trajectory import Step, Trajectory
+from mcpsim.errors import RecordingError
 
 FORMAT = "mcpsim.trajectory/1"
 FLUSH_BYTES = 256 * 1024
@@ -63,7 +64,7 @@ class Recorder:
         try:
             file = await anyio.open_file(target, "w", encoding="utf-8")
         except OSError as exc:
-            raise OSError(f"cannot write the recording {target}: {exc.strerror or exc}") from None
+            raise RecordingError(f"cannot write the recording {target}: {exc.strerror or exc}") from None
         recorder = cls(file, target)
         try:
             async with recorder._lock:

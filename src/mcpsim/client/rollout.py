@@ -20,11 +20,11 @@ import httpx2
 
 from mcpsim.client.announce import Announcer
 from mcpsim.client.env import Environment, EnvSession, shared_http_client
-from mcpsim.client.errors import EpisodeError, PolicyError, describe_exception, leaf_exceptions
 from mcpsim.client.policies.base import EpisodeContext, Policy
 from mcpsim.client.progress import SILENT, RolloutProgress, rollout_progress
 from mcpsim.client.recording import Recorder, header_record
 from mcpsim.client.trajectory import Action, Step, Trajectory, add_usage
+from mcpsim.errors import ConfigError, EpisodeError, PolicyError, describe_exception, leaf_exceptions
 
 RewardFn = Callable[[Trajectory], Any]
 
@@ -212,9 +212,9 @@ async def rollout(
     """
     envs = list(envs)
     if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
+        raise ConfigError(f"steps must be at least 1, got {steps}")
     if max_concurrency < 1:
-        raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
     if not isinstance(policy, Policy):
         raise TypeError(f"policy must be an mcpsim Policy, got {type(policy).__name__}")
     trajectories = [Trajectory(env.env_id, env.seed, env.row) for env in envs]

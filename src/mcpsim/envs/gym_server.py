@@ -30,6 +30,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
 from pydantic import Field
 
+from mcpsim.wire import CONFIG_VARIABLE, INITIAL_STATE_URI, META_KEY, PORT_VARIABLE, SEED_VARIABLE
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -39,8 +41,6 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
-META_KEY = "mcpsim"
-INITIAL_STATE_URI = "game://initial_state"
 INITIAL_FRAME_URI = "game://initial_frame"
 
 
@@ -239,12 +239,12 @@ def build_server(spec: GymEnvSpec, seed: int, config: Mapping[str, Any] | None =
 def main(spec: GymEnvSpec, argv: Sequence[str] | None = None) -> None:
     """Command line shared by every shipped env: seed and port also come from `MCPSIM_SEED`/`MCPSIM_PORT`."""
     parser = argparse.ArgumentParser(prog=f"python -m mcpsim.envs.{spec.name}", description=spec.tool_description)
-    parser.add_argument("--seed", type=int, default=int(os.environ.get("MCPSIM_SEED", "0")))
+    parser.add_argument("--seed", type=int, default=int(os.environ.get(SEED_VARIABLE, "0")))
     parser.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("MCPSIM_PORT", "8000")))
+    parser.add_argument("--port", type=int, default=int(os.environ.get(PORT_VARIABLE, "8000")))
     parser.add_argument(
-        "--config", default=os.environ.get("MCPSIM_CONFIG"), help="JSON object, e.g. '{\"map_size\": 8}'"
+        "--config", default=os.environ.get(CONFIG_VARIABLE), help="JSON object, e.g. '{\"map_size\": 8}'"
     )
     args = parser.parse_args(argv)
     try:

@@ -21,7 +21,6 @@ import contextlib
 import importlib
 import logging
 import math
-import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -44,21 +43,20 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from mcpsim.envs.gym_server import Episode, GymEnvSpec, episode_server, read_config
+from mcpsim.errors import InvalidSeed
+from mcpsim.wire import parse_seed, random_seed
 
 logger = logging.getLogger("mcpsim.session_server")
-MAX_SEED = 2**63 - 1
 
 
-class Rejected(Exception):
-    """A request answered with an HTTP error status and a JSON-RPC error naming the cause."""
+def refusal(status: int, message: str, code: int = INVALID_REQUEST) -> Response:
+    """A request answered with an HTTP error status and a JSON-RPC error naming the cause.
 
-    def __init__(self, status: int, message: str, code: int = INVALID_REQUEST) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
-
-    def response(self) -> Response:
-        body = JSONRPCError(jsonrpc="2.0", id=None, error=ErrorData(code=self.code, message=str(self)))
-        return Response(body.model_dump_json(by_alias=True), self.status, media_type="application/json")
+    This is a production server below mcpsim's own server layer (it may import only `mcpsim.wire` and
+    `mcpsim.errors`), so, like any MCP server, it words its own HTTP answers; the managed server's are
+    `mcpsim.server.edge`'s."""
+    body = JSONRPCError(jsonrpc="2.0", id=None, error=ErrorData(code=code, message=message))
+    return Response(body.model_dump_json(by_alias=True), status, media_type="application/json")
 
 
 @dataclass
@@ -82,23 +80,6 @@ def load_spec(name: str) -> GymEnvSpec:
     if not isinstance(spec, GymEnvSpec):
         raise ValueError(f"module {module.__name__} has no GymEnvSpec named SPEC")
     return spec
-
-
-def parse_seed(raw: str | None) -> int:
-    """The query string's seed, or a random one; a non-integer or out-of-range seed is refused."""
-    if raw is None or raw == "":
-        return secrets.randbelow(2**31)
-    text = raw.strip()
-    if not (text.isascii() and text.isdigit()) or int(text) > MAX_SEED:
-        raise Rejected(400, f"invalid seed {raw[:40]!r}: must be an integer in [0, 2**63)", INVALID_PARAMS)
-    return int(text)
-
-
-def parse_config(raw: str | None) -> dict[str, Any]:
-    try:
-        return read_config(raw)
-    except ValueError as exc:
-        raise Rejected(400, f"invalid config: {exc}", INVALID_PARAMS) from None
 
 
 class SessionEnvServer:
@@ -153,42 +134,51 @@ class SessionEnvServer:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         session_id = request.headers.get(MCP_SESSION_ID_HEADER)
-        try:
-            if self._task_group is None:
-                raise Rejected(503, "the session server is not running (use app() or running())", INTERNAL_ERROR)
-            if session_id is not None:
-                await self._existing(session_id, scope, receive, send)
-            elif request.method == "POST":
-                await self._open(request, scope, receive, send)
-            else:
-                raise Rejected(400, f"Bad Request: {request.method} /mcp needs an {MCP_SESSION_ID_HEADER} header")
-        except Rejected as rejection:
-            await rejection.response()(scope, receive, send)
+        if self._task_group is None:
+            refused = refusal(503, "the session server is not running (use app() or running())", INTERNAL_ERROR)
+        elif session_id is not None:
+            refused = await self._existing(session_id, scope, receive, send)
+        elif request.method == "POST":
+            refused = await self._open(request, scope, receive, send)
+        else:
+            refused = refusal(400, f"Bad Request: {request.method} /mcp needs an {MCP_SESSION_ID_HEADER} header")
+        if refused is not None:
+            await refused(scope, receive, send)
 
-    async def _existing(self, session_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _existing(self, session_id: str, scope: Scope, receive: Receive, send: Send) -> Response | None:
+        """Serve a request of an open session; the refusal to send instead, if any."""
         session = self.sessions.get(session_id)
         if session is None:
-            raise Rejected(404, f"Session not found: {session_id[:64]!r} ended or never existed")
+            return refusal(404, f"Session not found: {session_id[:64]!r} ended or never existed")
         with self._serving(session.id):
             await session.transport.handle_request(scope, receive, send)
         if session.transport.is_terminated:
             self._discard(session)
+        return None
 
-    async def _open(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _open(self, request: Request, scope: Scope, receive: Receive, send: Send) -> Response | None:
+        """Open a session with its `initialize`; the refusal to send instead, if any."""
         version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER)
         if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
             # e.g. the `server/discover` probe of a client in auto mode: an MCPError makes it fall back
-            raise Rejected(
+            return refusal(
                 400, "only session-based MCP is served here: open a session with initialize", METHOD_NOT_FOUND
             )
         if len(self.sessions) >= self.max_sessions:
-            raise Rejected(503, f"too many open sessions ({self.max_sessions}); end one first", INTERNAL_ERROR)
-        seed = parse_seed(request.query_params.get("seed"))
-        config = parse_config(request.query_params.get("config"))
+            return refusal(503, f"too many open sessions ({self.max_sessions}); end one first", INTERNAL_ERROR)
+        try:
+            parsed = parse_seed(request.query_params.get("seed"))
+        except InvalidSeed as exc:
+            return refusal(400, str(exc), INVALID_PARAMS)
+        seed = random_seed() if parsed is None else parsed
+        try:
+            config = read_config(request.query_params.get("config"))
+        except ValueError as exc:
+            return refusal(400, f"invalid config: {exc}", INVALID_PARAMS)
         try:
             episode = await anyio.to_thread.run_sync(Episode, self.spec, seed, config)
         except (ValueError, TypeError, KeyError) as exc:
-            raise Rejected(400, f"invalid config for {self.spec.name}: {exc}", INVALID_PARAMS) from None
+            return refusal(400, f"invalid config for {self.spec.name}: {exc}", INVALID_PARAMS)
         transport = StreamableHTTPServerTransport(
             uuid.uuid4().hex, is_json_response_enabled=self.json_response, idle_timeout=self.idle_timeout
         )
@@ -207,6 +197,7 @@ class SessionEnvServer:
                 self._discard(session)
                 with anyio.CancelScope(shield=True):
                     await transport.terminate()
+        return None
 
     @contextlib.contextmanager
     def _serving(self, session_id: str) -> Iterator[None]:

@@ -19,17 +19,13 @@ from typing import Protocol
 
 import anyio
 
+from mcpsim.errors import BuildError, StartError
 from mcpsim.pool.envcache import EnvCache, EnvRecord, content_hash
-from mcpsim.pool.errors import StartError
 from mcpsim.pool.process import run_logged
 
 logger = logging.getLogger("mcpsim.envs")
 
 BUILD_TIMEOUT = 900.0
-
-
-class BuildError(StartError):
-    """An environment could not be built; sessions waiting for it get this, with the installer's output tail."""
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from mcpsim.errors import CgroupError
+
 KILL_TIME_LIMIT = 2.0
 """How long `kill` keeps killing members of a group that cannot be frozen (a fork bomb's children)."""
-
-
-class CgroupError(OSError):
-    pass
 
 
 @dataclass(frozen=True)

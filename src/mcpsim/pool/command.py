@@ -13,15 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from mcpsim.errors import CommandError
+
 Transport = Literal["stdio", "http", "sse"]
 TRANSPORTS: tuple[Transport, ...] = ("stdio", "http", "sse")
 PLACEHOLDERS = ("{seed}", "{port}", "{python}")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 SHIPPED_ENVS = ("frozen_lake", "taxi", "lunar_lander")
-
-
-class CommandError(ValueError):
-    """The server command cannot be understood; raised at start-up, before any instance exists."""
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,17 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import SessionMessage
 
+from mcpsim.errors import MessageTooLarge
 from mcpsim.pool.process import ChildProcess
-from mcpsim.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES, OversizedMessage, decode_line, encode_message, read_line
+from mcpsim.protocol.framing import decode_line, encode_message, read_line
+from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES
 
 
 class ServerConnection(Protocol):
     async def send(self, message: SessionMessage) -> None: ...
 
     async def receive(self) -> SessionMessage | Exception:
-        """The next message, or a framing error as a value (`OversizedMessage` for a line over the limit);
+        """The next message, or a framing error as a value (`MessageTooLarge` for a line over the limit);
         raises `anyio.EndOfStream` when the server is gone."""
         ...
 
@@ -48,7 +50,7 @@ class StdioConnection:
                 line = await read_line(self._stdout, self._limit)
             except asyncio.IncompleteReadError:
                 raise anyio.EndOfStream from None
-            if isinstance(line, OversizedMessage):
+            if isinstance(line, MessageTooLarge):
                 return line
             if line.strip():
                 return decode_line(line)

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mcpsim.wire import CACHE_VARIABLE
+
 logger = logging.getLogger("mcpsim.envs")
 
 META_FILE = "mcpsim-env.json"
@@ -28,8 +30,8 @@ META_FILE = "mcpsim-env.json"
 
 def cache_root() -> Path:
     """`$MCPSIM_CACHE_DIR`, else `$XDG_CACHE_HOME/mcpsim`, else `~/.cache/mcpsim`."""
-    if os.environ.get("MCPSIM_CACHE_DIR"):
-        return Path(os.environ["MCPSIM_CACHE_DIR"])
+    if os.environ.get(CACHE_VARIABLE):
+        return Path(os.environ[CACHE_VARIABLE])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "mcpsim"
 

@@ -28,17 +28,23 @@ from anyio.abc import TaskStatus
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from mcpsim import __version__
+from mcpsim.errors import BackendError, MessageTooLarge, StartError
 from mcpsim.pool.cgroups import Cgroup
 from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_for_listener
-from mcpsim.pool.errors import StartError
 from mcpsim.pool.labels import DeclaredTools
 from mcpsim.pool.process import ChildProcess, Launcher, inherited_environment, spawn
 from mcpsim.pool.stats import InstanceStats
 from mcpsim.pool.tracking import ProcessTracker
-from mcpsim.protocol.errors import MESSAGE_TOO_LARGE
-from mcpsim.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES, OversizedMessage
-from mcpsim.protocol.mux import BackendError, Multiplexer, MuxObserver
+from mcpsim.protocol.mux import Multiplexer, MuxObserver
+from mcpsim.wire import (
+    CONFIG_VARIABLE,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    INSTANCE_VARIABLE,
+    MESSAGE_TOO_LARGE,
+    PORT_VARIABLE,
+    SEED_VARIABLE,
+)
 
 logger = logging.getLogger("mcpsim.instance")
 
@@ -240,11 +246,11 @@ class Instance:
     async def _run(self) -> None:
         spec = self.spec
         argv = spec.command.expand(seed=spec.seed, port=spec.port, python=spec.python)
-        env = inherited_environment({**spec.env, "MCPSIM_SEED": spec.seed, "MCPSIM_INSTANCE_ID": self.id})
+        env = inherited_environment({**spec.env, SEED_VARIABLE: spec.seed, INSTANCE_VARIABLE: self.id})
         if spec.port is not None:
-            env["MCPSIM_PORT"] = str(spec.port)
+            env[PORT_VARIABLE] = str(spec.port)
         if spec.config:
-            env["MCPSIM_CONFIG"] = json.dumps(spec.config)
+            env[CONFIG_VARIABLE] = json.dumps(spec.config)
         self.log.info("starting %s", argv[0], extra={"event": "instance.starting", "argv": argv})
         if spec.tracker is not None:
             self.cgroup = await spec.tracker.instance_group(self.id)  # StartError if it cannot be created
@@ -319,7 +325,7 @@ class Instance:
         try:
             self.init_result = await mux.request("initialize", params)  # bounded by the startup timeout
         except BackendError as exc:
-            return mux.closed_reason or f"the server refused initialize: {exc.error.message}"
+            return mux.closed_reason or f"the server refused initialize: {exc.message}"
         await mux.notify("notifications/initialized")
         capabilities = self.init_result.get("capabilities")
         if isinstance(capabilities, dict) and "tools" in capabilities and self.spec.tools.should_ask():
@@ -343,7 +349,7 @@ class Instance:
         try:
             while True:
                 message = await connection.receive()
-                if isinstance(message, OversizedMessage):
+                if isinstance(message, MessageTooLarge):
                     await self._oversized(mux, message)
                     continue
                 if isinstance(message, Exception):
@@ -356,7 +362,7 @@ class Instance:
             reason = str(exc) if isinstance(exc, anyio.BrokenResourceError) and str(exc) else None
             await self._connection_lost(mux, reason)
 
-    async def _oversized(self, mux: Multiplexer, message: OversizedMessage) -> None:
+    async def _oversized(self, mux: Multiplexer, message: MessageTooLarge) -> None:
         """A server line over `--max-message-bytes` was dropped: fail the request it answered, keep the rest."""
         reason = (
             f"instance {self.id}: the server's message was larger than --max-message-bytes ({message.limit} bytes) "

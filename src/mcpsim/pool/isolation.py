@@ -14,6 +14,7 @@ from typing import Literal
 
 import anyio
 
+from mcpsim.errors import ConfigError
 from mcpsim.pool.builders import Builder, BuildObserver, CondaBuilder, VenvBuilder, ensure, find_conda
 from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.envcache import EnvCache
@@ -44,9 +45,9 @@ def validate(config: IsolationConfig) -> str | None:
     if config.isolation == "process":
         return None
     if config.requirements is None:
-        raise ValueError(f"--isolation {config.isolation} needs --requirements FILE")
+        raise ConfigError(f"--isolation {config.isolation} needs --requirements FILE")
     if not config.requirements.is_file():
-        raise ValueError(f"--requirements {config.requirements} does not exist")
+        raise ConfigError(f"--requirements {config.requirements} does not exist")
     if config.isolation == "conda":
         return find_conda(config.conda_exe)
     return None

@@ -23,21 +23,20 @@ import httpx2
 from anyio.abc import TaskGroup
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
+from mcpsim.errors import CapacityError, InstanceGone, ShuttingDown, StartError
 from mcpsim.pool.cgroups import Cgroup
 from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.connection import shared_http_client
-from mcpsim.pool.errors import CapacityError, InstanceGone, ShuttingDown, StartError
 from mcpsim.pool.forking import ForkServer
 from mcpsim.pool.instance import Instance, InstanceSpec, State
 from mcpsim.pool.isolation import IsolationConfig, Prepared, prepare
 from mcpsim.pool.labels import DeclaredTools
 from mcpsim.pool.ports import PortAllocator
 from mcpsim.pool.process import ChildProcess, helper_pids, inherited_environment, raise_fd_limit, spawn
-from mcpsim.pool.seeds import random_seed
 from mcpsim.pool.tracking import ProcessTracker
 from mcpsim.pool.warm import WarmPool
-from mcpsim.protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
 from mcpsim.protocol.mux import MuxObserver
+from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES, random_seed
 
 logger = logging.getLogger("mcpsim.pool")
 

@@ -10,7 +10,7 @@ import contextlib
 import errno
 import socket
 
-from mcpsim.pool.errors import PortsExhausted
+from mcpsim.errors import ConfigError, PortsExhausted
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
@@ -19,9 +19,9 @@ def parse_port_range(text: str) -> tuple[int, int]:
         low_text, high_text = text.split("-", 1)
         low, high = int(low_text), int(high_text)
     except ValueError:
-        raise ValueError(f"port range must look like 10000-11000, got {text!r}") from None
+        raise ConfigError(f"port range must look like 10000-11000, got {text!r}") from None
     if not 1 <= low <= high <= 65535:
-        raise ValueError(f"port range {text!r} must satisfy 1 <= low <= high <= 65535")
+        raise ConfigError(f"port range {text!r} must satisfy 1 <= low <= high <= 65535")
     return low, high
 
 

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Protocol, TypeVar
 
 from mcpsim.pool.cgroups import Cgroup
+from mcpsim.wire import TOKEN_VARIABLE
 
 logger = logging.getLogger(__name__)
 
@@ -332,7 +333,7 @@ def raise_fd_limit() -> int:
     return soft
 
 
-PRIVATE_VARIABLES = frozenset({"MCPSIM_AUTH_TOKEN"})
+PRIVATE_VARIABLES = frozenset({TOKEN_VARIABLE})
 """The server's own secrets (the token of `mcpsim.server.auth`), which no child may inherit: a backend is code
 the server runs, not a party to its access control."""
 

@@ -11,7 +11,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-INSTANCE_VARIABLE = b"MCPSIM_INSTANCE_ID="
+from mcpsim.wire import INSTANCE_VARIABLE
+
+INSTANCE_PREFIX = INSTANCE_VARIABLE.encode() + b"="
 """Every instance's environment has it; its descendants inherit it unless they replace their environment."""
 
 
@@ -67,8 +69,8 @@ def instance_id(pid: int) -> str | None:
     except OSError:
         return None
     for entry in block.split(b"\0"):
-        if entry.startswith(INSTANCE_VARIABLE):
-            return entry[len(INSTANCE_VARIABLE) :].decode(errors="replace")
+        if entry.startswith(INSTANCE_PREFIX):
+            return entry[len(INSTANCE_PREFIX) :].decode(errors="replace")
     return None
 
 

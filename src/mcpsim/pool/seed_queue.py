@@ -12,10 +12,7 @@ import itertools
 from collections import OrderedDict, deque
 from typing import Any
 
-from mcp.types import INVALID_REQUEST
-
-from mcpsim.pool.errors import PoolError
-from mcpsim.protocol.errors import CAPACITY_EXHAUSTED
+from mcpsim.errors import QueueFull, TooManySeeds
 
 MAX_SEEDS_PER_ANNOUNCE = 10_000
 """Seeds one announcement may carry; more is refused with 413."""
@@ -24,20 +21,6 @@ MAX_QUEUED_SEEDS = 100_000
 
 WarmKey = tuple[int | None, str]
 """(seed, config as canonical JSON): what a session must match to claim a warm instance."""
-
-
-class TooManySeeds(PoolError):
-    """One announcement over `MAX_SEEDS_PER_ANNOUNCE`: split it."""
-
-    http_status = 413
-    rpc_code = INVALID_REQUEST
-
-
-class QueueFull(PoolError):
-    """The queue would pass `MAX_QUEUED_SEEDS`: retry when sessions have taken some."""
-
-    http_status = 429
-    rpc_code = CAPACITY_EXHAUSTED
 
 
 class SeedQueue:

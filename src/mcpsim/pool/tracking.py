@@ -49,10 +49,11 @@ from pathlib import Path
 import anyio
 import psutil
 
+from mcpsim.errors import CgroupError, StartError
 from mcpsim.pool import procfs
-from mcpsim.pool.cgroups import Cgroup, CgroupError, Hierarchy, hierarchies
-from mcpsim.pool.errors import StartError
+from mcpsim.pool.cgroups import Cgroup, Hierarchy, hierarchies
 from mcpsim.pool.process import inherited_environment, run_on_spawn_thread, spawn, spawned_pids
+from mcpsim.wire import TRACKING_VARIABLE
 
 logger = logging.getLogger("mcpsim.tracking")
 
@@ -90,7 +91,7 @@ def _set_subreaper(on: bool) -> bool:
 
 class ProcessTracker:
     def __init__(self, requested: str | None = None) -> None:
-        self.requested = requested or os.environ.get("MCPSIM_PROCESS_TRACKING") or "auto"
+        self.requested = requested or os.environ.get(TRACKING_VARIABLE) or "auto"
         self.mode = "off"
         """What is in use: `cgroup2`, `cgroup1:freezer`, `cgroup1:pids`, `subreaper` or `off`."""
         self.detail = ""
@@ -102,7 +103,7 @@ class ProcessTracker:
 
     async def start(self) -> None:
         if self.requested not in MODES:
-            logger.warning("MCPSIM_PROCESS_TRACKING=%r is not one of %s; using auto", self.requested, "|".join(MODES))
+            logger.warning("%s=%r is not one of %s; using auto", TRACKING_VARIABLE, self.requested, "|".join(MODES))
             self.requested = "auto"
         if self.requested == "off" or sys.platform != "linux":
             self.detail = "process groups only"

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from mcpsim.pool.errors import PoolError
+from mcpsim.errors import PoolError
 from mcpsim.pool.instance import Instance, State
 from mcpsim.pool.seed_queue import SeedQueue, WarmKey
-from mcpsim.pool.seeds import random_seed
+from mcpsim.wire import random_seed
 
 if TYPE_CHECKING:
     from mcpsim.pool.pool import InstancePool

@@ -6,34 +6,20 @@ They use the same adapter and dump options as the SDK's stdio transports, so the
 an SDK client would send.
 
 Lines are bounded (`--max-message-bytes`): a line over the limit is read through and dropped without ever being
-held whole, and reported as an `OversizedMessage` carrying the request id found at its start (SDK peers write
+held whole, and reported as a `MessageTooLarge` carrying the request id found at its start (SDK peers write
 `{"jsonrpc":"2.0","id":...` first), so only the request it answered fails; the connection goes on.
 """
 
 import asyncio
 import re
-from dataclasses import dataclass
 
 from mcp.shared.message import SessionMessage
 from mcp.types import RequestId, jsonrpc_message_adapter
 
-DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-"""Largest JSON-RPC message mcpsim accepts from a client or a server (`--max-message-bytes`)."""
+from mcpsim.errors import MessageTooLarge
 
 _ID_SNIFF_BYTES = 4096
 _ID_AT_START = re.compile(rb'"id"\s*:\s*(-?\d{1,18}|"(?:[^"\\]|\\.){0,256}")')
-
-
-@dataclass
-class OversizedMessage(Exception):
-    """A line longer than the limit was dropped; `request_id` is the id it carried, when one could be seen."""
-
-    size: int
-    limit: int
-    request_id: RequestId | None
-
-    def __str__(self) -> str:
-        return f"a message of more than {self.limit} bytes (at least {self.size}) was dropped"
 
 
 def decode_line(line: bytes) -> SessionMessage | Exception:
@@ -61,7 +47,7 @@ def sniff_request_id(head: bytes) -> RequestId | None:
     return int(raw)
 
 
-async def read_line(reader: asyncio.StreamReader, limit: int) -> bytes | OversizedMessage:
+async def read_line(reader: asyncio.StreamReader, limit: int) -> bytes | MessageTooLarge:
     """The next line of `reader` (its `limit` must be `limit`); raises `asyncio.IncompleteReadError` at EOF.
 
     A line over the limit is consumed chunk by chunk and dropped, so memory stays bounded by the limit.
@@ -74,6 +60,6 @@ async def read_line(reader: asyncio.StreamReader, limit: int) -> bytes | Oversiz
     while True:
         try:
             size += len(await reader.readuntil(b"\n"))
-            return OversizedMessage(size, limit, sniff_request_id(head))
+            return MessageTooLarge(size, limit, sniff_request_id(head))
         except asyncio.LimitOverrunError as exc:
             size += len(await reader.readexactly(exc.consumed))

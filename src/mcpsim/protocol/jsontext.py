@@ -11,12 +11,10 @@ from typing import Any
 
 import pydantic_core
 
+from mcpsim.errors import JsonTextError
+
 MAX_DEPTH = 200
 """Nesting depth (arrays and objects) pydantic-core's parser allows; deeper text is refused."""
-
-
-class JsonTextError(ValueError):
-    """The text is not JSON we read; the message says why and at which column (of a one-line text)."""
 
 
 def parse_json_text(text: str | bytes) -> Any:

@@ -32,7 +32,9 @@ from mcp.types import (
     RequestId,
 )
 
-from mcpsim.protocol.errors import BACKEND_TIMEOUT, BACKEND_UNAVAILABLE, NO_BACK_CHANNEL, error_message
+from mcpsim.errors import BackendError
+from mcpsim.protocol.messages import error_message
+from mcpsim.wire import BACKEND_TIMEOUT, BACKEND_UNAVAILABLE, NO_BACK_CHANNEL
 
 logger = logging.getLogger(__name__)
 
@@ -77,14 +79,6 @@ class MuxObserver(Protocol):
         request_id: RequestId | None = None,
         reply: JSONRPCResponse | JSONRPCError | None = None,
     ) -> None: ...
-
-
-class BackendError(Exception):
-    """The server answered an internal request with a JSON-RPC error, or could not answer it."""
-
-    def __init__(self, error: ErrorData) -> None:
-        super().__init__(error.message)
-        self.error = error
 
 
 @dataclass
@@ -375,7 +369,7 @@ class Multiplexer:
                 self._drop_internal(client_id)
         reply = box[0]
         if isinstance(reply, JSONRPCError):
-            raise BackendError(reply.error)
+            raise BackendError(reply.error.message, reply.error.code, reply.error.data)
         return reply.result
 
     def _drop_internal(self, client_id: RequestId) -> None:

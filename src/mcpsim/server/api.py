@@ -13,17 +13,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mcpsim.pool.errors import PoolError
+from mcpsim.errors import BadRequest, ClientGone
 from mcpsim.pool.instance import Instance
 from mcpsim.pool.pool import InstancePool
-from mcpsim.server.http_errors import HTTPRejection, parse_json, read_body
-from mcpsim.server.params import parse_config, parse_seed
+from mcpsim.server.bodies import parse_json, read_body
+from mcpsim.server.params import parse_config
 from mcpsim.server.principals import owned, principal_of, visible
 from mcpsim.server.starts import start_for_request
-
-
-def _error(status: int, message: str, code: int | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, **({"code": code} if code is not None else {})}}, status)
+from mcpsim.wire import parse_seed
 
 
 def describe(instance: Instance) -> dict[str, Any]:
@@ -31,35 +28,30 @@ def describe(instance: Instance) -> dict[str, Any]:
 
 
 def api_routes(pool: InstancePool) -> list[Route]:
+    """The routes; their errors are answered by the app's exception handler (`mcpsim.server.edge`)."""
+
     async def create(request: Request) -> Response:
-        try:
-            body = await read_body(request.receive, pool.config.max_message_bytes, request.scope)
-            payload = parse_json(body) if body.strip() else {}
-            if not isinstance(payload, dict):
-                raise HTTPRejection(400, 'the body must be a JSON object like {"seed": 42, "config": {}}')
-            if "seeds" in payload:
-                return announce(payload)
-            seed, config = parse_seed(payload.get("seed")), parse_config(payload.get("config"))
-            instance = await start_for_request(
-                pool, request.receive, seed, config, owner=principal_of(request.scope).name
-            )
-        except HTTPRejection as rejection:
-            return _error(rejection.status, str(rejection), rejection.code)
-        except PoolError as exc:
-            return _error(exc.http_status, str(exc), exc.rpc_code)
+        body = await read_body(request.receive, pool.config.max_message_bytes, request.scope)
+        payload = parse_json(body) if body.strip() else {}
+        if not isinstance(payload, dict):
+            raise BadRequest('the body must be a JSON object like {"seed": 42, "config": {}}')
+        if "seeds" in payload:
+            return announce(payload)
+        seed, config = parse_seed(payload.get("seed")), parse_config(payload.get("config"))
+        instance = await start_for_request(pool, request.receive, seed, config, owner=principal_of(request.scope).name)
         if instance is None:  # the client left while it started: nobody will use it (already ended)
-            return _error(499, "the client closed the request before its instance was ready")
+            raise ClientGone("the client closed the request before its instance was ready")
         return JSONResponse(describe(instance), 201)
 
     def announce(payload: dict[str, Any]) -> Response:
         """Seeds whose sessions will come: started ahead (bounded by --warm), claimed by matching sessions."""
         seeds = payload["seeds"]
         if not isinstance(seeds, list):
-            raise HTTPRejection(400, "seeds must be a list of integers")
-        pool.warm.queue.check(len(seeds))  # 413 / 429 past the queue's limits, before parsing any of them
+            raise BadRequest("seeds must be a list of integers")
+        pool.warm.queue.check(len(seeds))  # TooManySeeds / QueueFull past the queue's limits, before parsing any
         parsed = [parse_seed(seed) for seed in seeds]
         if any(seed is None for seed in parsed):
-            raise HTTPRejection(400, "seeds must not contain empty values")
+            raise BadRequest("seeds must not contain empty values")
         queued = pool.warm.announce([seed for seed in parsed if seed is not None], parse_config(payload.get("config")))
         return JSONResponse({"announced": len(parsed), "queued": queued, "warm": pool.warm.unclaimed_count}, 202)
 
@@ -68,10 +60,7 @@ def api_routes(pool: InstancePool) -> list[Route]:
         return JSONResponse([describe(instance) for instance in instances])
 
     async def one(request: Request) -> Response:
-        try:
-            instance = owned(pool, request.path_params["instance_id"], principal_of(request.scope))
-        except PoolError as exc:
-            return _error(exc.http_status, str(exc))
+        instance = owned(pool, request.path_params["instance_id"], principal_of(request.scope))
         if request.method == "DELETE":
             await pool.end(instance.id)
         return JSONResponse(describe(instance))

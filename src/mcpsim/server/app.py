@@ -17,6 +17,7 @@ from mcpsim.pool.pool import InstancePool, PoolConfig
 from mcpsim.server.api import api_routes
 from mcpsim.server.auth import AccessGuard, is_loopback, required_token
 from mcpsim.server.dashboard import dashboard_routes
+from mcpsim.server.edge import exception_handlers
 from mcpsim.server.handles import HandleFront
 from mcpsim.server.metrics import Metrics
 from mcpsim.server.ops import ops_routes
@@ -79,6 +80,7 @@ def create_app(config: ServeConfig) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        exception_handlers=exception_handlers(),
         middleware=[Middleware(AccessGuard, credentials=credentials, loopback=is_loopback(config.host))],
     )
     app.state.pool = pool

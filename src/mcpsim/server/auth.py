@@ -20,19 +20,16 @@ import ipaddress
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from mcp.types import INVALID_REQUEST
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mcpsim.server.http_errors import rpc_error_response
-from mcpsim.server.principals import LOCAL, NOBODY, SCOPE_KEY, TOKEN_ENV, Credentials
+from mcpsim.errors import AuthConfigError, CrossOrigin, Misdirected, RequestError
+from mcpsim.server.edge import respond_error
+from mcpsim.server.principals import LOCAL, NOBODY, SCOPE_KEY, Credentials
+from mcpsim.wire import TOKEN_VARIABLE
 
 COOKIE = "mcpsim_token"
 OPEN_PATHS = frozenset({"/health"})
-
-
-class AuthConfigError(ValueError):
-    """The server was asked to serve beyond loopback without a token."""
 
 
 def is_loopback(host: str | None) -> bool:
@@ -58,7 +55,7 @@ def required_token(host: str, credentials: Credentials | str | None) -> Credenti
         return None
     raise AuthConfigError(
         f"refusing to serve on {host}: it is not a loopback address, so a token is required; pass "
-        f"--auth-token-file FILE or set {TOKEN_ENV} (clients then send 'Authorization: Bearer TOKEN'), "
+        f"--auth-token-file FILE or set {TOKEN_VARIABLE} (clients then send 'Authorization: Bearer TOKEN'), "
         "or bind to 127.0.0.1"
     )
 
@@ -100,8 +97,7 @@ class AccessGuard:
             return
         refusal = self._misdirected(scope)
         if refusal is not None:
-            status, message = refusal
-            await rpc_error_response(status, INVALID_REQUEST, message)(scope, receive, send)
+            await respond_error(refusal, scope, receive, send)
             return
         if self.credentials is None:
             scope[SCOPE_KEY] = LOCAL
@@ -126,19 +122,18 @@ class AccessGuard:
         scope[SCOPE_KEY] = principal
         await self.app(scope, receive, send)
 
-    def _misdirected(self, scope: Scope) -> tuple[int, str] | None:
+    def _misdirected(self, scope: Scope) -> RequestError | None:
         """DNS rebinding and cross-site requests (the MCP transport spec asks local servers to check both):
         on a loopback bind the Host must be a loopback name (421), and a browser's Origin must be this server's
         own (403). Checked before any route runs, so no instance is ever started for such a request."""
         host = _header(scope, b"host") or ""
         if self.loopback and not is_loopback(_hostname(host)):
-            return (
-                421,
-                f"this server is bound to loopback; Host {_hostname(host) or host[:100]!r} is not a loopback name",
+            return Misdirected(
+                f"this server is bound to loopback; Host {_hostname(host) or host[:100]!r} is not a loopback name"
             )
         origin = _header(scope, b"origin")
         if origin is not None and _netloc(origin) != host.lower():
-            return 403, f"cross-origin request refused: Origin {origin[:100]!r} is not this server's origin"
+            return CrossOrigin(f"cross-origin request refused: Origin {origin[:100]!r} is not this server's origin")
         return None
 
     @staticmethod

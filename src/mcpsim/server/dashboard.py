@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from mcpsim.pool.errors import PoolError
+from mcpsim.errors import MalformedReply, NotFound
 from mcpsim.pool.pool import InstancePool
 from mcpsim.server.api import describe
 from mcpsim.server.metrics import Metrics
@@ -78,17 +78,14 @@ def dashboard_routes(
         return JSONResponse(overview(pool, metrics, resources, phase(), len(sessions.sessions), principal))
 
     async def frame(request: Request) -> Response:
-        try:
-            instance = owned(pool, request.path_params["instance_id"], principal_of(request.scope))
-        except PoolError as exc:
-            return JSONResponse({"error": {"message": str(exc)}}, exc.http_status)
+        instance = owned(pool, request.path_params["instance_id"], principal_of(request.scope))
         block = instance.stats.last_image
         if block is None:
-            return JSONResponse({"error": {"message": f"instance {instance.id} has returned no image yet"}}, 404)
+            raise NotFound(f"instance {instance.id} has returned no image yet")
         try:
             data = base64.b64decode(block["data"], validate=True)
         except (binascii.Error, ValueError):
-            return JSONResponse({"error": {"message": "the latest image block is not valid base64"}}, 502)
+            raise MalformedReply("the latest image block is not valid base64") from None
         media_type = str(block.get("mimeType"))
         if media_type not in SAFE_IMAGE_TYPES:  # a backend must not get HTML or SVG served on our origin
             media_type = "application/octet-stream"

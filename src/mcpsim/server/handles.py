@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from mcpsim.pool.errors import PoolError
+from mcpsim.errors import MCPSimError, NotFound, NotReady
 from mcpsim.pool.instance import State
 from mcpsim.pool.pool import InstancePool
-from mcpsim.server.http_errors import HTTPRejection, read_body, replaying, rpc_error_response
+from mcpsim.server.bodies import read_body, replaying
+from mcpsim.server.edge import respond_error
 from mcpsim.server.principals import owned, principal_of
 from mcpsim.server.proxy import bridge
 
@@ -35,10 +36,8 @@ class HandleFront:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self._serve(scope, receive, send)
-        except HTTPRejection as rejection:
-            await rejection.response()(scope, receive, send)
-        except PoolError as exc:
-            await rpc_error_response(exc.http_status, exc.rpc_code, str(exc))(scope, receive, send)
+        except MCPSimError as exc:
+            await respond_error(exc, scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path_info") or scope["path"]
@@ -46,7 +45,7 @@ class HandleFront:
         if parts and parts[0] == "envs":
             parts = parts[1:]
         if len(parts) != 2 or parts[1] != "mcp" or not INSTANCE_ID.fullmatch(parts[0]):
-            raise HTTPRejection(404, "Not found: instance handles look like /envs/<12 hex digits>/mcp")
+            raise NotFound("Not found: instance handles look like /envs/<12 hex digits>/mcp")
         instance = owned(self.pool, parts[0], principal_of(scope))
         request = Request(scope, receive)
         if request.method == "DELETE":
@@ -56,7 +55,7 @@ class HandleFront:
             )
             return
         if instance.state != State.READY and instance.mux is None:
-            raise HTTPRejection(409, f"instance {instance.id} is {instance.state}, not ready")
+            raise NotReady(f"instance {instance.id} is {instance.state}, not ready")
         body = await read_body(receive, self.pool.config.max_message_bytes, scope) if request.method == "POST" else b""
         transport = StreamableHTTPServerTransport(None, is_json_response_enabled=self.json_response)
         async with transport.connect() as (read_stream, write_stream), anyio.create_task_group() as tg:

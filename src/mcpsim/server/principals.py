@@ -21,23 +21,18 @@ from typing import TYPE_CHECKING
 
 from starlette.types import Scope
 
-from mcpsim.pool.errors import InstanceGone
+from mcpsim.errors import InstanceGone, TokenFileError
+from mcpsim.wire import TOKEN_VARIABLE
 
 if TYPE_CHECKING:  # only for hints: `mcpsim view` uses the guard without any pool
     from mcpsim.pool.instance import Instance
     from mcpsim.pool.pool import InstancePool
 
-TOKEN_ENV = "MCPSIM_AUTH_TOKEN"
-"""The environment variable a server's token may come from; children never inherit it (`PRIVATE_VARIABLES`)."""
 SCOPE_KEY = "mcpsim.principal"
 """Where `AccessGuard` puts the caller's `Principal` in the ASGI scope of every request it lets through."""
 NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 TOKEN_TEXT = re.compile(r"[!-~]+")
 """Printable ASCII without spaces: what an `Authorization: Bearer` header, a query string and a cookie carry."""
-
-
-class TokenFileError(ValueError):
-    """An `--auth-token-file` that cannot be used; the message names the file (and the line)."""
 
 
 @dataclass(frozen=True)
@@ -142,10 +137,10 @@ def credentials_from(
     if token:
         warning = (
             "--auth-token puts the token on the command line, where ps shows it to every user of this machine; "
-            f"use --auth-token-file FILE or {TOKEN_ENV} instead"
+            f"use --auth-token-file FILE or {TOKEN_VARIABLE} instead"
         )
         return Credentials.single(token), [warning]
-    from_environment = environ.get(TOKEN_ENV)
+    from_environment = environ.get(TOKEN_VARIABLE)
     return (Credentials.single(from_environment) if from_environment else None), []
 
 

@@ -22,8 +22,9 @@ from mcp.types import PARSE_ERROR, JSONRPCNotification, JSONRPCRequest, JSONRPCR
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from mcpsim.pool.instance import Instance
-from mcpsim.protocol.errors import INTERNAL_FAILURE, error_message
+from mcpsim.protocol.messages import error_message
 from mcpsim.protocol.mux import Multiplexer
+from mcpsim.wire import INTERNAL_FAILURE
 
 
 class ClientChannel:
@@ -36,10 +37,6 @@ class ClientChannel:
 
     async def deliver(self, message: SessionMessage) -> None:
         await self._write.send(message)
-
-
-MAX_VERSION_LENGTH = 64
-"""Longest `protocolVersion` passed on; a longer one is no version, and the server's latest is offered."""
 
 
 def initialize_answer(instance: Instance, requested: Any = None) -> dict[str, Any]:

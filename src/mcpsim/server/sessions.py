@@ -20,19 +20,20 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, StreamableHTTPServerTransport
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
-from mcp.types import METHOD_NOT_FOUND
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from mcpsim.pool.errors import PoolError
+from mcpsim.errors import BadRequest, MCPSimError, MethodNotServed, NotFound, PoolError, UnsupportedMediaType
 from mcpsim.pool.instance import Instance
 from mcpsim.pool.pool import InstancePool
-from mcpsim.server.http_errors import HTTPRejection, parse_json, read_body, replaying, rpc_error_response
-from mcpsim.server.params import parse_config, parse_seed
+from mcpsim.server.bodies import parse_json, read_body, replaying
+from mcpsim.server.edge import note_request_id, respond_error
+from mcpsim.server.params import parse_config
 from mcpsim.server.principals import principal_of
-from mcpsim.server.proxy import MAX_VERSION_LENGTH, serve_client
+from mcpsim.server.proxy import serve_client
 from mcpsim.server.starts import start_for_request
+from mcpsim.wire import MAX_VERSION_LENGTH, parse_seed
 
 logger = logging.getLogger("mcpsim.sessions")
 
@@ -64,18 +65,17 @@ class SessionFront:
             elif request.method == "POST":
                 await self._open(request, scope, receive, send)
             else:
-                raise HTTPRejection(400, f"Bad Request: {request.method} /mcp needs an {MCP_SESSION_ID_HEADER} header")
-        except HTTPRejection as rejection:
-            await rejection.response()(scope, receive, send)
+                raise BadRequest(f"Bad Request: {request.method} /mcp needs an {MCP_SESSION_ID_HEADER} header")
+        except MCPSimError as exc:
+            await respond_error(exc, scope, receive, send)
 
     async def _existing(self, session_id: str, scope: Scope, receive: Receive, send: Send) -> None:
         session = self.sessions.get(session_id)
         if session is None or not principal_of(scope).may_use(session.instance):
-            raise HTTPRejection(404, f"Session not found: {session_id[:64]!r} ended or never existed")
+            raise NotFound(f"Session not found: {session_id[:64]!r} ended or never existed")
         version = Request(scope).headers.get(MCP_PROTOCOL_VERSION_HEADER)
         if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
-            raise HTTPRejection(
-                400,
+            raise BadRequest(
                 f"Unsupported {MCP_PROTOCOL_VERSION_HEADER} {version[:40]!r} for a session; "
                 f"supported: {', '.join(HANDSHAKE_PROTOCOL_VERSIONS)}",
             )
@@ -90,23 +90,19 @@ class SessionFront:
         seed = parse_seed(request.query_params.get("seed"))
         config = parse_config(request.query_params.get("config"))
         if not request.headers.get("content-type", "").startswith("application/json"):
-            raise HTTPRejection(415, "Unsupported Media Type: Content-Type must be application/json")
+            raise UnsupportedMediaType("Unsupported Media Type: Content-Type must be application/json")
         body = await read_body(receive, self.pool.config.max_message_bytes, scope)
         message = parse_json(body)
         request_id = message.get("id") if isinstance(message, dict) else None
+        note_request_id(scope, request_id)  # an error answer from here on carries the request's id
         method = message.get("method") if isinstance(message, dict) else None
         if method != "initialize":
             if method == "server/discover":
-                raise HTTPRejection(
-                    400,
+                raise MethodNotServed(
                     "server/discover is not served on /mcp: every session is its own instance, so open one with "
-                    "initialize (or use an /envs/{id}/mcp handle)",
-                    METHOD_NOT_FOUND,
-                    request_id,
+                    "initialize (or use an /envs/{id}/mcp handle)"
                 )
-            raise HTTPRejection(
-                400, "Bad Request: no session yet; the first request must be initialize", request_id=request_id
-            )
+            raise BadRequest("Bad Request: no session yet; the first request must be initialize")
         session_id = uuid.uuid4().hex
         params = message.get("params") if isinstance(message.get("params"), dict) else {}
         version = params.get("protocolVersion")
@@ -127,8 +123,7 @@ class SessionFront:
                 exc,
                 extra={"event": "session.refused", "session_id": session_id, "request_id": request_id, "seed": seed},
             )
-            await rpc_error_response(exc.http_status, exc.rpc_code, str(exc), request_id)(scope, receive, send)
-            return
+            raise
         if instance is None:
             logger.info(
                 "session abandoned: the client left while its instance was starting",

@@ -14,13 +14,14 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
-from mcpsim.pool.errors import PoolError
+from mcpsim.errors import MCPSimError
 from mcpsim.pool.pool import InstancePool
-from mcpsim.server.http_errors import HTTPRejection, rpc_error_response
-from mcpsim.server.params import parse_config, parse_seed
+from mcpsim.server.edge import respond_error
+from mcpsim.server.params import parse_config
 from mcpsim.server.principals import principal_of
 from mcpsim.server.proxy import serve_client
 from mcpsim.server.starts import start_for_request
+from mcpsim.wire import parse_seed
 
 logger = logging.getLogger("mcpsim.sse")
 
@@ -41,11 +42,8 @@ class SseFront:
             instance = await start_for_request(
                 self.pool, receive, seed, config, session_id=f"sse-{uuid.uuid4().hex}", owner=owner
             )
-        except HTTPRejection as rejection:
-            await rejection.response()(scope, receive, send)
-            return
-        except PoolError as exc:
-            await rpc_error_response(exc.http_status, exc.rpc_code, str(exc))(scope, receive, send)
+        except MCPSimError as exc:
+            await respond_error(exc, scope, receive, send)
             return
         if instance is None:  # the client left while its instance was starting
             return

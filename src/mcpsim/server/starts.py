@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 from starlette.types import Receive
 
-from mcpsim.pool.errors import PoolError
+from mcpsim.errors import PoolError
 from mcpsim.pool.instance import Instance
 from mcpsim.pool.pool import InstancePool
 

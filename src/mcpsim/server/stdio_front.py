@@ -23,11 +23,13 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 from mcp.types import JSONRPCRequest
 
-from mcpsim.pool.errors import PoolError
+from mcpsim.errors import MessageTooLarge, PoolError
 from mcpsim.pool.pool import InstancePool, PoolConfig
-from mcpsim.protocol.errors import MESSAGE_TOO_LARGE, error_message
-from mcpsim.protocol.framing import OversizedMessage, decode_line, encode_message, read_line
+from mcpsim.protocol.framing import decode_line, encode_message, read_line
+from mcpsim.protocol.messages import error_message
+from mcpsim.server.edge import rpc_code
 from mcpsim.server.proxy import serve_client
+from mcpsim.wire import MESSAGE_TOO_LARGE
 
 logger = logging.getLogger("mcpsim.stdio")
 
@@ -82,7 +84,7 @@ async def bounded_stdio(limit: int) -> AsyncIterator[Streams]:
                     line = await read_line(reader, limit)
                 except asyncio.IncompleteReadError:
                     return
-                if isinstance(line, OversizedMessage):
+                if isinstance(line, MessageTooLarge):
                     logger.warning("dropped a client message: %s", line, extra={"event": "stdio.oversized"})
                     if line.request_id is not None:
                         writer.write(encode_message(error_message(line.request_id, MESSAGE_TOO_LARGE, str(line))))
@@ -123,5 +125,5 @@ async def refuse_first_request(read_stream: Any, write_stream: Any, exc: PoolErr
     with anyio.move_on_after(30):
         async for item in read_stream:
             if isinstance(item, SessionMessage) and isinstance(item.message, JSONRPCRequest):
-                await write_stream.send(error_message(item.message.id, exc.rpc_code, str(exc)))
+                await write_stream.send(error_message(item.message.id, rpc_code(exc), str(exc)))
                 return

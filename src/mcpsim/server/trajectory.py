@@ -12,13 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcpsim.protocol.jsontext import JsonTextError, parse_json_text
+from mcpsim.errors import JsonTextError, TrajectoryError
+from mcpsim.protocol.jsontext import parse_json_text
 
 FORMAT = "mcpsim.trajectory/1"
-
-
-class TrajectoryError(ValueError):
-    """The file is not a readable mcpsim trajectory; the message names the file and the line."""
 
 
 @dataclass

@@ -17,13 +17,15 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from mcpsim.errors import NotFound, TrajectoryError
 from mcpsim.server.auth import AccessGuard, is_loopback, required_token
 from mcpsim.server.dashboard import FRAME_HEADERS, SAFE_IMAGE_TYPES
+from mcpsim.server.edge import exception_handlers
 from mcpsim.server.principals import Credentials
-from mcpsim.server.trajectory import Trajectory, TrajectoryError, load
+from mcpsim.server.trajectory import Trajectory, load
 
 logger = logging.getLogger("mcpsim.view")
 STATIC = Path(__file__).parent / "static"
@@ -41,7 +43,10 @@ class TrajectorySource:
 
     async def get(self) -> Trajectory:
         async with self._lock:
-            stat = await anyio.Path(self.path).stat()
+            try:
+                stat = await anyio.Path(self.path).stat()
+            except OSError as exc:
+                raise TrajectoryError(f"{self.path}: cannot read the file: {exc.strerror or exc}") from None
             stamp = (stat.st_mtime_ns, stat.st_size)
             if self._trajectory is None or stamp != self._stamp:
                 self._trajectory = await anyio.to_thread.run_sync(load, self.path)
@@ -59,33 +64,29 @@ def create_viewer_app(path: Path, host: str = "127.0.0.1", token: Credentials | 
         return HTMLResponse(page)
 
     async def trajectory(request: Request) -> Response:
-        try:
-            loaded = await source.get()
-        except (TrajectoryError, OSError) as exc:
-            return JSONResponse({"error": {"message": str(exc)}}, 422)
+        loaded = await source.get()
         # NaN and infinite rewards are valid in a recording (Python writes them) but not in JSON: sent as strings
         return Response(pydantic_core.to_json(loaded.describe(path), inf_nan_mode="strings"), media_type=JSON)
 
     async def blob(request: Request) -> Response:
         sha = request.path_params["sha"]
-        try:
-            loaded = await source.get()
-        except (TrajectoryError, OSError) as exc:
-            return JSONResponse({"error": {"message": str(exc)}}, 422)
+        loaded = await source.get()
         if sha not in loaded.blobs:
-            return JSONResponse({"error": {"message": f"no blob {sha[:64]!r} in {path.name}"}}, 404)
+            raise NotFound(f"no blob {sha[:64]!r} in {path.name}")
         mime, data = loaded.blobs[sha]
         try:
             raw = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
-            return JSONResponse({"error": {"message": f"blob {sha} is not valid base64"}}, 422)
+            raise TrajectoryError(f"blob {sha} is not valid base64") from None
         return Response(
             raw, media_type=mime if mime in SAFE_IMAGE_TYPES else "application/octet-stream", headers=FRAME_HEADERS
         )
 
     routes = [Route("/", index), Route("/api/trajectory", trajectory), Route("/blobs/{sha}", blob)]
     return Starlette(
-        routes=routes, middleware=[Middleware(AccessGuard, credentials=credentials, loopback=is_loopback(host))]
+        routes=routes,
+        middleware=[Middleware(AccessGuard, credentials=credentials, loopback=is_loopback(host))],
+        exception_handlers=exception_handlers(),
     )
 
 

@@ -18,7 +18,6 @@ from collections import deque
 from typing import Any, Literal
 
 from mcpsim.client.content import Observation
-from mcpsim.client.errors import InvalidAction, PolicyError
 from mcpsim.client.policies.base import EpisodeContext, Policy
 from mcpsim.client.policies.chat_messages import (
     Message,
@@ -31,6 +30,7 @@ from mcpsim.client.policies.chat_messages import (
     user_message,
 )
 from mcpsim.client.trajectory import Action
+from mcpsim.errors import ConfigError, InvalidAction, PolicyError
 
 logger = logging.getLogger("mcpsim.client")
 
@@ -92,13 +92,13 @@ class OpenAIPolicy(Policy):
         import openai
 
         if vision not in (True, False, "auto"):
-            raise ValueError(f"vision must be True, False or 'auto', got {vision!r}")
+            raise ConfigError(f"vision must be True, False or 'auto', got {vision!r}")
         if max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
+            raise ConfigError("max_retries must be >= 0")
         key = api_key or os.environ.get(self.api_key_env)
         if not key:
             if base_url is None:
-                raise ValueError(f"no API key: pass api_key= or set {self.api_key_env}")
+                raise ConfigError(f"no API key: pass api_key= or set {self.api_key_env}")
             key = "not-needed"  # local servers (vLLM, Ollama) accept any key
         self.model = model
         self.base_url = base_url
@@ -265,5 +265,5 @@ class FireworksPolicy(OpenAIPolicy):
 
     def __init__(self, model: str, base_url: str | None = FIREWORKS_BASE_URL, **kwargs: Any) -> None:
         if not (kwargs.get("api_key") or os.environ.get(self.api_key_env)):
-            raise ValueError(f"no Fireworks API key: pass api_key= or set {self.api_key_env}")
+            raise ConfigError(f"no Fireworks API key: pass api_key= or set {self.api_key_env}")
         super().__init__(model, base_url, **kwargs)

@@ -11,10 +11,10 @@ from typing import Any
 import anyio
 
 from mcpsim.client.content import Observation
-from mcpsim.client.errors import PolicyError
 from mcpsim.client.policies.base import EpisodeContext, Policy
 from mcpsim.client.reading import Recording, read_recording
 from mcpsim.client.trajectory import Action
+from mcpsim.errors import PolicyError
 
 
 class PlaybackPolicy(Policy):

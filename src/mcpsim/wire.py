@@ -1,0 +1,97 @@
+"""What travels between mcpsim, its clients and the production servers: names, numbers and the seed rule.
+
+The bottom layer, beside `mcpsim.errors`: the production servers in `mcpsim.envs` import it (and nothing else of
+mcpsim), so the `_meta` key, the initial-state resource, the seed range and the environment variables are spelled
+once for the servers, the managed server and the client alike. Standard library only, so importing it costs
+nothing (the SDK's protocol-version sets, `mcp_types.version`, cost 0.4 s to import and are imported where needed).
+"""
+
+import secrets
+from typing import Any
+
+from mcpsim.errors import InvalidSeed
+
+# -- what a production server reports -----------------------------------------------------------------------------
+
+META_KEY = "mcpsim"
+"""Key of `_meta` in every tool result of an mcpsim env: `{"reward", "terminated", "truncated", "step"}`."""
+INITIAL_STATE_URI = "game://initial_state"
+"""The resource holding the observation before the first move (the client reads it first)."""
+
+# -- seeds --------------------------------------------------------------------------------------------------------
+
+MAX_SEED = 2**63 - 1
+"""Seeds are integers in [0, 2**63): what every env's `--seed` and a 64-bit RNG seed accept."""
+RANDOM_SEEDS = 2**31
+"""A client that gives no seed gets one in [0, 2**31), small enough to type back."""
+_MAX_SEED_DIGITS = len(str(MAX_SEED))
+
+
+def random_seed() -> int:
+    return secrets.randbelow(RANDOM_SEEDS)
+
+
+def parse_seed(raw: Any) -> int | None:
+    """A seed from a query string, a JSON body or an environment variable; None for none (`None` or `""`).
+
+    Raises `InvalidSeed` naming the value (cut to 40 characters) for anything but an integer in [0, 2**63).
+    """
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, bool):
+        raise InvalidSeed(f"invalid seed {raw!r}: must be an integer")
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not (text.isascii() and text.isdigit()):
+            raise InvalidSeed(f"invalid seed {raw[:40]!r}: must be a non-negative integer")
+        if len(text.lstrip("0")) > _MAX_SEED_DIGITS:  # before int(): Python refuses to convert 4301+ digits
+            raise InvalidSeed(f"invalid seed {text[:40]!r}...: must be an integer in [0, 2**63)")
+        raw = int(text)
+    if not isinstance(raw, int) or not 0 <= raw <= MAX_SEED:
+        shown = repr(raw)[:40] if not isinstance(raw, int) else f"with {raw.bit_length()} bits"
+        raise InvalidSeed(f"invalid seed {shown}: must be an integer in [0, 2**63)")
+    return raw
+
+
+# -- environment variables ----------------------------------------------------------------------------------------
+
+SEED_VARIABLE = "MCPSIM_SEED"
+"""An instance's seed (also in its `{seed}` argument); `mcpsim serve --stdio` reads it too."""
+PORT_VARIABLE = "MCPSIM_PORT"
+"""The port leased to an HTTP backend (also its `{port}` argument)."""
+CONFIG_VARIABLE = "MCPSIM_CONFIG"
+"""An instance's config, as a JSON object."""
+INSTANCE_VARIABLE = "MCPSIM_INSTANCE_ID"
+"""Every instance's id; its descendants inherit it, which is how a subreaper attributes an escaped daemon."""
+TOKEN_VARIABLE = "MCPSIM_AUTH_TOKEN"
+"""The managed server's token; no child ever inherits it."""
+CACHE_VARIABLE = "MCPSIM_CACHE_DIR"
+"""Where built environments are kept (default `$XDG_CACHE_HOME/mcpsim`, else `~/.cache/mcpsim`)."""
+TRACKING_VARIABLE = "MCPSIM_PROCESS_TRACKING"
+"""How escaped descendants are tracked: auto | cgroup | cgroup2 | cgroup1:freezer | cgroup1:pids | subreaper | off."""
+
+# -- JSON-RPC error codes mcpsim answers with ---------------------------------------------------------------------
+# In the implementation-defined band -32000..-32019 that the MCP spec leaves to servers, above the SDK's own
+# -32000/-32001, so a client can tell "the proxy could not serve this" from a server's answer.
+
+BACKEND_UNAVAILABLE = -32010
+"""The instance's server process exited or its connection closed."""
+BACKEND_START_FAILED = -32011
+"""The instance could not be started or did not become ready."""
+CAPACITY_EXHAUSTED = -32012
+"""`--max-instances` reached or no free port in `--port-range`."""
+BACKEND_TIMEOUT = -32013
+"""The instance did not answer a request in time."""
+NO_BACK_CHANNEL = -32014
+"""The server sent a request, but no connected client can answer it."""
+MESSAGE_TOO_LARGE = -32015
+"""A message was larger than `--max-message-bytes` (the server's answer, or the client's request on stdio)."""
+INTERNAL_FAILURE = -32016
+"""mcpsim failed unexpectedly while serving this request (a bug: the log has its traceback)."""
+
+# -- sizes --------------------------------------------------------------------------------------------------------
+
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""Largest JSON-RPC message mcpsim accepts from a client or a server (`--max-message-bytes`)."""
+MAX_VERSION_LENGTH = 64
+"""Longest `protocolVersion` passed on; a longer one is no version, and the server's latest is offered."""
