@@ -18,7 +18,7 @@ import httpx
 import psutil
 from mcp import Client, StdioServerParameters
 
-from mcpsim.pool.ports import free_port
+from mcpsim.proc import free_port
 
 
 def ms(values: list[float]) -> str:

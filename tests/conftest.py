@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from mcpsim.pool.ports import free_port
+from mcpsim.proc import free_port
 
 TESTS = Path(__file__).parent
 SERVERS = TESTS / "servers"
@@ -62,7 +62,7 @@ class ServeProcess:
         helpers = {
             child.pid
             for child in psutil.Process(self.process.pid).children()
-            if any(name in " ".join(_cmdline(child)) for name in ("mcpsim.pool.watchdog", "forkserver"))
+            if any(name in " ".join(_cmdline(child)) for name in ("mcpsim.proc.watchdog", "fork_template"))
         }
         return [p for p in self.descendants() if p.pid not in helpers]
 

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from mcpsim.pool.ports import free_port
+from mcpsim.proc import free_port
 
 Brain = Callable[[dict[str, Any]], dict[str, Any]]
 FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")

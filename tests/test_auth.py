@@ -15,7 +15,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from conftest import server_script
 from mcpsim.errors import TokenFileError
-from mcpsim.pool.ports import free_port
+from mcpsim.proc import free_port
 from mcpsim.server.principals import load_token_file
 
 TOKEN = "s3cret-token-for-tests"

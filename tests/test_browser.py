@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from conftest import ARTIFACTS, server_script
-from mcpsim.pool.ports import free_port
+from mcpsim.proc import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

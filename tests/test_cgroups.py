@@ -1,4 +1,4 @@
-"""`mcpsim.pool.cgroups` on every hierarchy this machine offers (v2, v1 freezer, v1 pids), with real processes.
+"""`mcpsim.proc.cgroups` on every hierarchy this machine offers (v2, v1 freezer, v1 pids), with real processes.
 
 A process that joins its group before exec (as an instance does) starts a daemon in a session of its own and
 exits; the daemon is still in the group, found there, attributed to it, killed with it - one group alone, or
@@ -13,8 +13,11 @@ import anyio
 import psutil
 import pytest
 
-from mcpsim.pool.cgroups import Cgroup, CgroupError, hierarchies
-from mcpsim.pool.process import spawn
+from mcpsim.errors import CgroupError
+from mcpsim.proc.cgroups import Cgroup, hierarchies
+from mcpsim.proc.spawn import Spawner
+
+spawn = Spawner().spawn  # one spawner (and its thread) for this module's children
 
 STARTER = (
     "import subprocess, sys;"

@@ -11,7 +11,7 @@ from mcp import Client
 from mcp.client.sse import sse_client
 
 from env_helpers import env_client, step_record, texts
-from mcpsim.pool.ports import free_port
+from mcpsim.proc import free_port
 
 ENVS = {
     "frozen_lake": ("lake_move", ["RIGHT", "DOWN", "DOWN", "RIGHT", "UP", "LEFT", "DOWN", "RIGHT"]),

@@ -47,7 +47,7 @@ async def test_forked_instances_give_the_same_trajectories_as_spawned_ones(serve
         await move(client, "LEFT")
         (item,) = forked.get("/api/instances").json()
         parent = psutil.Process(item["pid"]).ppid()
-        assert "forkserver" in " ".join(psutil.Process(parent).cmdline())
+        assert "fork_template" in " ".join(psutil.Process(parent).cmdline())
 
 
 async def test_forked_instance_crash_names_its_exit_code_and_stderr(serve_factory):

@@ -15,8 +15,8 @@ from mcp import Client
 
 from conftest import server_script, start_serve
 from mcpsim.errors import StartError
-from mcpsim.pool.builders import CondaBuilder, find_conda
-from mcpsim.pool.envcache import EnvCache
+from mcpsim.isolation import EnvCache
+from mcpsim.isolation.python_envs import CondaBuilder, find_conda
 
 EXTRA = "text-unidecode==1.3"
 

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import ports
 from mcpsim.errors import PortsExhausted
-from mcpsim.pool.ports import PortAllocator, parse_port_range
+from mcpsim.proc import PortAllocator, parse_port_range
 
 
 def test_leases_are_unique_until_released_and_round_robin():

@@ -20,7 +20,7 @@ from mcp_helpers import INIT as INITIALIZE
 from mcpsim.envs.frozen_lake import ACTIONS as LAKE_ACTIONS
 from mcpsim.envs.frozen_lake import SPEC as LAKE
 from mcpsim.envs.gym_server import Episode
-from mcpsim.pool.ports import free_port
+from mcpsim.proc import free_port
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from mcpsim.errors import TrajectoryError
-from mcpsim.pool.ports import free_port
+from mcpsim.proc import free_port
 from mcpsim.server.trajectory import load
 
 HEADER = {"type": "header", "format": "mcpsim.trajectory/1", "model": "test"}

@@ -12,11 +12,11 @@ import anyio
 
 from mcpsim import __version__, envs_cli
 from mcpsim.errors import CommandError, ConfigError, InvalidSeed, JsonTextError, MCPSimError
+from mcpsim.isolation import ISOLATIONS, IsolationConfig
+from mcpsim.isolation.prepare import validate as validate_isolation
 from mcpsim.pool.command import SHIPPED_ENVS, TRANSPORTS, for_env, parse_command
-from mcpsim.pool.isolation import ISOLATIONS, IsolationConfig
-from mcpsim.pool.isolation import validate as validate_isolation
 from mcpsim.pool.pool import PoolConfig
-from mcpsim.pool.ports import parse_port_range
+from mcpsim.proc.ports import parse_port_range
 from mcpsim.protocol.jsontext import parse_json_text
 from mcpsim.server.logs import LEVELS
 from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES, SEED_VARIABLE, parse_seed

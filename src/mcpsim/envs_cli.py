@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from mcpsim.errors import ConfigError
-from mcpsim.pool.envcache import EnvCache
-from mcpsim.pool.envcheck import check_environment
+from mcpsim.isolation import EnvCache, check_environment
+from mcpsim.proc.spawn import Spawner
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -77,15 +77,19 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"removed {path.name}" + (" [red](still present!)[/red]" if path.name in failures else ""))
         return 1 if failures else 0
     ok_all = True
-    for path in selected:
-        record = cache.record(path)
-        if record is None:
-            console.print(f"{path.name}: incomplete build")
-            ok_all = False
-            continue
-        ok, message = anyio.run(check_environment, path, record)
-        ok_all &= ok
-        console.print(f"{path.name}: {'ok' if ok else 'FAILED'}: {message}")
+    spawner = Spawner()
+    try:
+        for path in selected:
+            record = cache.record(path)
+            if record is None:
+                console.print(f"{path.name}: incomplete build")
+                ok_all = False
+                continue
+            ok, message = anyio.run(check_environment, path, record, spawner)
+            ok_all &= ok
+            console.print(f"{path.name}: {'ok' if ok else 'FAILED'}: {message}")
+    finally:
+        spawner.close()
     return 0 if ok_all else 1
 
 

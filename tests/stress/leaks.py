@@ -20,7 +20,7 @@ def holdings(pid: int, port_range: tuple[int, int] | None = None) -> Holdings:
     children = proc.children(recursive=True)
     # the watchdog and the fork template are direct children; forked instances are the template's children
     # (and, forked without exec, carry its command line), so only direct children can be helpers
-    helpers = [c for c in proc.children() if any(h in " ".join(_cmdline(c)) for h in ("watchdog", "forkserver"))]
+    helpers = [c for c in proc.children() if any(h in " ".join(_cmdline(c)) for h in ("watchdog", "fork_template"))]
     listening = 0
     if port_range is not None:
         low, high = port_range

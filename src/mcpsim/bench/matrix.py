@@ -19,7 +19,7 @@ from mcp.client.sse import sse_client
 
 from mcpsim.bench.settings import BENCH_CONFIG, BenchSettings, percentiles
 from mcpsim.bench.targets import ManagedTarget
-from mcpsim.pool.ports import free_port
+from mcpsim.proc import free_port
 
 FRONTS = ("streamable-http", "sse", "stdio")
 BACKENDS = ("stdio", "http", "sse")

@@ -13,7 +13,7 @@ import httpx
 from mcp import Client, StdioServerParameters
 
 from mcpsim.bench.settings import BENCH_CONFIG, BenchSettings
-from mcpsim.pool.ports import free_port
+from mcpsim.proc import free_port
 
 
 class ManagedTarget:

@@ -17,7 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import SessionMessage
 
 from mcpsim.errors import MessageTooLarge
-from mcpsim.pool.process import ChildProcess
+from mcpsim.proc.child import ChildProcess
 from mcpsim.protocol.framing import decode_line, encode_message, read_line
 from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES
 

@@ -29,13 +29,14 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from mcpsim import __version__
 from mcpsim.errors import BackendError, MessageTooLarge, StartError
-from mcpsim.pool.cgroups import Cgroup
 from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_for_listener
 from mcpsim.pool.labels import DeclaredTools
-from mcpsim.pool.process import ChildProcess, Launcher, inherited_environment, spawn
 from mcpsim.pool.stats import InstanceStats
-from mcpsim.pool.tracking import ProcessTracker
+from mcpsim.proc.cgroups import Cgroup
+from mcpsim.proc.child import ChildProcess
+from mcpsim.proc.spawn import Launcher, inherited_environment
+from mcpsim.proc.tracking import ProcessTracker
 from mcpsim.protocol.mux import Multiplexer, MuxObserver
 from mcpsim.wire import (
     CONFIG_VARIABLE,
@@ -96,14 +97,14 @@ class InstanceSpec:
     config: dict[str, Any]
     python: str
     startup_timeout: float
+    launch: Launcher
+    """Starts the process: the pool's spawner, or a fork of the fork server's template."""
     port: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     mux_observer: MuxObserver | None = None
     request_timeout: float | None = None
     http_client: Any = None
     """The pool's shared HTTP client for streamable-HTTP backends."""
-    launch: Launcher = spawn
-    """Starts the process: a plain spawn, or a fork of the fork server's template."""
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     """Longest line read from a stdio server; a longer one fails only the request it answers."""
     protocol_version: str = LATEST_HANDSHAKE_VERSION

@@ -9,6 +9,7 @@ groups) even if this process is killed outright. Descendants that left their pro
 """
 
 import contextlib
+import dataclasses
 import logging
 import sys
 import time
@@ -24,17 +25,18 @@ from anyio.abc import TaskGroup
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from mcpsim.errors import CapacityError, InstanceGone, ShuttingDown, StartError
-from mcpsim.pool.cgroups import Cgroup
+from mcpsim.isolation import IsolationConfig, Prepared, prepare
 from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.connection import shared_http_client
-from mcpsim.pool.forking import ForkServer
 from mcpsim.pool.instance import Instance, InstanceSpec, State
-from mcpsim.pool.isolation import IsolationConfig, Prepared, prepare
 from mcpsim.pool.labels import DeclaredTools
-from mcpsim.pool.ports import PortAllocator
-from mcpsim.pool.process import ChildProcess, helper_pids, inherited_environment, raise_fd_limit, spawn
-from mcpsim.pool.tracking import ProcessTracker
 from mcpsim.pool.warm import WarmPool
+from mcpsim.proc.cgroups import Cgroup
+from mcpsim.proc.child import ChildProcess
+from mcpsim.proc.fork_client import ForkServer
+from mcpsim.proc.ports import PortAllocator
+from mcpsim.proc.spawn import Spawner, inherited_environment, raise_fd_limit
+from mcpsim.proc.tracking import ProcessTracker
 from mcpsim.protocol.mux import MuxObserver
 from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES, random_seed
 
@@ -109,14 +111,16 @@ class InstancePool:
         self._prepare_lock = anyio.Lock()
         self._admitting = 0
         """Instances admitted under `--max-instances` whose start waits for the environment or fork server."""
-        self.tracker = ProcessTracker(config.process_tracking)
+        self.spawner = Spawner()
+        """Starts every child of the pool (instances, the watchdog, the fork template, installers)."""
+        self.tracker = ProcessTracker(self.spawner, config.process_tracking)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
         raise_fd_limit()
-        self._watchdog = await spawn(
-            [sys.executable, "-m", "mcpsim.pool.watchdog"],
+        self._watchdog = await self.spawner.spawn(
+            [sys.executable, "-m", "mcpsim.proc.watchdog"],
             inherited_environment({}),
             lambda line: logger.warning("watchdog: %s", line),
             stdout_is_protocol=False,
@@ -151,6 +155,7 @@ class InstancePool:
             await self.tracker.close()
         if self._watchdog is not None:
             await self._watchdog.stop(eof_grace=2.0)
+        self.spawner.close()
         return result
 
     async def close(self) -> None:
@@ -222,11 +227,12 @@ class InstancePool:
         self._admitting += 1
         try:
             prepared = await self.ready_to_launch()
-            port = self.ports.lease() if prepared.command.uses_port else None
+            command = self.command_to_run(prepared)
+            port = self.ports.lease() if command.uses_port else None
         finally:
             self._admitting -= 1
         spec = InstanceSpec(
-            command=prepared.command,
+            command=command,
             seed=seed,
             config=config,
             python=prepared.python,
@@ -287,16 +293,30 @@ class InstancePool:
             if self.prepare_error is not None and time.monotonic() - self._prepare_failed_at < PREPARE_RETRY_S:
                 raise self.prepare_error
             try:
-                prepared = await prepare(self.config.command, self.config.isolation, self.config.python, self.observer)
+                command = self.config.command
+                prepared = await prepare(
+                    command.argv, command.cwd, self.config.isolation, self.config.python, self.spawner, self.observer
+                )
             except StartError as exc:
                 self.prepare_error = exc
                 self._prepare_failed_at = time.monotonic()
                 raise
             if self.config.fork_server:
-                self.forker = ForkServer(prepared.command, prepared.python, self.config.fork_preload)
+                self.forker = ForkServer(
+                    prepared.argv,
+                    prepared.python,
+                    self.spawner,
+                    cwd=prepared.cwd,
+                    label=command.label,
+                    preload=self.config.fork_preload,
+                )
                 await self.forker.start()
             self.prepared, self.prepare_error = prepared, None
             return prepared
+
+    def command_to_run(self, prepared: Prepared) -> ServerCommand:
+        """The configured command with what preparing it changed (an installed Node project's copy)."""
+        return dataclasses.replace(self.config.command, argv=prepared.argv, cwd=prepared.cwd)
 
     async def _prepare_in_background(self) -> None:
         """Build environments as soon as the pool starts, not when the first session arrives."""
@@ -320,7 +340,7 @@ class InstancePool:
                 return await self.forker.spawn(argv, env, log, cwd, stdout_is_protocol, line_limit, cgroup)
             except OSError as exc:
                 logger.warning("fork server failed (%s); spawning instead", exc, extra={"event": "forkserver.fallback"})
-        return await spawn(
+        return await self.spawner.spawn(
             argv, env, log, cwd=cwd, stdout_is_protocol=stdout_is_protocol, line_limit=line_limit, cgroup=cgroup
         )
 
@@ -353,7 +373,7 @@ class InstancePool:
     def service_pids(self) -> set[int]:
         """Child processes the pool runs besides instances (the watchdog, the fork template, environment builds),
         which an orphan check must not flag."""
-        pids = set(helper_pids)
+        pids = set(self.spawner.helper_pids)
         if self._watchdog is not None:
             pids.add(self._watchdog.pid)
         if self.forker is not None and self.forker.template_pid is not None:

@@ -6,8 +6,8 @@ installed copy of a Node project as working directory, a pre-warmed private npm 
 environment is shared by all instances that need it, never built per session.
 """
 
-import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -15,10 +15,11 @@ from typing import Literal
 import anyio
 
 from mcpsim.errors import ConfigError
-from mcpsim.pool.builders import Builder, BuildObserver, CondaBuilder, VenvBuilder, ensure, find_conda
-from mcpsim.pool.command import ServerCommand
-from mcpsim.pool.envcache import EnvCache
-from mcpsim.pool.nodebuilders import NodeProjectBuilder, NpxBuilder, npx_package
+from mcpsim.isolation.builds import Builder, BuildObserver, ensure
+from mcpsim.isolation.cache import EnvCache
+from mcpsim.isolation.node import NodeProjectBuilder, NpxBuilder, npx_package
+from mcpsim.isolation.python_envs import CondaBuilder, VenvBuilder, find_conda
+from mcpsim.proc.spawn import Spawner
 
 Isolation = Literal["process", "venv", "conda"]
 ISOLATIONS: tuple[Isolation, ...] = ("process", "venv", "conda")
@@ -34,7 +35,10 @@ class IsolationConfig:
 
 @dataclass
 class Prepared:
-    command: ServerCommand
+    """The command instances really run, as its parts (the pool puts them back into its `ServerCommand`)."""
+
+    argv: tuple[str, ...]
+    cwd: str | None
     python: str
     env: dict[str, str] = field(default_factory=dict)
     environments: list[str] = field(default_factory=list)
@@ -53,34 +57,40 @@ def validate(config: IsolationConfig) -> str | None:
     return None
 
 
-def builders_for(command: ServerCommand, config: IsolationConfig, python: str) -> list[Builder]:
+def builders_for(argv: Sequence[str], cwd: str | None, config: IsolationConfig, python: str) -> list[Builder]:
     """What must be built for this command; reads project files, so call it off the event loop."""
     found: list[Builder] = []
     if config.isolation == "venv" and config.requirements is not None:
         found.append(VenvBuilder(config.requirements, python))
     elif config.isolation == "conda" and config.requirements is not None:
         found.append(CondaBuilder(config.requirements, find_conda(config.conda_exe)))
-    if command.cwd and command.argv and command.argv[0] == "node" and (Path(command.cwd) / "package.json").is_file():
-        found.append(NodeProjectBuilder(Path(command.cwd)))
-    package = npx_package(command.argv)
+    if cwd and argv and argv[0] == "node" and (Path(cwd) / "package.json").is_file():
+        found.append(NodeProjectBuilder(Path(cwd)))
+    package = npx_package(list(argv))
     if package is not None:
         found.append(NpxBuilder(package))
     return found
 
 
 async def prepare(
-    command: ServerCommand, config: IsolationConfig, python: str, observer: BuildObserver | None = None
+    argv: Sequence[str],
+    cwd: str | None,
+    config: IsolationConfig,
+    python: str,
+    spawner: Spawner,
+    observer: BuildObserver | None = None,
 ) -> Prepared:
-    builders = await anyio.to_thread.run_sync(builders_for, command, config, python)
+    """Build (or reuse) what the command needs; the command as instances run it (`StartError` on a failure)."""
+    builders = await anyio.to_thread.run_sync(builders_for, argv, cwd, config, python)
     cache = EnvCache(config.cache_dir)
-    prepared = Prepared(command, python)
+    prepared = Prepared(tuple(argv), cwd, python)
     for builder in builders:
-        built = await ensure(builder, cache, observer)
+        built = await ensure(builder, cache, spawner, observer)
         prepared.environments.append(built.path.name)
         if built.python is not None:
             prepared.python = built.python
         if isinstance(builder, NodeProjectBuilder):
-            prepared.command = _relocate(prepared.command, builder.project, built.path)
+            prepared.argv, prepared.cwd = _relocate(prepared.argv, builder.project, built.path)
         if isinstance(builder, NpxBuilder):
             prepared.env.update(
                 {"npm_config_cache": str(NpxBuilder.cache_dir(built.path)), "npm_config_prefer_offline": "true"}
@@ -88,8 +98,8 @@ async def prepare(
     return prepared
 
 
-def _relocate(command: ServerCommand, project: Path, copy: Path) -> ServerCommand:
+def _relocate(argv: tuple[str, ...], project: Path, copy: Path) -> tuple[tuple[str, ...], str]:
     """Run the installed copy: the working directory and any argument inside the project move with it."""
     prefix = str(project) + os.sep
-    argv = tuple(str(copy / token[len(prefix) :]) if token.startswith(prefix) else token for token in command.argv)
-    return dataclasses.replace(command, argv=argv, cwd=str(copy))
+    moved = tuple(str(copy / token[len(prefix) :]) if token.startswith(prefix) else token for token in argv)
+    return moved, str(copy)

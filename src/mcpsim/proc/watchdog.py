@@ -11,7 +11,8 @@ SIGTERM, then SIGKILL, to every group still registered, kills the control group 
 every process whose environment names a registered instance (daemons that left their group, where there is
 no control group; see `tracking.py`), and exits.
 
-Run as `python -m mcpsim.pool.watchdog`; it imports nothing heavy so it starts in a few milliseconds.
+Run as `python -m mcpsim.proc.watchdog`; it imports nothing heavy (the `mcpsim.proc` face is lazy), so it
+starts in a few milliseconds.
 """
 
 import contextlib
@@ -21,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from mcpsim.pool import procfs
-from mcpsim.pool.cgroups import Cgroup
+from mcpsim.proc import procfs
+from mcpsim.proc.cgroups import Cgroup
 
 
 class Registry:

@@ -5,8 +5,8 @@ import json
 import re
 from pathlib import Path
 
-from mcpsim.pool.envcache import EnvRecord
-from mcpsim.pool.process import run_logged
+from mcpsim.isolation.cache import EnvRecord
+from mcpsim.proc.spawn import Spawner
 
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -48,13 +48,14 @@ def requirement_names(text: str) -> list[str]:
     return names
 
 
-async def check_environment(path: Path, record: EnvRecord) -> tuple[bool, str]:
+async def check_environment(path: Path, record: EnvRecord, spawner: Spawner) -> tuple[bool, str]:
+    """(ok, what was found): the interpreter runs and every requirement imports (Node builds: files present)."""
     if record.python is None:
         ok = (path / "node_modules").is_dir() or (path / "npm-cache").is_dir()
         return ok, "installed files present" if ok else "nothing installed"
     requirements = requirement_names(str(record.extra.get("requirements", "")))
     lines: list[str] = []
-    code, tail = await run_logged(
+    code, tail = await spawner.run_logged(
         [record.python, "-c", CHECK_SCRIPT, json.dumps(requirements)], lines.append, time_limit=120
     )
     if code != 0:

@@ -21,17 +21,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mcpsim.pool import forkserver
-from mcpsim.pool.cgroups import Cgroup
-from mcpsim.pool.command import ServerCommand
-from mcpsim.pool.process import ChildProcess, inherited_environment, run_on_spawn_thread, spawn
+from mcpsim.proc import fork_template
+from mcpsim.proc.cgroups import Cgroup
+from mcpsim.proc.child import ChildProcess
+from mcpsim.proc.spawn import Spawner, inherited_environment
 
-logger = logging.getLogger("mcpsim.forkserver")
+logger = logging.getLogger(__name__)
 
 
-def fork_target(command: ServerCommand) -> tuple[str, str, int] | None:
+def fork_target(argv: Sequence[str]) -> tuple[str, str, int] | None:
     """('module'|'script', target, index of the first server argument) if the command runs Python code."""
-    argv = command.argv
     if not argv or argv[0] != "{python}" or len(argv) < 2:
         return None
     if argv[1] == "-m" and len(argv) >= 3:
@@ -46,9 +45,26 @@ class ForkedProcess(ChildProcess):
 
 
 class ForkServer:
-    def __init__(self, command: ServerCommand, python: str, preload: Sequence[str] = ()) -> None:
-        self.command = command
+    """The template process and the two sockets to it; `spawn` starts a child as `Spawner.spawn` does.
+
+    It takes the command as an argv template with its label and working directory (not the pool's
+    `ServerCommand`), so processes know nothing of the pool above them."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        python: str,
+        spawner: Spawner,
+        *,
+        cwd: str | None = None,
+        label: str = "",
+        preload: Sequence[str] = (),
+    ) -> None:
+        self.argv = tuple(argv)
+        self.cwd = cwd
+        self.label = label or " ".join(self.argv[:3])
         self.python = python
+        self.spawner = spawner
         self.preload = list(preload)
         self.usable = False
         self.reason = ""
@@ -63,9 +79,9 @@ class ForkServer:
         self.hello: dict[str, Any] = {}
 
     async def start(self) -> bool:
-        target = fork_target(self.command)
+        target = fork_target(self.argv)
         if target is None:
-            self.reason = f"{self.command.label!r} does not run Python code ({{python}} -m module or a .py script)"
+            self.reason = f"{self.label!r} does not run Python code ({{python}} -m module or a .py script)"
             logger.warning("fork server not used: %s; instances start with a plain spawn", self.reason)
             return False
         kind, name, _ = target
@@ -73,7 +89,7 @@ class ForkServer:
         events, events_child = socket.socketpair()
         argv = [
             self.python,
-            str(Path(forkserver.__file__)),
+            str(Path(fork_template.__file__)),
             str(requests_child.fileno()),
             str(events_child.fileno()),
             kind,
@@ -82,11 +98,11 @@ class ForkServer:
         ]
         env = inherited_environment({"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
         try:
-            self._template = await spawn(
+            self._template = await self.spawner.spawn(
                 argv,
                 env,
                 lambda line: logger.info("template: %s", line),
-                cwd=self.command.cwd,
+                cwd=self.cwd,
                 stdout_is_protocol=False,
                 pass_fds=(requests_child.fileno(), events_child.fileno()),
             )
@@ -181,7 +197,7 @@ class ForkServer:
         line_limit: int,
         cgroup: Cgroup | None = None,
     ) -> ChildProcess:
-        target = fork_target(self.command)
+        target = fork_target(self.argv)
         assert target is not None and self._requests is not None
         kind, name, first_arg = target
         request_id = next(self._ids)
@@ -191,7 +207,7 @@ class ForkServer:
             "target": name,
             "argv": list(argv[first_arg:]),
             "env": dict(env),
-            "cwd": cwd or self.command.cwd,
+            "cwd": cwd or self.cwd,
             "cgroup": cgroup.procs_file if cgroup is not None else None,
         }
         in_r, in_w = os.pipe()
@@ -200,7 +216,7 @@ class ForkServer:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         try:
-            await run_on_spawn_thread(_send, self._requests, request, [in_r, out_w, err_w])
+            await self.spawner.run(_send, self._requests, request, [in_r, out_w, err_w])
         except OSError:
             self._waiting.pop(request_id, None)
             for fd in (in_w, out_r, err_r):

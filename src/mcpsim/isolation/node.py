@@ -1,15 +1,14 @@
 """Builders for Node servers: an installed copy of a Node project, and a pre-warmed npx package cache."""
 
-import logging
 import shutil
 from pathlib import Path
 
 import anyio
 
-from mcpsim.pool.builders import run_step
-from mcpsim.pool.envcache import content_hash
+from mcpsim.isolation.builds import run_step
+from mcpsim.isolation.cache import content_hash
+from mcpsim.proc.spawn import Spawner
 
-logger = logging.getLogger("mcpsim.envs")
 SKIP = {"node_modules", ".git"}
 
 
@@ -41,13 +40,13 @@ class NodeProjectBuilder:
     def python(self, path: Path) -> None:
         return None
 
-    async def build(self, staging: Path) -> dict[str, object]:
+    async def build(self, staging: Path, spawner: Spawner) -> dict[str, object]:
         await anyio.to_thread.run_sync(
             lambda: shutil.copytree(self.project, staging, ignore=shutil.ignore_patterns(*SKIP), symlinks=True)
         )
         has_lock = (staging / "package-lock.json").is_file()
         command = ["npm", "ci"] if has_lock else ["npm", "install"]
-        await run_step([*command, "--no-audit", "--no-fund"], f"npm {command[1]}", cwd=str(staging))
+        await run_step(spawner, [*command, "--no-audit", "--no-fund"], f"npm {command[1]}", cwd=str(staging))
         return {"installer": " ".join(command)}
 
 
@@ -89,10 +88,11 @@ class NpxBuilder:
     def cache_dir(path: Path) -> Path:
         return path / "npm-cache"
 
-    async def build(self, staging: Path) -> dict[str, object]:
+    async def build(self, staging: Path, spawner: Spawner) -> dict[str, object]:
         cache = self.cache_dir(staging)
         cache.mkdir(parents=True)
         await run_step(
+            spawner,
             ["npx", "--yes", f"--cache={cache}", "--package", self.package, "--", "node", "-e", "0"],
             f"npx pre-warm {self.package}",
         )

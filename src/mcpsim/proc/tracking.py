@@ -25,8 +25,9 @@ the template's environment block (the template sets `os.environ` per child, whic
 but not /proc/PID/environ). In subreaper mode such a process is not killed at its instance's end: it is
 reported as an orphan, and killed by nothing (the check cannot know what it is). Control groups have no gap.
 
-Being a subreaper means reaping: the pool reaps the zombies of adopted processes (every second, on the spawn
-thread, so never a child `Popen` is about to wait for: those are in `process.spawned_pids`). It only reaps
+Being a subreaper means reaping: the pool reaps the zombies of adopted processes (every second, on the
+spawner's thread, holding the lock of `spawn.CHILDREN`, so never a child some `Popen` is about to wait for). It
+only reaps
 processes of another session than its own (every instance is a session of its own), so a program that embeds
 a pool and runs its own children in its session keeps their exit statuses.
 
@@ -50,9 +51,9 @@ import anyio
 import psutil
 
 from mcpsim.errors import CgroupError, StartError
-from mcpsim.pool import procfs
-from mcpsim.pool.cgroups import Cgroup, Hierarchy, hierarchies
-from mcpsim.pool.process import inherited_environment, run_on_spawn_thread, spawn, spawned_pids
+from mcpsim.proc import procfs
+from mcpsim.proc.cgroups import Cgroup, Hierarchy, hierarchies
+from mcpsim.proc.spawn import CHILDREN, Spawner, inherited_environment
 from mcpsim.wire import TRACKING_VARIABLE
 
 logger = logging.getLogger("mcpsim.tracking")
@@ -90,7 +91,10 @@ def _set_subreaper(on: bool) -> bool:
 
 
 class ProcessTracker:
-    def __init__(self, requested: str | None = None) -> None:
+    """Probes the machine at `start`, then ends each instance's escaped descendants and answers whose a process is."""
+
+    def __init__(self, spawner: Spawner, requested: str | None = None) -> None:
+        self.spawner = spawner
         self.requested = requested or os.environ.get(TRACKING_VARIABLE) or "auto"
         self.mode = "off"
         """What is in use: `cgroup2`, `cgroup1:freezer`, `cgroup1:pids`, `subreaper` or `off`."""
@@ -140,7 +144,9 @@ class ProcessTracker:
         try:
             probe = await anyio.to_thread.run_sync(root.child, "probe")
             argv = [sys.executable, "-S", "-c", "import sys; sys.stdin.read()"]
-            child = await spawn(argv, inherited_environment({}), logger.debug, stdout_is_protocol=False, cgroup=probe)
+            child = await self.spawner.spawn(
+                argv, inherited_environment({}), logger.debug, stdout_is_protocol=False, cgroup=probe
+            )
             try:
                 if child.pid not in await anyio.to_thread.run_sync(probe.pids):
                     raise CgroupError("a process that joined the group is not listed in it")
@@ -165,7 +171,7 @@ class ProcessTracker:
         """Reap adopted zombies every second (a task of the pool)."""
         while self.subreaper:
             await anyio.sleep(REAP_INTERVAL)
-            await run_on_spawn_thread(self.reap)
+            await self.spawner.run(self.reap)
 
     async def close(self) -> None:
         """After every instance ended: kill what is left, reap it, stop being a subreaper, remove the pool's group."""
@@ -176,7 +182,7 @@ class ProcessTracker:
             await self._rounds(None, None)  # adopted processes naming any instance, until none is left
             _set_subreaper(False)
             self.subreaper = False
-            await run_on_spawn_thread(self._reap)
+            await self.spawner.run(self._reap)
         if self.root is not None:
             await self._remove(self.root)
 
@@ -218,13 +224,13 @@ class ProcessTracker:
 
     async def _rounds(self, instance_id: str | None, pgid: int | None) -> None:
         deadline = time.monotonic() + END_TIME_LIMIT
-        while await run_on_spawn_thread(self._sweep, instance_id, pgid):
+        while await self.spawner.run(self._sweep, instance_id, pgid):
             if time.monotonic() > deadline:
                 logger.warning("processes of instance %s still running %g s after its end", instance_id, END_TIME_LIMIT)
                 return
             await anyio.sleep(0.02)
 
-    # -- on the spawn thread ----------------------------------------------------------------------------------
+    # -- on the spawner's thread -------------------------------------------------------------------------------
 
     def _sweep(self, instance_id: str | None, pgid: int | None) -> bool:
         """One round: reap, then SIGKILL adopted processes naming the instance (any instance if None). True
@@ -250,18 +256,22 @@ class ProcessTracker:
         except ChildProcessError:
             return
         session = os.getsid(0)
-        for pid in self._adopted():
-            info = procfs.stat(pid)
-            if info is not None and info.zombie and info.sid != session:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
+        with CHILDREN.lock:  # no Popen may register (or wait for) a child meanwhile
+            for pid in self._adopted(CHILDREN.pids):
+                info = procfs.stat(pid)
+                if info is not None and info.zombie and info.sid != session:
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(pid, os.WNOHANG)
 
-    def _adopted(self) -> list[int]:
+    def _adopted(self, started: set[int] | None = None) -> list[int]:
         """This process's children that it did not start: orphans it adopted as their subreaper."""
+        if started is None:
+            with CHILDREN.lock:
+                started = set(CHILDREN.pids)
         children = procfs.children()
         if children is None:
             children = [child.pid for child in psutil.Process().children()]
-        return [pid for pid in children if pid not in spawned_pids]
+        return [pid for pid in children if pid not in started]
 
     # -- the orphan check (any thread) ------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ contents (requirements, interpreter version, lockfile). It is built in a tempora
 into place only when complete, so the cache never holds a half-built environment, and a build lock (a file
 lock, so two `mcpsim serve` processes on one machine do not build it twice either) makes concurrent sessions
 wait for one build instead of starting their own. `mcpsim-env.json` in each directory records what it is,
-when it was built and last used, its size and build time; `mcpsim envs list|gc|rm|check` read and act on it.
+when it was built and last used, its size and build time; `mcpsim cache list|gc|rm|check` read and act on it.
 """
 
 import contextlib
@@ -16,14 +16,13 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from mcpsim.wire import CACHE_VARIABLE
 
-logger = logging.getLogger("mcpsim.envs")
+logger = logging.getLogger(__name__)
 
 META_FILE = "mcpsim-env.json"
 
@@ -96,16 +95,8 @@ class EnvCache:
             if path.is_dir() and ".tmp-" not in path.name
         ]
 
-    @contextlib.contextmanager
-    def build_lock(self, kind: str, key: str) -> Iterator[None]:
-        """Exclusive across processes; blocking, so take it off the event loop."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / f".{kind}-{key}.lock").open("w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def build_lock(self, kind: str, key: str) -> "BuildLock":
+        return BuildLock(self.root, self.root / f".{kind}-{key}.lock")
 
     def staging(self, kind: str, key: str) -> Path:
         path = self.root / f"{kind}-{key}.tmp-{os.getpid()}"
@@ -158,6 +149,31 @@ class EnvCache:
         except OSError:
             return True
         return True
+
+
+class BuildLock:
+    """One environment's build lock, exclusive across processes (`flock`). `acquire` blocks until the lock is
+    free, so call it in a worker thread; `release` does not block (call it on any thread, on every path)."""
+
+    def __init__(self, root: Path, path: Path) -> None:
+        self.root, self.path = root, path
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except BaseException:
+            handle.close()
+            raise
+        self._handle = handle
+
+    def release(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
 
 
 def directory_size(path: Path) -> int:
