@@ -18,9 +18,7 @@ import pytest
 from mcp import Client
 
 from conftest import server_script
-from mcpsim.pool.command import parse_command
-from mcpsim.pool.instance import Instance
-from mcpsim.pool.pool import InstancePool, PoolConfig
+from mcpsim.pool import Instance, InstancePool, PoolConfig, parse_command
 from mcpsim.server.resources import ResourceSampler
 
 TOOLBOX = f"python {server_script('toolbox.py')}"

@@ -15,9 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import server_script
 from mcp_helpers import ACCEPT as HEADERS
 from mcp_helpers import INIT
-from mcpsim.pool.command import parse_command
+from mcpsim.pool import InstancePool, PoolConfig, parse_command
 from mcpsim.pool.labels import MAX_NAME, MAX_TOOLS, DeclaredTools, method_label
-from mcpsim.pool.pool import InstancePool, PoolConfig
 from mcpsim.server.ops import health
 from mcpsim.server.resources import ResourceSampler
 

@@ -2,7 +2,6 @@
 
 import argparse
 import os
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,11 +10,10 @@ from typing import TYPE_CHECKING
 import anyio
 
 from mcpsim import __version__, envs_cli
-from mcpsim.errors import CommandError, ConfigError, InvalidSeed, JsonTextError, MCPSimError
+from mcpsim.errors import ConfigError, InvalidSeed, JsonTextError, MCPSimError
 from mcpsim.isolation import ISOLATIONS, IsolationConfig
 from mcpsim.isolation.prepare import validate as validate_isolation
-from mcpsim.pool.command import SHIPPED_ENVS, TRANSPORTS, for_env, parse_command
-from mcpsim.pool.pool import PoolConfig
+from mcpsim.pool import SHIPPED_ENVS, TRANSPORTS, PoolConfig, for_env, parse_command
 from mcpsim.proc.ports import parse_port_range
 from mcpsim.protocol.jsontext import parse_json_text
 from mcpsim.server.logs import LEVELS
@@ -123,17 +121,6 @@ def _pool_config(args: argparse.Namespace) -> PoolConfig:
         command = for_env(args.env or "frozen_lake", args.backend_transport or "stdio")
     isolation = IsolationConfig(args.isolation, args.requirements, args.conda_exe)
     validate_isolation(isolation)
-    program = command.argv[0]
-    if program != "{python}" and shutil.which(program) is None:
-        raise CommandError(f"command not found: {program!r}")
-    if args.max_instances < 1:
-        raise CommandError("--max-instances must be at least 1")
-    if args.warm is not None and not 0 <= args.warm <= args.max_instances:
-        raise CommandError("--warm must be between 0 and --max-instances")
-    if args.idle_timeout <= 0 or args.startup_timeout <= 0:
-        raise CommandError("--idle-timeout and --startup-timeout must be positive")
-    if args.max_message_bytes < 1024:
-        raise CommandError("--max-message-bytes must be at least 1024")
     return PoolConfig(
         command=command,
         max_instances=args.max_instances,
@@ -144,7 +131,7 @@ def _pool_config(args: argparse.Namespace) -> PoolConfig:
         isolation=isolation,
         fork_server=args.fork_server,
         warm=args.warm,
-        fork_preload=[name for name in args.fork_preload.split(",") if name],
+        fork_preload=tuple(name for name in args.fork_preload.split(",") if name),
         max_message_bytes=args.max_message_bytes,
     )
 

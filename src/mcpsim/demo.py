@@ -13,8 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mcpsim.client import RandomPolicy, Trajectory, make, rollout
-from mcpsim.pool.command import for_env
-from mcpsim.pool.pool import PoolConfig
+from mcpsim.pool import PoolConfig, for_env
 from mcpsim.server.app import ServeConfig
 from mcpsim.server.logs import configure_logging
 from mcpsim.server.run import running

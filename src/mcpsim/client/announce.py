@@ -15,7 +15,7 @@ import httpx2
 
 from mcpsim.client.env import Environment
 
-logger = logging.getLogger("mcpsim.client")
+logger = logging.getLogger(__name__)
 
 
 def api_url(url: str) -> str | None:

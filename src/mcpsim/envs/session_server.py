@@ -46,7 +46,7 @@ from mcpsim.envs.gym_server import Episode, GymEnvSpec, episode_server, read_con
 from mcpsim.errors import InvalidSeed
 from mcpsim.wire import parse_seed, random_seed
 
-logger = logging.getLogger("mcpsim.session_server")
+logger = logging.getLogger(__name__)
 
 
 def refusal(status: int, message: str, code: int = INVALID_REQUEST) -> Response:

@@ -1,0 +1,34 @@
+"""The instance pool: starting, listing and ending instances of a production server, within limits.
+
+- `config.py`: `PoolConfig`, frozen and checked when made. `command.py`: `ServerCommand`, `parse_command`,
+  `for_env` (what an instance runs).
+- `pool.py`: `InstancePool`, the async context manager that owns every instance; `PoolObserver` (metrics).
+- `instance.py`: `Instance` (process, connection, handshake, end), `State`.
+- `connection.py`: one persistent MCP connection to an instance's server, stdio or HTTP/SSE.
+- `warm.py` + `seed_queue.py`: instances started ahead of their sessions, for announced seeds.
+- `stats.py` + `labels.py`: what an instance has been doing, with bounded names for metric labels.
+
+Callers import the names below from `mcpsim.pool`; the modules are the pool's own business.
+"""
+
+from mcpsim.pool.command import SHIPPED_ENVS, TRANSPORTS, ServerCommand, Transport, for_env, parse_command
+from mcpsim.pool.config import PoolConfig
+from mcpsim.pool.instance import Instance, State
+from mcpsim.pool.pool import InstancePool, PoolObserver
+from mcpsim.pool.seed_queue import MAX_QUEUED_SEEDS, MAX_SEEDS_PER_ANNOUNCE
+
+__all__ = [
+    "MAX_QUEUED_SEEDS",
+    "MAX_SEEDS_PER_ANNOUNCE",
+    "SHIPPED_ENVS",
+    "TRANSPORTS",
+    "Instance",
+    "InstancePool",
+    "PoolConfig",
+    "PoolObserver",
+    "ServerCommand",
+    "State",
+    "Transport",
+    "for_env",
+    "parse_command",
+]

@@ -47,7 +47,7 @@ from mcpsim.wire import (
     SEED_VARIABLE,
 )
 
-logger = logging.getLogger("mcpsim.instance")
+logger = logging.getLogger(__name__)
 
 HANDSHAKE_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {}}
 """What the pool declares for the client behind it, so the server may send these requests (they are forwarded)."""

@@ -15,7 +15,6 @@ import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -25,8 +24,9 @@ from anyio.abc import TaskGroup
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from mcpsim.errors import CapacityError, InstanceGone, ShuttingDown, StartError
-from mcpsim.isolation import IsolationConfig, Prepared, prepare
+from mcpsim.isolation import Prepared, prepare
 from mcpsim.pool.command import ServerCommand
+from mcpsim.pool.config import PoolConfig
 from mcpsim.pool.connection import shared_http_client
 from mcpsim.pool.instance import Instance, InstanceSpec, State
 from mcpsim.pool.labels import DeclaredTools
@@ -38,33 +38,11 @@ from mcpsim.proc.ports import PortAllocator
 from mcpsim.proc.spawn import Spawner, inherited_environment, raise_fd_limit
 from mcpsim.proc.tracking import ProcessTracker
 from mcpsim.protocol.mux import MuxObserver
-from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES, random_seed
+from mcpsim.wire import random_seed
 
-logger = logging.getLogger("mcpsim.pool")
+logger = logging.getLogger(__name__)
 
 PREPARE_RETRY_S = 60.0
-
-
-@dataclass
-class PoolConfig:
-    command: ServerCommand
-    python: str = sys.executable
-    max_instances: int = 256
-    idle_timeout: float = 600.0
-    startup_timeout: float = 60.0
-    request_timeout: float | None = 300.0
-    port_range: tuple[int, int] = (10000, 11000)
-    env: dict[str, str] = field(default_factory=dict)
-    isolation: IsolationConfig = field(default_factory=IsolationConfig)
-    fork_server: bool = False
-    warm: int | None = None
-    """Unclaimed instances kept started ahead of sessions (announced seeds, else random seeds); None = no bound."""
-    fork_preload: list[str] = field(default_factory=list)
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    """Largest JSON-RPC message taken from a client or a stdio server; a longer one fails only its request."""
-    process_tracking: str | None = None
-    """auto | cgroup | cgroup2 | cgroup1:freezer | cgroup1:pids | subreaper | off; None = the environment's
-    `MCPSIM_PROCESS_TRACKING`, else auto (see `tracking.py`)."""
 
 
 class PoolObserver(Protocol):
@@ -102,7 +80,7 @@ class InstancePool:
         self.observer: PoolObserver | None = None
         self.forker: ForkServer | None = None
         self.http_client: httpx2.AsyncClient | None = None
-        self.warm = WarmPool(self, config.warm)
+        self.warm = WarmPool(self, config.warm, config.max_instances)
         self.tools = DeclaredTools()
         """Tool names the servers declared, learned from `tools/list` results: the only tool labels of metrics."""
         self.prepared: Prepared | None = None
@@ -254,8 +232,14 @@ class InstancePool:
         await self._task_group.start(instance.run)
         return instance
 
-    def watch_start(self, instance: Instance) -> None:
-        """For instances nobody waits on (warm ones): record their start failure or readiness when it comes."""
+    async def start_warm(self, seed: int, config: dict[str, Any]) -> Instance:
+        """`WarmHooks`: an unclaimed instance, started in the background; nobody waits on it, so the pool records
+        its start failure or readiness when it comes."""
+        instance = await self.launch(seed, config, None, warm=True)
+        self._watch_start(instance)
+        return instance
+
+    def _watch_start(self, instance: Instance) -> None:
         assert self._task_group is not None
 
         async def watch() -> None:

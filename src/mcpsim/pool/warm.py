@@ -13,7 +13,7 @@ in total; beyond, the announcement is refused with 413 or 429), from which a ses
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -22,20 +22,37 @@ from mcpsim.pool.instance import Instance, State
 from mcpsim.pool.seed_queue import SeedQueue, WarmKey
 from mcpsim.wire import random_seed
 
-if TYPE_CHECKING:
-    from mcpsim.pool.pool import InstancePool
-
-logger = logging.getLogger("mcpsim.warm")
+logger = logging.getLogger(__name__)
 
 
 def warm_key(seed: int | None, config: dict[str, Any]) -> WarmKey:
     return seed, json.dumps(config, sort_keys=True, separators=(",", ":"))
 
 
+class WarmHooks(Protocol):
+    """What the warm pool needs of the pool that owns it (the narrow view, as `InstanceHooks` is for instances)."""
+
+    @property
+    def closing(self) -> bool: ...
+
+    @property
+    def live_count(self) -> int:
+        """Instances whose process may run, admitted ones included: what `--max-instances` counts."""
+        ...
+
+    async def start_warm(self, seed: int, config: dict[str, Any]) -> Instance:
+        """Start an unclaimed instance in the background (its failure or readiness is recorded when it comes);
+        raises `PoolError` when none can start now."""
+        ...
+
+
 class WarmPool:
-    def __init__(self, pool: "InstancePool", depth: int | None) -> None:
-        self.pool = pool
+    """The announced seeds and the unclaimed instances started for them (or for `--warm N` random seeds)."""
+
+    def __init__(self, hooks: WarmHooks, depth: int | None, max_instances: int) -> None:
+        self.hooks = hooks
         self.depth = depth
+        self.max_instances = max_instances
         self.queue = SeedQueue()
         self.unclaimed: dict[WarmKey, list[Instance]] = {}
         self.hits = 0
@@ -104,12 +121,12 @@ class WarmPool:
 
     def _next(self) -> tuple[int | None, dict[str, Any]] | None:
         """What to start next, if there is room: an announced seed, else a seedless spare under `--warm N`."""
-        if self.pool.closing:
+        if self.hooks.closing:
             return None
-        limit = self.depth if self.depth is not None else self.pool.config.max_instances
+        limit = self.depth if self.depth is not None else self.max_instances
         if self.queue and self.unclaimed_count >= limit:
             self._evict_spare()  # announced seeds are real demand; a seedless spare is a guess
-        if self.unclaimed_count >= limit or self.pool.live_count >= self.pool.config.max_instances:
+        if self.unclaimed_count >= limit or self.hooks.live_count >= self.max_instances:
             return None
         if self.queue:
             return self.queue.popleft()
@@ -126,12 +143,11 @@ class WarmPool:
                 seed, config = item
                 key = warm_key(seed, config)
                 try:
-                    instance = await self.pool.launch(random_seed() if seed is None else seed, config, None, warm=True)
+                    instance = await self.hooks.start_warm(random_seed() if seed is None else seed, config)
                 except PoolError as exc:  # e.g. no free port: try again when something changes
                     logger.warning("cannot start a warm instance: %s", exc, extra={"event": "warm.failed"})
                     break
                 self.unclaimed.setdefault(key, []).append(instance)
-                self.pool.watch_start(instance)
 
     def wake(self) -> None:
         """Something changed (an instance ended, a port was freed): look again for room."""

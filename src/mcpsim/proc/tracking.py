@@ -56,7 +56,7 @@ from mcpsim.proc.cgroups import Cgroup, Hierarchy, hierarchies
 from mcpsim.proc.spawn import CHILDREN, Spawner, inherited_environment
 from mcpsim.wire import TRACKING_VARIABLE
 
-logger = logging.getLogger("mcpsim.tracking")
+logger = logging.getLogger(__name__)
 
 MODES = ("auto", "cgroup", "cgroup2", "cgroup1:freezer", "cgroup1:pids", "subreaper", "off")
 PR_SET_CHILD_SUBREAPER = 36

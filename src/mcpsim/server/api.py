@@ -14,8 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mcpsim.errors import BadRequest, ClientGone
-from mcpsim.pool.instance import Instance
-from mcpsim.pool.pool import InstancePool
+from mcpsim.pool import Instance, InstancePool
 from mcpsim.server.bodies import parse_json, read_body
 from mcpsim.server.params import parse_config
 from mcpsim.server.principals import owned, principal_of, visible

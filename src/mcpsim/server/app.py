@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from mcpsim.pool.pool import InstancePool, PoolConfig
+from mcpsim.pool import InstancePool, PoolConfig
 from mcpsim.server.api import api_routes
 from mcpsim.server.auth import AccessGuard, is_loopback, required_token
 from mcpsim.server.dashboard import dashboard_routes

@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from mcpsim.errors import MalformedReply, NotFound
-from mcpsim.pool.pool import InstancePool
+from mcpsim.pool import InstancePool
 from mcpsim.server.api import describe
 from mcpsim.server.metrics import Metrics
 from mcpsim.server.ops import health

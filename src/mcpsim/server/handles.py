@@ -16,8 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from mcpsim.errors import MCPSimError, NotFound, NotReady
-from mcpsim.pool.instance import State
-from mcpsim.pool.pool import InstancePool
+from mcpsim.pool import InstancePool, State
 from mcpsim.server.bodies import read_body, replaying
 from mcpsim.server.edge import respond_error
 from mcpsim.server.principals import owned, principal_of

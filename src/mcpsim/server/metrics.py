@@ -23,11 +23,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from mcpsim.pool.instance import Instance, State
+from mcpsim.pool import Instance, State
 from mcpsim.protocol.mux import MESSAGE_KINDS
 
 if TYPE_CHECKING:
-    from mcpsim.pool.pool import InstancePool
+    from mcpsim.pool import InstancePool
     from mcpsim.server.resources import ResourceSampler
     from mcpsim.server.sessions import SessionFront
 

@@ -13,8 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mcpsim.pool.instance import State
-from mcpsim.pool.pool import InstancePool
+from mcpsim.pool import InstancePool, State
 from mcpsim.server.metrics import Metrics
 from mcpsim.server.resources import ResourceSampler
 

@@ -25,8 +25,7 @@ from mcpsim.errors import InstanceGone, TokenFileError
 from mcpsim.wire import TOKEN_VARIABLE
 
 if TYPE_CHECKING:  # only for hints: `mcpsim view` uses the guard without any pool
-    from mcpsim.pool.instance import Instance
-    from mcpsim.pool.pool import InstancePool
+    from mcpsim.pool import Instance, InstancePool
 
 SCOPE_KEY = "mcpsim.principal"
 """Where `AccessGuard` puts the caller's `Principal` in the ASGI scope of every request it lets through."""

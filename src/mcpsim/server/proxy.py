@@ -21,7 +21,7 @@ from mcp.shared.message import SessionMessage
 from mcp.types import PARSE_ERROR, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
-from mcpsim.pool.instance import Instance
+from mcpsim.pool import Instance
 from mcpsim.protocol.messages import error_message
 from mcpsim.protocol.mux import Multiplexer
 from mcpsim.wire import INTERNAL_FAILURE

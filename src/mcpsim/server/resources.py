@@ -25,9 +25,9 @@ import anyio
 import psutil
 
 if TYPE_CHECKING:
-    from mcpsim.pool.pool import InstancePool
+    from mcpsim.pool import InstancePool
 
-logger = logging.getLogger("mcpsim.resources")
+logger = logging.getLogger(__name__)
 
 SERVICE = "<service>"
 

@@ -13,7 +13,7 @@ import uvicorn
 
 from mcpsim.server.app import ServeConfig, create_app
 
-logger = logging.getLogger("mcpsim.serve")
+logger = logging.getLogger(__name__)
 
 
 class _BackgroundServer(uvicorn.Server):

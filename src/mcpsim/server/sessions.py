@@ -25,8 +25,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from mcpsim.errors import BadRequest, MCPSimError, MethodNotServed, NotFound, PoolError, UnsupportedMediaType
-from mcpsim.pool.instance import Instance
-from mcpsim.pool.pool import InstancePool
+from mcpsim.pool import Instance, InstancePool
 from mcpsim.server.bodies import parse_json, read_body, replaying
 from mcpsim.server.edge import note_request_id, respond_error
 from mcpsim.server.params import parse_config
@@ -35,7 +34,7 @@ from mcpsim.server.proxy import serve_client
 from mcpsim.server.starts import start_for_request
 from mcpsim.wire import MAX_VERSION_LENGTH, parse_seed
 
-logger = logging.getLogger("mcpsim.sessions")
+logger = logging.getLogger(__name__)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from mcpsim.errors import MCPSimError
-from mcpsim.pool.pool import InstancePool
+from mcpsim.pool import InstancePool
 from mcpsim.server.edge import respond_error
 from mcpsim.server.params import parse_config
 from mcpsim.server.principals import principal_of
@@ -23,7 +23,7 @@ from mcpsim.server.proxy import serve_client
 from mcpsim.server.starts import start_for_request
 from mcpsim.wire import parse_seed
 
-logger = logging.getLogger("mcpsim.sse")
+logger = logging.getLogger(__name__)
 
 
 class SseFront:

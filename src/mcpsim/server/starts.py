@@ -12,8 +12,7 @@ import anyio
 from starlette.types import Receive
 
 from mcpsim.errors import PoolError
-from mcpsim.pool.instance import Instance
-from mcpsim.pool.pool import InstancePool
+from mcpsim.pool import Instance, InstancePool
 
 
 async def start_for_request(

@@ -24,14 +24,14 @@ from mcp.shared.message import SessionMessage
 from mcp.types import JSONRPCRequest
 
 from mcpsim.errors import MessageTooLarge, PoolError
-from mcpsim.pool.pool import InstancePool, PoolConfig
+from mcpsim.pool import InstancePool, PoolConfig
 from mcpsim.protocol.framing import decode_line, encode_message, read_line
 from mcpsim.protocol.messages import error_message
 from mcpsim.server.edge import rpc_code
 from mcpsim.server.proxy import serve_client
 from mcpsim.wire import MESSAGE_TOO_LARGE
 
-logger = logging.getLogger("mcpsim.stdio")
+logger = logging.getLogger(__name__)
 
 Streams = tuple[MemoryObjectReceiveStream[Any], MemoryObjectSendStream[SessionMessage]]
 

@@ -27,7 +27,7 @@ from mcpsim.server.edge import exception_handlers
 from mcpsim.server.principals import Credentials
 from mcpsim.server.trajectory import Trajectory, load
 
-logger = logging.getLogger("mcpsim.view")
+logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 JSON = "application/json"
 

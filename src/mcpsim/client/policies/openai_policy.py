@@ -32,7 +32,7 @@ from mcpsim.client.policies.chat_messages import (
 from mcpsim.client.trajectory import Action
 from mcpsim.errors import ConfigError, InvalidAction, PolicyError
 
-logger = logging.getLogger("mcpsim.client")
+logger = logging.getLogger(__name__)
 
 Vision = bool | Literal["auto"]
 DEFAULT_SYSTEM_PROMPT = "You act in an environment through its tools. Call one tool per turn until the task is done."
