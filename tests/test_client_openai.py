@@ -8,8 +8,8 @@ from client_helpers import solve, standalone
 from conftest import ports, server_script
 from fake_openai import API_KEY, FakeOpenAI, decode_png, image_urls, text_of_message
 from mcpsim.client.content import text_of
-from mcpsim.client.reading import read_recording
 from mcpsim.client.report import run_stats
+from mcpsim.trajectory import read_recording
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
 

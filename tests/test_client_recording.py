@@ -10,8 +10,8 @@ import pytest
 import mcpsim
 from client_helpers import standalone
 from conftest import ports, server_script
-from mcpsim.client.reading import read_recording
 from mcpsim.errors import TrajectoryError
+from mcpsim.trajectory import read_recording
 
 
 def lines_of(path):

@@ -13,7 +13,7 @@ import pytest
 
 from mcpsim.errors import TrajectoryError
 from mcpsim.proc import free_port
-from mcpsim.server.trajectory import load
+from mcpsim.trajectory import read_episodes
 
 HEADER = {"type": "header", "format": "mcpsim.trajectory/1", "model": "test"}
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nnot-a-real-png").decode()
@@ -48,7 +48,7 @@ def test_steps_are_grouped_by_environment_and_episode(tmp_path):
         ],
         tail='{"type": "step", "env_id": "b", "st',  # a line still being written
     )
-    trajectory = load(path)
+    trajectory = read_episodes(path)
     described = trajectory.describe(path)
     assert [(e["env_id"], e["step_count"], e["finished"]) for e in described["episodes"]] == [
         ("a", 2, True),
@@ -74,7 +74,7 @@ def test_steps_are_grouped_by_environment_and_episode(tmp_path):
 def test_files_that_are_no_trajectory_are_refused_naming_the_line(tmp_path, lines, needle):
     path = write(tmp_path / "bad.jsonl", lines)
     with pytest.raises(TrajectoryError, match=needle):
-        load(path)
+        read_episodes(path)
 
 
 def test_mcpsim_view_refuses_a_missing_or_bad_file(tmp_path):
@@ -143,10 +143,10 @@ def test_pathological_lines_are_errors_naming_the_line(tmp_path, line, needle):
     """json.loads raised RecursionError (deep) or a bare ValueError (over 4300 digits) past the reader."""
     path = write(tmp_path / "bad.jsonl", [HEADER, step("a", 1), line, step("a", 2)])
     with pytest.raises(TrajectoryError, match=f"bad.jsonl:3: not valid JSON: {needle}"):
-        load(path)
+        read_episodes(path)
     # the same line still being written (no newline yet) is left for the next read
     cut = write(tmp_path / "cut.jsonl", [HEADER, step("a", 1)], tail=line)
-    assert [len(episode.steps) for episode in load(cut).episodes] == [1]
+    assert [len(episode.steps) for episode in read_episodes(cut).episodes] == [1]
 
 
 def test_mcpsim_view_refuses_a_deep_or_huge_line_with_exit_2_naming_it(tmp_path):

@@ -304,7 +304,7 @@ def _render_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_render(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mcpsim.render import render
+    from mcpsim.trajectory.render import render
 
     gif, frames = None, Path(args.frames) if args.frames else None
     if args.out:

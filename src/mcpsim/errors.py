@@ -35,9 +35,9 @@ MCPSimError                     root: the CLI prints these in one line; anything
 ├── CgroupError (OSError)       a control group cannot be created, joined or removed
 ├── JsonTextError (ValueError)  untrusted JSON text that is not read (bad syntax, too deep, huge numbers)
 ├── TrajectoryError (ValueError) a trajectory file that cannot be read; the message names file:line
+├── RecordingError (OSError)    a trajectory file that cannot be written
 └── ClientError                 the rollout client
     ├── DatasetError (ValueError) a dataset row or file that cannot be used
-    ├── RecordingError (OSError) the trajectory file cannot be written
     └── EpisodeError            ends one episode; recorded on its trajectory as {"type": kind, "message", "step"}
         ├── ConnectError        the MCP session could not be opened
         ├── EnvError            the environment failed during the episode
@@ -217,6 +217,10 @@ class TrajectoryError(MCPSimError, ValueError):
     """A trajectory file that cannot be read: missing, not a trajectory, cut short or corrupt; names file:line."""
 
 
+class RecordingError(MCPSimError, OSError):
+    """A trajectory file that cannot be written (a missing directory, no permission, a full disk)."""
+
+
 # -- the rollout client -------------------------------------------------------------------------------------------
 
 
@@ -226,10 +230,6 @@ class ClientError(MCPSimError):
 
 class DatasetError(ClientError, ValueError):
     """A dataset row or file cannot be used (no seed, not a JSON object, unreadable file)."""
-
-
-class RecordingError(ClientError, OSError):
-    """The trajectory file cannot be written (a missing directory, no permission, a full disk)."""
 
 
 class EpisodeError(ClientError):

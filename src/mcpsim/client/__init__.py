@@ -7,7 +7,6 @@ trajs = await mcpsim.rollout(envs, mcpsim.RandomPolicy(0), steps=30, record="run
 ```
 """
 
-from mcpsim.client.dataset import Row
 from mcpsim.client.env import Environment, EnvSession, make
 from mcpsim.client.policies import (
     EpisodeContext,
@@ -18,10 +17,8 @@ from mcpsim.client.policies import (
     RandomPolicy,
     ScriptedPolicy,
 )
-from mcpsim.client.reading import Recording, read_recording
 from mcpsim.client.replay import AuditReport, Divergence, audit, replay
 from mcpsim.client.rollout import rollout
-from mcpsim.client.trajectory import Action, Step, Trajectory
 from mcpsim.errors import (
     ClientError,
     ConnectError,
@@ -32,6 +29,7 @@ from mcpsim.errors import (
     PolicyError,
     TrajectoryError,
 )
+from mcpsim.trajectory import Action, Recording, Row, Step, Trajectory, read_recording
 
 TrajectoryFileError = TrajectoryError
 """The name this package has always exported for `mcpsim.errors.TrajectoryError` (one class, two names)."""

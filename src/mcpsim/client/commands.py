@@ -20,12 +20,11 @@ from rich.table import Table
 from mcpsim.client.dataset import seed_rows
 from mcpsim.client.env import make
 from mcpsim.client.policies import FireworksPolicy, OpenAIPolicy, PlaybackPolicy, Policy, RandomPolicy
-from mcpsim.client.reading import read_recording
 from mcpsim.client.replay import audit, rescore
 from mcpsim.client.report import report_table, run_stats
 from mcpsim.client.rollout import rollout
-from mcpsim.client.trajectory import Trajectory
 from mcpsim.errors import ConfigError, RecordingError
+from mcpsim.trajectory import Trajectory, read_recording
 
 MAX_TABLE_ROWS = 64
 VISION = {"auto": "auto", "on": True, "off": False}

@@ -1,21 +1,16 @@
-"""MCP content blocks as plain JSON dicts: what trajectories hold, policies read and recordings store.
+"""MCP content blocks as plain JSON dicts (`trajectory.format.Observation`): from the SDK's models, and as text.
 
 Observations stay in the MCP wire shape (`{"type": "text", "text": ...}`, `{"type": "image", "data": <base64>,
 "mimeType": ...}`) so nothing is lost between a server and a policy, and a recording can be read without the
 SDK. A recording swaps an image's `data` for the sha256 of its bytes (`"blob"`), written once per file.
 """
 
-import base64
-import hashlib
 from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
 
-Observation = list[dict[str, Any]]
-"""A list of MCP content blocks as JSON dicts."""
-
-BINARY_BLOCKS = ("image", "audio")
+from mcpsim.trajectory.format import BINARY_BLOCKS, Observation
 
 
 def block_dict(block: BaseModel) -> dict[str, Any]:
@@ -68,8 +63,3 @@ def images_of(observation: Observation) -> list[dict[str, Any]]:
 
 def data_url(block: dict[str, Any]) -> str:
     return f"data:{block.get('mimeType', 'image/png')};base64,{block['data']}"
-
-
-def sha256_of_data(data_b64: str) -> str:
-    """Hash of the decoded bytes: the same image has the same id however its base64 was wrapped."""
-    return hashlib.sha256(base64.b64decode(data_b64)).hexdigest()

@@ -27,10 +27,10 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import Implementation
 
 from mcpsim import __version__
-from mcpsim.client.content import Observation, block_dict, blocks_from_content, blocks_from_resource
-from mcpsim.client.dataset import DatasetSource, Row, assign_env_ids, load_rows, seed_rows
-from mcpsim.client.trajectory import Action
+from mcpsim.client.content import block_dict, blocks_from_content, blocks_from_resource
+from mcpsim.client.dataset import DatasetSource, assign_env_ids, load_rows, seed_rows
 from mcpsim.errors import ConfigError, ConnectError, EnvError, InvalidAction, describe_exception
+from mcpsim.trajectory import Action, Observation, Row
 from mcpsim.wire import CONFIG_VARIABLE, INITIAL_STATE_URI, META_KEY, SEED_VARIABLE
 
 STDIO_PREFIX = "stdio:"

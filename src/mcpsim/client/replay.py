@@ -15,12 +15,12 @@ from typing import Any
 
 import anyio
 
-from mcpsim.client.content import BINARY_BLOCKS, Observation, sha256_of_data, text_of
+from mcpsim.client.content import text_of
 from mcpsim.client.env import DEFAULT_TIMEOUT, make
 from mcpsim.client.policies.playback import PlaybackPolicy
-from mcpsim.client.reading import Recording, read_recording
 from mcpsim.client.rollout import RewardFn, rollout
-from mcpsim.client.trajectory import Trajectory
+from mcpsim.trajectory import Observation, Recording, Trajectory, read_recording
+from mcpsim.trajectory.format import BINARY_BLOCKS, sha256_of_data
 
 SHOWN_CHARS = 300
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mcpsim.client.reading import Recording
+from mcpsim.trajectory import Recording
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -22,9 +22,9 @@ from mcpsim.client.announce import Announcer
 from mcpsim.client.env import Environment, EnvSession, shared_http_client
 from mcpsim.client.policies.base import EpisodeContext, Policy
 from mcpsim.client.progress import SILENT, RolloutProgress, rollout_progress
-from mcpsim.client.recording import Recorder, header_record
-from mcpsim.client.trajectory import Action, Step, Trajectory, add_usage
 from mcpsim.errors import ConfigError, EpisodeError, PolicyError, describe_exception, leaf_exceptions
+from mcpsim.trajectory import Action, Recorder, Step, Trajectory, header_record
+from mcpsim.trajectory.format import add_usage
 
 RewardFn = Callable[[Trajectory], Any]
 

@@ -25,7 +25,7 @@ from mcpsim.server.auth import AccessGuard, is_loopback, required_token
 from mcpsim.server.dashboard import FRAME_HEADERS, SAFE_IMAGE_TYPES
 from mcpsim.server.edge import exception_handlers
 from mcpsim.server.principals import Credentials
-from mcpsim.server.trajectory import Trajectory, load
+from mcpsim.trajectory import EpisodeFile, read_episodes
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -38,10 +38,10 @@ class TrajectorySource:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._stamp: tuple[int, int] | None = None
-        self._trajectory: Trajectory | None = None
+        self._trajectory: EpisodeFile | None = None
         self._lock = anyio.Lock()
 
-    async def get(self) -> Trajectory:
+    async def get(self) -> EpisodeFile:
         async with self._lock:
             try:
                 stat = await anyio.Path(self.path).stat()
@@ -49,7 +49,7 @@ class TrajectorySource:
                 raise TrajectoryError(f"{self.path}: cannot read the file: {exc.strerror or exc}") from None
             stamp = (stat.st_mtime_ns, stat.st_size)
             if self._trajectory is None or stamp != self._stamp:
-                self._trajectory = await anyio.to_thread.run_sync(load, self.path)
+                self._trajectory = await anyio.to_thread.run_sync(read_episodes, self.path)
                 self._stamp = stamp
             return self._trajectory
 
@@ -92,7 +92,7 @@ def create_viewer_app(path: Path, host: str = "127.0.0.1", token: Credentials | 
 
 def check_file(path: Path) -> dict[str, Any]:
     """Parse once before serving, so a wrong path or a file that is no trajectory fails at the command line."""
-    loaded = load(path)
+    loaded = read_episodes(path)
     return {"episodes": len(loaded.episodes), "blobs": len(loaded.blobs)}
 
 

@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcpsim.client.content import Observation
-from mcpsim.client.dataset import Row
-from mcpsim.client.trajectory import Action, Trajectory, add_usage
+from mcpsim.trajectory import Action, Observation, Row, Trajectory
+from mcpsim.trajectory.format import add_usage
 
 
 @dataclass

@@ -9,7 +9,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from mcpsim.client.content import Observation, data_url, images_of, text_of
+from mcpsim.client.content import data_url, images_of, text_of
+from mcpsim.trajectory import Observation
 
 FUNCTION_NAME = re.compile(r"[^a-zA-Z0-9_-]")
 Message = dict[str, Any]

@@ -17,7 +17,6 @@ import os
 from collections import deque
 from typing import Any, Literal
 
-from mcpsim.client.content import Observation
 from mcpsim.client.policies.base import EpisodeContext, Policy
 from mcpsim.client.policies.chat_messages import (
     Message,
@@ -29,8 +28,8 @@ from mcpsim.client.policies.chat_messages import (
     tool_specs,
     user_message,
 )
-from mcpsim.client.trajectory import Action
 from mcpsim.errors import ConfigError, InvalidAction, PolicyError
+from mcpsim.trajectory import Action, Observation
 
 logger = logging.getLogger(__name__)
 

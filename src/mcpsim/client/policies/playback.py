@@ -10,11 +10,9 @@ from typing import Any
 
 import anyio
 
-from mcpsim.client.content import Observation
 from mcpsim.client.policies.base import EpisodeContext, Policy
-from mcpsim.client.reading import Recording, read_recording
-from mcpsim.client.trajectory import Action
 from mcpsim.errors import PolicyError
+from mcpsim.trajectory import Action, Observation, Recording, read_recording
 
 
 class PlaybackPolicy(Policy):

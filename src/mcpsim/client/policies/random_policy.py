@@ -8,9 +8,8 @@ import random
 import string
 from typing import Any
 
-from mcpsim.client.content import Observation
 from mcpsim.client.policies.base import EpisodeContext, Policy
-from mcpsim.client.trajectory import Action
+from mcpsim.trajectory import Action, Observation
 
 
 def sample_value(schema: dict[str, Any], rng: random.Random, depth: int = 0) -> Any:

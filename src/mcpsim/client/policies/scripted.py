@@ -4,9 +4,8 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from mcpsim.client.content import Observation
 from mcpsim.client.policies.base import EpisodeContext, Policy
-from mcpsim.client.trajectory import Action
+from mcpsim.trajectory import Action, Observation
 
 ActionLike = Action | Mapping[str, Any] | tuple[str, dict[str, Any]] | None
 Script = Sequence[ActionLike]

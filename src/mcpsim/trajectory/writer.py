@@ -1,9 +1,7 @@
-"""Writing the trajectory file (`mcpsim.trajectory/1`, JSONL) while episodes run.
+"""Writing the trajectory file (`format.py`) while episodes run: `Recorder`, shared by a rollout's episodes.
 
-Lines: one header, then per step one line, then one episode line per environment; lines of concurrent episodes
-interleave. No line repeats history, so the file grows linearly with the steps. Image bytes are written once per
-file as a `blob` line (keyed by the sha256 of the bytes) before the first line that references them; step lines
-carry `{"type": "image", "mimeType": ..., "blob": <sha256>}` instead of the data.
+Image bytes are written once per file as a `blob` line (keyed by the sha256 of the bytes) before the first line
+that references them; step lines carry `{"type": "image", "mimeType": ..., "blob": <sha256>}` instead of the data.
 
 Lines are buffered in memory (in order, under one lock) and written through anyio's thread-backed file at every
 episode line or every `FLUSH_BYTES`, so the event loop never blocks on disk, lines never tear, a thread hop is
@@ -12,26 +10,20 @@ not paid per step, and an interrupted run keeps its finished episodes.
 
 import contextlib
 import datetime
-import json
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from mcpsim.client.content import BINARY_BLOCKS, Observation, sha256_of_data
-from mcpsim.client.trajectory import Step, Trajectory
 from mcpsim.errors import RecordingError
+from mcpsim.trajectory.format import BINARY_BLOCKS, FORMAT, Observation, Step, Trajectory, dumps, sha256_of_data
 
-FORMAT = "mcpsim.trajectory/1"
 FLUSH_BYTES = 256 * 1024
 
 
-def dumps(record: Mapping[str, Any]) -> str:
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str) + "\n"
-
-
 def header_record(**metadata: Any) -> dict[str, Any]:
+    """The header line: the format, this mcpsim's version, the time, and the run's metadata."""
     from mcpsim import __version__
 
     now = datetime.datetime.now(datetime.UTC)
@@ -47,7 +39,7 @@ def header_record(**metadata: Any) -> dict[str, Any]:
 class Recorder:
     """Appends records to an open trajectory file; shared by every episode of a rollout."""
 
-    def __init__(self, file: Any, path: Path) -> None:
+    def __init__(self, file: anyio.AsyncFile[str], path: Path) -> None:
         self._file = file
         self.path = path
         self._lock = anyio.Lock()

@@ -1,16 +1,126 @@
-"""Actions, steps and trajectories: what a rollout returns, a recording stores and a replay re-creates.
+"""The trajectory file (`mcpsim.trajectory/1`, JSONL) and the records it is made of.
 
-The record dicts here are the trajectory file format (`mcpsim.trajectory/1`), minus the image-blob swap that
-`recording.py` does on the way to disk.
+Lines, in the order a rollout writes them (lines of concurrent episodes interleave):
+- one `header`: `{"type": "header", "format": FORMAT, "mcpsim_version", "created_at", ...run metadata}`, with
+  the `dataset` (every `Row.to_record()`, so the same episodes can be started again);
+- per step: `Step.to_record()`, `{"type": "step", "env_id", "seed", "step", "action": {"tool", "arguments"},
+  "observation": [MCP content blocks], "reward", "terminated", "truncated", "latency_ms", ...}`;
+- per binary block (image, audio) not yet in the file, before the first line using it: `{"type": "blob",
+  "sha256", "mimeType", "data": base64}`; lines using it hold `{"type": "image", "mimeType", "blob": sha256}`;
+- per episode: `Trajectory.episode_record()`, `{"type": "episode", "env_id", "seed", "total_reward", "steps",
+  "terminated", "truncated", "outcome", ...}`.
+No line repeats history, so a file grows linearly with its steps. `writer.py` writes it, `reader.py` reads it.
+The records here are also what a rollout returns and a replay re-creates.
 """
 
+import base64
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcpsim.client.content import Observation
-from mcpsim.client.dataset import Row
+from mcpsim.errors import DatasetError, JsonTextError
+from mcpsim.protocol.jsontext import parse_json_text
+from mcpsim.wire import MAX_SEED
+
+FORMAT = "mcpsim.trajectory/1"
+"""The `format` of the header; readers accept this revision and any that starts with it."""
+
+Observation = list[dict[str, Any]]
+"""A list of MCP content blocks as JSON dicts (the wire shape: `{"type": "text", "text": ...}`, ...)."""
+
+BINARY_BLOCKS = ("image", "audio")
+"""Content blocks whose base64 `data` is stored once per file, as a blob."""
+
+KNOWN_ROW_FIELDS = ("id", "seed", "system_prompt", "user_prompt", "config", "env_id")
+
+
+def sha256_of_data(data_b64: str) -> str:
+    """A blob's id: the hash of the decoded bytes (the same image has the same id however its base64 was wrapped)."""
+    return hashlib.sha256(base64.b64decode(data_b64)).hexdigest()
+
+
+def dumps(record: Mapping[str, Any]) -> str:
+    """One line of the file."""
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str) + "\n"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One dataset row; unknown keys are kept in `extra` (e.g. a reference answer for a `reward_fn`)."""
+
+    id: str
+    seed: int
+    system_prompt: str | None = None
+    user_prompt: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    env_id: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The row as stored in a recording's header; `make()` accepts it back unchanged."""
+        record: dict[str, Any] = {"env_id": self.env_id, "id": self.id, "seed": self.seed}
+        if self.config:
+            record["config"] = self.config
+        if self.system_prompt is not None:
+            record["system_prompt"] = self.system_prompt
+        if self.user_prompt is not None:
+            record["user_prompt"] = self.user_prompt
+        record.update(self.extra)
+        return record
+
+
+def _seed(value: Any, where: str) -> int:
+    if value is None:
+        raise DatasetError(f"{where} has no 'seed'; every row needs an integer seed (e.g. {{\"seed\": 0}})")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise DatasetError(f"{where}: 'seed' must be an integer, got {value!r}")
+    try:
+        seed = int(value)
+    except ValueError:
+        raise DatasetError(f"{where}: 'seed' must be an integer, got {value!r}") from None
+    if seed < 0:
+        raise DatasetError(f"{where}: 'seed' must be non-negative, got {seed}")
+    if seed > MAX_SEED:
+        raise DatasetError(f"{where}: 'seed' must be below 2**63, got one of {seed.bit_length()} bits")
+    return seed
+
+
+def _optional_text(raw: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise DatasetError(f"{where}: {key!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def parse_row(raw: Any, index: int, where: str | None = None) -> Row:
+    """Validate one raw row; `where` names it in errors (defaults to its position)."""
+    where = where or f"dataset row {index}"
+    if not isinstance(raw, Mapping):
+        raise DatasetError(f"{where} must be a JSON object, got {type(raw).__name__}")
+    seed = _seed(raw.get("seed"), where)
+    config = raw.get("config") or {}
+    if isinstance(config, str):
+        try:
+            config = parse_json_text(config)
+        except JsonTextError as exc:
+            raise DatasetError(f"{where}: 'config' is not valid JSON: {exc}") from None
+    if not isinstance(config, Mapping):
+        raise DatasetError(f"{where}: 'config' must be a JSON object, got {type(config).__name__}")
+    row_id = raw.get("id")
+    env_id = raw.get("env_id")
+    return Row(
+        id=str(row_id) if row_id is not None else f"row{index}",
+        seed=seed,
+        system_prompt=_optional_text(raw, "system_prompt", where),
+        user_prompt=_optional_text(raw, "user_prompt", where),
+        config=dict(config),
+        extra={k: v for k, v in raw.items() if k not in KNOWN_ROW_FIELDS},
+        env_id=str(env_id) if env_id is not None else None,
+    )
+
 
 OUTCOMES = ("terminated", "truncated", "max_steps", "stopped", "error", "running")
 """How an episode ended: by the server (`terminated`, `truncated`), by the client's step limit (`max_steps`), by

@@ -1,0 +1,31 @@
+"""The one home of the trajectory file (`mcpsim.trajectory/1`): its records, its writer, its readers.
+
+- `format.py`: the format (`FORMAT`, the line types) and its records: `Row`, `Action`, `Step`, `Trajectory`.
+- `writer.py`: `Recorder`, which writes the file while a rollout runs.
+- `reader.py`: `read_recording` (strict or lenient, errors naming `FILE:LINE`), on one scan and one set of checks.
+- `episodes.py`: `read_episodes`, the raw episodes of a file still being written (the viewer's view).
+- `render.py`: a GIF or PNG frames of one episode (`mcpsim render`; imported on use: it needs Pillow).
+"""
+
+from mcpsim.trajectory.episodes import Episode, EpisodeFile, read_episodes
+from mcpsim.trajectory.format import FORMAT, OUTCOMES, Action, Observation, Row, Step, Trajectory, parse_row
+from mcpsim.trajectory.reader import Recording, read_recording
+from mcpsim.trajectory.writer import Recorder, header_record
+
+__all__ = [
+    "FORMAT",
+    "OUTCOMES",
+    "Action",
+    "Episode",
+    "EpisodeFile",
+    "Observation",
+    "Recorder",
+    "Recording",
+    "Row",
+    "Step",
+    "Trajectory",
+    "header_record",
+    "parse_row",
+    "read_episodes",
+    "read_recording",
+]
