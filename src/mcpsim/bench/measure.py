@@ -153,18 +153,15 @@ async def measure_live(target: ManagedTarget, count: int) -> dict[str, Any]:
     async def hold(seed: int) -> None:
         nonlocal opened
         try:
-            async with limiter:
-                client = target.client(20000 + seed)
-                await client.__aenter__()
-            try:
+            async with contextlib.AsyncExitStack() as stack:  # open under the limiter, held past it
+                async with limiter:
+                    client = await stack.enter_async_context(target.client(20000 + seed))
                 await client.call_tool("lake_move", {"action": "LEFT"})
                 opened += 1
                 if opened + len(errors) == count:
                     all_open.set()
                 await release.wait()
                 await client.call_tool("lake_move", {"action": "LEFT"})
-            finally:
-                await client.__aexit__(None, None, None)
         except Exception as exc:  # counted, reported
             errors.append(repr(exc)[:200])
             if opened + len(errors) == count:

@@ -59,7 +59,11 @@ class StdioConnection:
 class StreamsConnection:
     """A connection over the SDK client transports' memory streams."""
 
-    def __init__(self, read: anyio.abc.ObjectReceiveStream, write: anyio.abc.ObjectSendStream) -> None:
+    def __init__(
+        self,
+        read: anyio.abc.ObjectReceiveStream[SessionMessage | Exception],
+        write: anyio.abc.ObjectSendStream[SessionMessage],
+    ) -> None:
         self._read, self._write = read, write
 
     async def send(self, message: SessionMessage) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
+import httpx2
 from anyio.abc import TaskStatus
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
@@ -103,7 +104,7 @@ class InstanceSpec:
     env: dict[str, str] = field(default_factory=dict)
     mux_observer: MuxObserver | None = None
     request_timeout: float | None = None
-    http_client: Any = None
+    http_client: httpx2.AsyncClient | None = None
     """The pool's shared HTTP client for streamable-HTTP backends."""
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     """Longest line read from a stdio server; a longer one fails only the request it answers."""
@@ -295,14 +296,15 @@ class Instance:
             connection.send,
             name=f"instance {self.id}",
             request_timeout=self.spec.request_timeout,
+            observer=self.stats,
             on_timeout=self._hung,
             on_broken=lambda detail: self._connection_lost(mux, detail),
         )
-        mux.observer = self.stats
         self.mux = mux
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._pump, connection, mux)
             tg.start_soon(self._watch_exit, mux)
+            tg.start_soon(mux.run_deadlines)
             refusal = await self._handshake(mux)
             if refusal is None:
                 startup.deadline = math.inf

@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -64,8 +64,12 @@ class PoolObserver(Protocol):
 
 
 class InstancePool:
-    def __init__(self, config: PoolConfig) -> None:
+    """Use as `async with InstancePool(config) as pool:`; leaving the block ends every instance and helper."""
+
+    def __init__(self, config: PoolConfig, observer: PoolObserver | None = None) -> None:
         self.config = config
+        self.observer = observer
+        """Told of instance starts, failures and ends and environment builds (the metrics)."""
         self.ports = PortAllocator(*config.port_range)
         self.instances: dict[str, Instance] = {}
         self.started_at = time.time()
@@ -77,7 +81,7 @@ class InstancePool:
         self._task_group: TaskGroup | None = None
         self._watchdog: ChildProcess | None = None
         self._closing = False
-        self.observer: PoolObserver | None = None
+        self._exit_stack: contextlib.AsyncExitStack | None = None
         self.forker: ForkServer | None = None
         self.http_client: httpx2.AsyncClient | None = None
         self.warm = WarmPool(self, config.warm, config.max_instances)
@@ -96,45 +100,53 @@ class InstancePool:
     # -- lifecycle --------------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        raise_fd_limit()
-        self._watchdog = await self.spawner.spawn(
-            [sys.executable, "-m", "mcpsim.proc.watchdog"],
-            inherited_environment({}),
-            lambda line: logger.warning("watchdog: %s", line),
-            stdout_is_protocol=False,
-            die_with_parent=False,
-        )
-        await self.tracker.start()
-        if self.tracker.root is not None:
-            self._tell_watchdog(f"cgroup {self.tracker.root.path}\n")
-        self.http_client = shared_http_client()
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
-        self._task_group.start_soon(self._prepare_in_background)
-        self._task_group.start_soon(self._reap_idle)
-        self._task_group.start_soon(self.tracker.run)
-        self._task_group.start_soon(self.warm.run)
-        self.warm.wake()
-        return self
+        self._exit_stack = contextlib.AsyncExitStack()
+        return await self._exit_stack.enter_async_context(self._running())
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool | None:
-        assert self._task_group is not None
-        with anyio.CancelScope(shield=True):
-            await self.close()
-        self._task_group.cancel_scope.cancel()
-        result = await self._task_group.__aexit__(exc_type, exc, tb)
-        if self.http_client is not None:
-            await self.http_client.aclose()
+        assert self._exit_stack is not None
+        return await self._exit_stack.__aexit__(exc_type, exc, tb)
+
+    @contextlib.asynccontextmanager
+    async def _running(self) -> AsyncIterator[Self]:
+        """The pool's life. What it starts is closed in reverse order on every path, each step shielded from
+        cancellation: instances first (their tasks are in the task group), then the fork server, the HTTP
+        client, the tracker (what escaped), the watchdog, and last the spawner's thread."""
+        raise_fd_limit()
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(self.spawner.close)
+            self._watchdog = await self.spawner.spawn(
+                [sys.executable, "-m", "mcpsim.proc.watchdog"],
+                inherited_environment({}),
+                lambda line: logger.warning("watchdog: %s", line),
+                stdout_is_protocol=False,
+                die_with_parent=False,
+            )
+            stack.push_async_callback(_shielded, self._watchdog.stop, eof_grace=2.0)
+            stack.push_async_callback(_shielded, self.tracker.close)
+            await self.tracker.start()
+            if self.tracker.root is not None:
+                self._tell_watchdog(f"cgroup {self.tracker.root.path}\n")
+            self.http_client = await stack.enter_async_context(shared_http_client())
+            stack.push_async_callback(_shielded, self._close_forker)
+            async with anyio.create_task_group() as tg:
+                self._task_group = tg
+                tg.start_soon(self._prepare_in_background)
+                tg.start_soon(self._reap_idle)
+                tg.start_soon(self.tracker.run)
+                tg.start_soon(self.warm.run)
+                self.warm.wake()
+                try:
+                    yield self
+                finally:
+                    await _shielded(self.close)
+                    tg.cancel_scope.cancel()
+
+    async def _close_forker(self) -> None:
         if self.forker is not None:
             await self.forker.close()
-        with anyio.CancelScope(shield=True):
-            await self.tracker.close()
-        if self._watchdog is not None:
-            await self._watchdog.stop(eof_grace=2.0)
-        self.spawner.close()
-        return result
 
     async def close(self) -> None:
         """End every instance and wait until their processes are gone."""
@@ -294,7 +306,8 @@ class InstancePool:
                     label=command.label,
                     preload=self.config.fork_preload,
                 )
-                await self.forker.start()
+                assert self._task_group is not None
+                await self.forker.start(self._task_group)
             self.prepared, self.prepare_error = prepared, None
             return prepared
 
@@ -416,3 +429,9 @@ class InstancePool:
     def _tell_watchdog(self, line: str) -> None:
         if self._watchdog is not None and self._watchdog.stdin is not None and not self._watchdog.stdin.is_closing():
             self._watchdog.stdin.write(line.encode())
+
+
+async def _shielded(function: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> None:
+    """Await a cleanup step even while the pool's owner is being cancelled."""
+    with anyio.CancelScope(shield=True):
+        await function(*args, **kwargs)

@@ -11,7 +11,6 @@ signal) and is marked exited here.
 """
 
 import asyncio
-import contextlib
 import itertools
 import json
 import logging
@@ -20,6 +19,8 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from anyio.abc import TaskGroup
 
 from mcpsim.proc import fork_template
 from mcpsim.proc.cgroups import Cgroup
@@ -75,10 +76,11 @@ class ForkServer:
         self._waiting: dict[int, asyncio.Future[int]] = {}
         self._children: dict[int, ForkedProcess] = {}
         self._early_exits: dict[int, int] = {}
-        self._reader: asyncio.Task[None] | None = None
         self.hello: dict[str, Any] = {}
 
-    async def start(self) -> bool:
+    async def start(self, task_group: TaskGroup) -> bool:
+        """Start the template and, in `task_group` (the pool's), the task that reads its events; False (and
+        the reason logged) when it cannot be used."""
         target = fork_target(self.argv)
         if target is None:
             self.reason = f"{self.label!r} does not run Python code ({{python}} -m module or a .py script)"
@@ -120,7 +122,7 @@ class ForkServer:
         if "unsafe" in self.hello:
             return self._unusable(self.hello["unsafe"])
         self.usable = True
-        self._reader = loop.create_task(self._read_events(loop))
+        task_group.start_soon(self._read_events, loop)
         logger.info(
             "fork server ready: pid %s, %d modules preloaded%s",
             self.hello.get("pid"),
@@ -251,10 +253,6 @@ class ForkServer:
             self._requests.close()  # the template kills its children's groups and exits
         if self._template is not None:
             await self._template.stop(eof_grace=2.0)
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
         if self._events is not None:
             self._events.close()
 

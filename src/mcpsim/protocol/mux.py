@@ -10,11 +10,16 @@ channel, related to the request it is serving so a streamable-HTTP front puts th
 
 When the connection ends, every pending request gets an error naming the cause, and later requests are answered
 with it at once: a dead server never leaves a client waiting.
+
+Deadlines: with a `request_timeout`, a client request that gets neither its answer nor a progress notification
+for that long is answered with `BACKEND_TIMEOUT` and `on_timeout` is told (the instance then presumes its server
+hung). `run_deadlines()` does that: one task per multiplexer, in the task group of the instance that owns it,
+sleeping until the nearest deadline; no timer or stray task exists outside it.
 """
 
-import asyncio
 import itertools
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,21 +38,18 @@ from mcp.types import (
 )
 
 from mcpsim.errors import BackendError
-from mcpsim.protocol.messages import error_message
+from mcpsim.protocol.messages import (
+    MESSAGE_KINDS,
+    error_message,
+    hashable_token,
+    is_error,
+    malformed_result,
+    message_kind,
+    request_id_of,
+)
 from mcpsim.wire import BACKEND_TIMEOUT, BACKEND_UNAVAILABLE, NO_BACK_CHANNEL
 
 logger = logging.getLogger(__name__)
-
-MESSAGE_KINDS = tuple(
-    f"{side}.{kind}" for side in ("client", "server") for kind in ("request", "response", "notification")
-)
-_CLIENT_KIND: dict[type, str] = {
-    JSONRPCRequest: "client.request",
-    JSONRPCResponse: "client.response",
-    JSONRPCError: "client.response",
-    JSONRPCNotification: "client.notification",
-}
-_SERVER_KIND: dict[type, str] = {key: "server" + value[6:] for key, value in _CLIENT_KIND.items()}
 
 
 class Channel(Protocol):
@@ -89,7 +91,8 @@ class _Pending:
     tool: str | None
     progress_token: Any
     started: float = field(default_factory=time.perf_counter)
-    timer: asyncio.TimerHandle | None = None
+    deadline: float = math.inf
+    """When, on the event loop's clock (`anyio.current_time`), the request runs out of time; inf: never."""
 
 
 class _InternalChannel:
@@ -116,22 +119,26 @@ class Multiplexer:
         self,
         send_to_server: Callable[[SessionMessage], Awaitable[None]],
         name: str = "",
+        *,
         request_timeout: float | None = None,
+        observer: MuxObserver | None = None,
         on_timeout: Callable[[str], None] | None = None,
         on_broken: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._send_to_server = send_to_server
         self.name = name
         self.request_timeout = request_timeout
-        """Seconds a client request may wait for its answer (progress notifications restart the clock)."""
+        """Seconds a client request may wait for its answer (progress notifications restart the clock); the
+        deadlines are kept by `run_deadlines`, which the owner runs in its task group."""
+        self.observer = observer
+        """Told of every client request and its answer (the instance's stats, then the metrics)."""
         self.on_timeout = on_timeout
         """Told why, when a request runs out of time: the server is presumed hung."""
         self.on_broken = on_broken
         """Awaited when sending fails, before the connection is closed, to close it with a better reason."""
-        self._expiring: set[asyncio.Task[None]] = set()
         self.primary: Channel | None = None
+        """The channel of the session (see `attach`): server requests and unrelated notifications go there."""
         self.closed_reason: str | None = None
-        self.observer: MuxObserver | None = None
         self.last_activity = time.monotonic()
         self.message_counts: dict[str, int] = dict.fromkeys(MESSAGE_KINDS, 0)
         """Messages received, by `<from>.<kind>` (see `MESSAGE_KINDS`); plain ints, read by the metrics."""
@@ -141,13 +148,15 @@ class Multiplexer:
         self._progress: dict[Any, int] = {}
         self._server_requests: dict[RequestId, Channel] = {}
         self._internal = _InternalChannel()
+        self._next_check = math.inf
+        self._deadline_moved = anyio.Event()
 
     # -- client -> server -------------------------------------------------------------------------------------
 
     async def from_client(self, channel: Channel, message: SessionMessage) -> None:
         msg = message.message
         self.last_activity = time.monotonic()
-        self._count(_CLIENT_KIND, msg)
+        self._count("client", msg)
         if isinstance(msg, JSONRPCRequest):
             await self._forward_request(channel, msg)
         elif isinstance(msg, JSONRPCResponse | JSONRPCError):
@@ -158,7 +167,7 @@ class Multiplexer:
             if msg.method == "notifications/cancelled":
                 # Ids are the client's; the server knows the request by ours. An id that is not a JSON-RPC id
                 # (an object, a list, true) names nothing in flight, like an unknown one: the cancel is moot.
-                request_id = _request_id((msg.params or {}).get("requestId"))
+                request_id = request_id_of((msg.params or {}).get("requestId"))
                 server_id = self._by_client.get((id(channel), request_id)) if request_id is not None else None
                 if server_id is None:
                     return
@@ -176,11 +185,11 @@ class Multiplexer:
         tool = params.get("name") if msg.method == "tools/call" and isinstance(params.get("name"), str) else None
         pending = _Pending(channel, msg.id, msg.method, tool, token)
         if self.request_timeout is not None and channel is not self._internal:
-            pending.timer = asyncio.get_running_loop().call_later(self.request_timeout, self._expire, server_id)
+            self._set_deadline(pending)
         self._pending[server_id] = pending
         self._by_client[(id(channel), msg.id)] = server_id
         if token is not None:
-            self._progress[_hashable(token)] = server_id
+            self._progress[hashable_token(token)] = server_id
         if self.observer is not None:
             self.observer.on_request(msg.method, tool)
         await self._to_server(SessionMessage(msg.model_copy(update={"id": server_id})))
@@ -199,7 +208,7 @@ class Multiplexer:
     async def from_server(self, message: SessionMessage) -> None:
         msg = message.message
         self.last_activity = time.monotonic()
-        self._count(_SERVER_KIND, msg)
+        self._count("server", msg)
         if isinstance(msg, JSONRPCResponse | JSONRPCError):
             pending = self._pending.pop(msg.id, None) if isinstance(msg.id, int) else None
             if pending is None:
@@ -229,17 +238,16 @@ class Multiplexer:
     async def _route_notification(self, msg: JSONRPCNotification) -> None:
         params = msg.params or {}
         if msg.method == "notifications/progress" and "progressToken" in params:
-            server_id = self._progress.get(_hashable(params["progressToken"]))
+            server_id = self._progress.get(hashable_token(params["progressToken"]))
             pending = self._pending.get(server_id) if server_id is not None else None
             if pending is not None:
-                if pending.timer is not None and self.request_timeout is not None:  # progress: not hung
-                    pending.timer.cancel()
-                    pending.timer = asyncio.get_running_loop().call_later(self.request_timeout, self._expire, server_id)
+                if pending.deadline < math.inf:  # progress: not hung, the clock starts again
+                    self._set_deadline(pending)
                 meta = ServerMessageMetadata(related_request_id=pending.client_id)
                 await self._deliver(pending.channel, SessionMessage(msg, meta))
                 return
         if msg.method == "notifications/cancelled":
-            request_id = _request_id(params.get("requestId"))
+            request_id = request_id_of(params.get("requestId"))
             channel = self._server_requests.pop(request_id, None) if request_id is not None else None
             if channel is not None:
                 await self._deliver(channel, SessionMessage(msg))
@@ -277,7 +285,7 @@ class Multiplexer:
         seconds = time.perf_counter() - pending.started
         try:
             self.observer.on_response(
-                pending.method, pending.tool, seconds, _is_error(reply), request_id=pending.client_id, reply=reply
+                pending.method, pending.tool, seconds, is_error(reply), request_id=pending.client_id, reply=reply
             )
         except Exception:
             logger.exception("%s: observer failed on a %s answer", self.name, pending.method)
@@ -297,36 +305,58 @@ class Multiplexer:
         return True
 
     def _forget(self, pending: _Pending) -> None:
-        if pending.timer is not None:
-            pending.timer.cancel()
         self._by_client.pop((id(pending.channel), pending.client_id), None)
         if pending.progress_token is not None:
-            self._progress.pop(_hashable(pending.progress_token), None)
+            self._progress.pop(hashable_token(pending.progress_token), None)
 
-    def _expire(self, server_id: int) -> None:
+    # -- deadlines --------------------------------------------------------------------------------------------
+
+    def _set_deadline(self, pending: _Pending) -> None:
+        assert self.request_timeout is not None
+        pending.deadline = anyio.current_time() + self.request_timeout
+        if pending.deadline < self._next_check:  # earlier than the deadline task sleeps until: wake it
+            self._deadline_moved.set()
+
+    async def run_deadlines(self) -> None:
+        """Answer requests that ran out of time, until cancelled (a task of the owner's task group).
+
+        Sleeps until the nearest deadline (or until an earlier one is set); a deadline moved later by progress
+        is found when the task wakes for the old one, so progress costs no wake-up."""
+        while True:
+            now = anyio.current_time()
+            for server_id in [sid for sid, pending in self._pending.items() if pending.deadline <= now]:
+                await self._expire(server_id)
+            self._next_check = min((pending.deadline for pending in self._pending.values()), default=math.inf)
+            self._deadline_moved = anyio.Event()
+            with anyio.move_on_after(self._next_check - anyio.current_time()):
+                await self._deadline_moved.wait()
+
+    async def _expire(self, server_id: int) -> None:
         pending = self._pending.pop(server_id, None)
         if pending is None:
             return
-        pending.timer = None
         self._forget(pending)
         reason = (
             f"{self.name}: the server did not answer {pending.method!r}"
             f"{f' ({pending.tool})' if pending.tool else ''} within {self.request_timeout:g} s"
         )
-        task = asyncio.get_running_loop().create_task(
-            self._deliver(pending.channel, error_message(pending.client_id, BACKEND_TIMEOUT, reason))
-        )
-        self._expiring.add(task)
-        task.add_done_callback(self._expiring.discard)
         if self.on_timeout is not None:
             self.on_timeout(reason)
+        await self._deliver(pending.channel, error_message(pending.client_id, BACKEND_TIMEOUT, reason))
 
-    def _count(self, kinds: dict[type, str], msg: object) -> None:
-        kind = kinds.get(type(msg))
+    def _count(self, sender: str, msg: object) -> None:
+        kind = message_kind(sender, msg)
         if kind is not None:
             self.message_counts[kind] += 1
 
     # -- lifecycle --------------------------------------------------------------------------------------------
+
+    def attach(self, channel: Channel, *, primary: bool) -> None:
+        """A client arrives (after the multiplexer exists: the one binding that is late by nature). A primary
+        channel (a session) takes the server's requests and unrelated notifications; others (one HTTP request
+        on an `/envs` handle) only get the answers to what they send, and need no attaching."""
+        if primary:
+            self.primary = channel
 
     def detach(self, channel: Channel) -> None:
         """Forget a client: its pending requests are dropped when answered; the primary slot is freed."""
@@ -386,37 +416,3 @@ class Multiplexer:
     @property
     def in_flight(self) -> int:
         return len(self._pending)
-
-
-def _hashable(token: Any) -> Any:
-    return token if isinstance(token, str | int | float) else repr(token)
-
-
-def _request_id(value: Any) -> RequestId | None:
-    """`value` if it can be a JSON-RPC request id (a string or an integer), else None."""
-    return value if isinstance(value, str | int) and not isinstance(value, bool) else None
-
-
-def _is_error(msg: JSONRPCResponse | JSONRPCError) -> bool:
-    """A JSON-RPC error, or a tool result flagged `isError`: both count as a failed call."""
-    return isinstance(msg, JSONRPCError) or msg.result.get("isError") is True
-
-
-def malformed_result(method: str, result: dict[str, Any]) -> str | None:
-    """Why a `tools/call` result cannot be a CallToolResult, or None; a cheap check of the shape only.
-
-    Clients validate results against the schema and fail with an opaque validation error, and mcpsim's own
-    observers read `content` and `isError`; so a malformed result becomes one JSON-RPC error naming the problem.
-    """
-    if method != "tools/call":
-        return None
-    content = result.get("content", [])
-    if not isinstance(content, list):
-        return f"malformed: 'content' must be a list of content blocks, got {type(content).__name__}"
-    for index, block in enumerate(content):
-        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-            return f"malformed: content[{index}] must be an object with a string 'type'"
-    flag = result.get("isError", False)
-    if not isinstance(flag, bool):
-        return f"malformed: 'isError' must be a boolean, got {type(flag).__name__}"
-    return None

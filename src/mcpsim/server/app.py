@@ -44,13 +44,13 @@ class ServeConfig:
 def create_app(config: ServeConfig) -> Starlette:
     """Raises `AuthConfigError` (a ValueError) for a non-loopback host without a token, before anything starts."""
     credentials = required_token(config.host, config.credentials or config.auth_token)
-    pool = InstancePool(config.pool)
+    metrics = Metrics()
+    pool = InstancePool(config.pool, observer=metrics)
     sessions = SessionFront(pool, json_response=config.json_response)
     handles = HandleFront(pool)
     sse = SseFront(pool)
     resources = ResourceSampler(pool)
-    metrics = Metrics(pool, sessions, resources)
-    pool.observer = metrics
+    metrics.collect_from(pool, sessions, resources)  # what /metrics reads at each scrape
     serving = anyio.Event()
     stopping = anyio.Event()
 
@@ -59,15 +59,14 @@ def create_app(config: ServeConfig) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with pool, anyio.create_task_group() as sessions_group:
-            sessions.task_group = sessions_group
-            sessions_group.start_soon(resources.run)
+        async with pool, sessions.running(), anyio.create_task_group() as background:
+            background.start_soon(resources.run)
             serving.set()
             try:
                 yield
             finally:
                 stopping.set()
-                sessions_group.cancel_scope.cancel()
+                background.cancel_scope.cancel()  # then the sessions end (each its instance), then the pool
 
     routes = [
         Route("/mcp", endpoint=sessions, methods=["GET", "POST", "DELETE"]),

@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from mcpsim.pool import Instance, State
-from mcpsim.protocol.mux import MESSAGE_KINDS
+from mcpsim.protocol.messages import MESSAGE_KINDS
 
 if TYPE_CHECKING:
     from mcpsim.pool import InstancePool
@@ -39,7 +39,7 @@ RECENT = 300
 class Metrics:
     """The registry, the event-fed metrics, and the pool's `PoolObserver` and every instance's `MuxObserver`."""
 
-    def __init__(self, pool: "InstancePool", sessions: "SessionFront", resources: "ResourceSampler") -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.spawn_seconds = Histogram(
             "mcpsim_spawn_seconds",
@@ -84,9 +84,13 @@ class Metrics:
         """Messages of instances that have ended (live instances' counts are read from their multiplexers)."""
         self.recent_spawns: deque[tuple[float, float]] = deque(maxlen=RECENT)
         self.recent_calls: deque[tuple[float, float, str, bool]] = deque(maxlen=RECENT)
+        self.mux_observer = self
+
+    def collect_from(self, pool: "InstancePool", sessions: "SessionFront", resources: "ResourceSampler") -> None:
+        """Read the pool's, the sessions' and the processes' state at every scrape. A method, not a constructor
+        argument, because the pool is built with these metrics as its observer: one of the two is late."""
         self.registry.register(_PoolCollector(pool, sessions, self))
         self.registry.register(_ResourceCollector(pool, resources))
-        self.mux_observer = self
 
     # -- MuxObserver --------------------------------------------------------------------------------------------
 

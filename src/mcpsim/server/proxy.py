@@ -22,7 +22,7 @@ from mcp.types import PARSE_ERROR, JSONRPCNotification, JSONRPCRequest, JSONRPCR
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from mcpsim.pool import Instance
-from mcpsim.protocol.messages import error_message
+from mcpsim.protocol.messages import IncomingMessages, OutgoingMessages, error_message
 from mcpsim.protocol.mux import Multiplexer
 from mcpsim.wire import INTERNAL_FAILURE
 
@@ -30,7 +30,7 @@ from mcpsim.wire import INTERNAL_FAILURE
 class ClientChannel:
     """A client connection as the instance's multiplexer sees it: a write stream of the front transport."""
 
-    def __init__(self, write_stream: Any, name: str, accepts_server_requests: bool) -> None:
+    def __init__(self, write_stream: OutgoingMessages, name: str, accepts_server_requests: bool) -> None:
         self._write = write_stream
         self.name = name
         self.accepts_server_requests = accepts_server_requests
@@ -49,8 +49,8 @@ def initialize_answer(instance: Instance, requested: Any = None) -> dict[str, An
 
 async def bridge(
     instance: Instance,
-    read_stream: Any,
-    write_stream: Any,
+    read_stream: IncomingMessages,
+    write_stream: OutgoingMessages,
     *,
     name: str,
     primary: bool,
@@ -66,8 +66,7 @@ async def bridge(
     mux = instance.mux
     assert mux is not None
     channel = ClientChannel(write_stream, name, accepts_server_requests=primary and back_channel)
-    if primary:
-        mux.primary = channel
+    mux.attach(channel, primary=primary)
     try:
         async for item in read_stream:
             if isinstance(item, Exception):  # a message that did not parse: say so, and go on with the others
@@ -106,7 +105,12 @@ async def forward(instance: Instance, mux: Multiplexer, channel: ClientChannel, 
 
 
 async def serve_client(
-    instance: Instance, read_stream: Any, write_stream: Any, *, name: str, back_channel: bool = True
+    instance: Instance,
+    read_stream: IncomingMessages,
+    write_stream: OutgoingMessages,
+    *,
+    name: str,
+    back_channel: bool = True,
 ) -> None:
     """A client session's life on one instance: bridge until either side ends, then end the instance."""
     try:

@@ -12,8 +12,10 @@ shutdown) terminates the transport, so its session id answers 404 afterwards. A 
 principal that opened the session: from another principal (but the admin) it answers 404 like an unknown one.
 """
 
+import contextlib
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import anyio
@@ -24,7 +26,15 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from mcpsim.errors import BadRequest, MCPSimError, MethodNotServed, NotFound, PoolError, UnsupportedMediaType
+from mcpsim.errors import (
+    BadRequest,
+    MCPSimError,
+    MethodNotServed,
+    NotFound,
+    PoolError,
+    ShuttingDown,
+    UnsupportedMediaType,
+)
 from mcpsim.pool import Instance, InstancePool
 from mcpsim.server.bodies import parse_json, read_body, replaying
 from mcpsim.server.edge import note_request_id, respond_error
@@ -45,15 +55,26 @@ class Session:
 
 
 class SessionFront:
-    """ASGI app for `/mcp`; needs `task_group` set (by the app's lifespan) before it serves."""
+    """ASGI app for `/mcp`; serves while `running()` (the app's lifespan) is entered, which owns the task group
+    every session's task runs in: leaving it ends every session, and so every session's instance."""
 
     def __init__(self, pool: InstancePool, json_response: bool = False) -> None:
         self.pool = pool
         self.json_response = json_response
         self.sessions: dict[str, Session] = {}
-        self.task_group: TaskGroup | None = None
+        self._task_group: TaskGroup | None = None
         self.created = 0
         self.ended = 0
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tg:
+            self._task_group = tg
+            try:
+                yield
+            finally:
+                self._task_group = None
+                tg.cancel_scope.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -134,8 +155,10 @@ class SessionFront:
         self.sessions[session_id] = session
         self.created += 1
         instance.log.info("session opened", extra={"event": "session.opened", "request_id": request_id})
-        assert self.task_group is not None
-        await self.task_group.start(self._run, session)
+        if self._task_group is None:  # the server began stopping while the instance started
+            instance.stop()
+            raise ShuttingDown("the server is shutting down")
+        await self._task_group.start(self._run, session)
         await transport.handle_request(scope, replaying(body, receive), send)
 
     async def _run(self, session: Session, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

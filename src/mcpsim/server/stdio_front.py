@@ -26,14 +26,14 @@ from mcp.types import JSONRPCRequest
 from mcpsim.errors import MessageTooLarge, PoolError
 from mcpsim.pool import InstancePool, PoolConfig
 from mcpsim.protocol.framing import decode_line, encode_message, read_line
-from mcpsim.protocol.messages import error_message
+from mcpsim.protocol.messages import IncomingMessages, OutgoingMessages, error_message
 from mcpsim.server.edge import rpc_code
 from mcpsim.server.proxy import serve_client
 from mcpsim.wire import MESSAGE_TOO_LARGE
 
 logger = logging.getLogger(__name__)
 
-Streams = tuple[MemoryObjectReceiveStream[Any], MemoryObjectSendStream[SessionMessage]]
+Streams = tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]
 
 
 async def serve_stdio(pool_config: PoolConfig, seed: int | None, config: dict[str, Any]) -> int:
@@ -74,7 +74,7 @@ async def bounded_stdio(limit: int) -> AsyncIterator[Streams]:
         asyncio.streams.FlowControlMixin, os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
     )
     writer = asyncio.StreamWriter(write_transport, protocol, None, loop)
-    to_proxy, read_stream = anyio.create_memory_object_stream[Any](16)
+    to_proxy, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](16)
     write_stream, from_proxy = anyio.create_memory_object_stream[SessionMessage](16)
 
     async def read_stdin() -> None:
@@ -120,7 +120,7 @@ async def bounded_stdio(limit: int) -> AsyncIterator[Streams]:
         write_transport.close()
 
 
-async def refuse_first_request(read_stream: Any, write_stream: Any, exc: PoolError) -> None:
+async def refuse_first_request(read_stream: IncomingMessages, write_stream: OutgoingMessages, exc: PoolError) -> None:
     """Answer the client's first request with why there is no instance, so it does not wait forever."""
     with anyio.move_on_after(30):
         async for item in read_stream:
