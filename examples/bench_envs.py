@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 
 import anyio
-import httpx
+import httpx2
 import psutil
 from mcp import Client, StdioServerParameters
 
@@ -74,9 +74,9 @@ def process(argv: list[str], health: str) -> Iterator[psutil.Process]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(health, timeout=1).status_code == 200:
+                if httpx2.get(health, timeout=1).status_code == 200:
                     break
-            except httpx.HTTPError:
+            except httpx2.HTTPError:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{argv} did not start") from None
                 time.sleep(0.1)

@@ -12,7 +12,6 @@ import anyio
 from mcpsim import __version__, envs_cli
 from mcpsim.errors import ConfigError, InvalidSeed, JsonTextError, MCPSimError
 from mcpsim.isolation import ISOLATIONS, IsolationConfig
-from mcpsim.isolation.prepare import validate as validate_isolation
 from mcpsim.pool import SHIPPED_ENVS, TRANSPORTS, PoolConfig, for_env, parse_command
 from mcpsim.proc.ports import parse_port_range
 from mcpsim.protocol.jsontext import parse_json_text
@@ -120,7 +119,6 @@ def _pool_config(args: argparse.Namespace) -> PoolConfig:
     else:
         command = for_env(args.env or "frozen_lake", args.backend_transport or "stdio")
     isolation = IsolationConfig(args.isolation, args.requirements, args.conda_exe)
-    validate_isolation(isolation)
     return PoolConfig(
         command=command,
         max_instances=args.max_instances,
@@ -137,8 +135,7 @@ def _pool_config(args: argparse.Namespace) -> PoolConfig:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from mcpsim.server.app import ServeConfig
-    from mcpsim.server.auth import required_token
+    from mcpsim.server.config import ServeConfig
     from mcpsim.server.logs import configure_logging
 
     pool = _pool_config(args)
@@ -157,15 +154,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from mcpsim.server.run import serve
 
     credentials = _credentials(args)
-    config = ServeConfig(
-        pool=pool,
-        host=args.host,
-        port=args.port,
-        log_format=args.log_format,
-        json_response=args.json_response,
-        credentials=credentials,
+    config = ServeConfig(  # refuses a non-loopback bind without a token, up front
+        pool=pool, host=args.host, port=args.port, json_response=args.json_response, credentials=credentials
     )
-    required_token(config.host, config.credentials)  # refuse a non-loopback bind without a token up front
     anyio.run(serve, config)
     return 0
 

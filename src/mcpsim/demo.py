@@ -14,7 +14,7 @@ from rich.table import Table
 
 from mcpsim.client import RandomPolicy, Trajectory, make, rollout
 from mcpsim.pool import PoolConfig, for_env
-from mcpsim.server.app import ServeConfig
+from mcpsim.server.config import ServeConfig
 from mcpsim.server.logs import configure_logging
 from mcpsim.server.run import running
 

@@ -4,19 +4,38 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from mcpsim.errors import ConfigError
+
 MODES = ("direct", "managed", "managed-warm", "managed-fork", "in-process")
 BENCH_CONFIG = '{"max_steps": 1000000}'
 
 
-@dataclass
+@dataclass(frozen=True)
 class BenchSettings:
+    """What `mcpsim bench` is asked to measure; checked when made."""
+
     sessions: int = 20
+    """Sequential new sessions, each timed to its first tool result."""
     steps: int = 200
+    """Calls per session in the latency phase."""
     concurrency: int = 1
+    """Sessions calling at once in the latency phase."""
     burst: int = 64
+    """New sessions opened at once (0: no burst phase)."""
     memory_sessions: int = 16
+    """Sessions held open to measure RSS/USS."""
     live: int = 0
+    """Also hold this many sessions live at once (0: no live phase)."""
     env: str = "frozen_lake"
+    """The shipped env every mode drives."""
+
+    def __post_init__(self) -> None:
+        for name in ("sessions", "steps", "concurrency", "memory_sessions"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("burst", "live"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
 
 
 @dataclass

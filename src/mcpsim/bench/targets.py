@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
-import httpx
+import httpx2
 from mcp import Client, StdioServerParameters
 
 from mcpsim.bench.settings import BENCH_CONFIG, BenchSettings
@@ -52,11 +52,11 @@ class ManagedTarget:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"mcpsim serve exited with {self.process.returncode}")
                 try:
-                    async with httpx.AsyncClient() as http:
+                    async with httpx2.AsyncClient() as http:
                         health = await http.get(f"{self.url}/health")
                         if health.status_code == 200 and self.ready(health.json()):
                             return
-                except httpx.HTTPError:
+                except httpx2.HTTPError:
                     pass
                 await anyio.sleep(0.05)
 
@@ -83,7 +83,7 @@ class ManagedTarget:
             "method": "tools/call",
             "params": {"name": "lake_move", "arguments": {"action": "LEFT"}},
         }
-        async with httpx.AsyncClient(timeout=60) as http:
+        async with httpx2.AsyncClient(timeout=60) as http:
             started = time.perf_counter()
             opened = await http.post(f"{self.url}/mcp?seed={seed}&config={BENCH_CONFIG}", json=init, headers=headers)
             session = {
@@ -102,12 +102,12 @@ class ManagedTarget:
             return elapsed
 
     async def instance_pids(self) -> list[int]:
-        async with httpx.AsyncClient() as http:
+        async with httpx2.AsyncClient() as http:
             return [item["pid"] for item in (await http.get(f"{self.url}/api/instances")).json() if item["pid"]]
 
     async def announce(self, seeds: list[int]) -> None:
         """Announce seeds and wait until their instances are warm: the timed part is what a session then pays."""
-        async with httpx.AsyncClient(timeout=120) as http:
+        async with httpx2.AsyncClient(timeout=120) as http:
             response = await http.post(
                 f"{self.url}/api/instances", json={"seeds": seeds, "config": json.loads(BENCH_CONFIG)}
             )

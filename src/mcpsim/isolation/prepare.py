@@ -14,7 +14,7 @@ from typing import Literal
 
 import anyio
 
-from mcpsim.errors import ConfigError
+from mcpsim.errors import ConfigError, StartError
 from mcpsim.isolation.builds import Builder, BuildObserver, ensure
 from mcpsim.isolation.cache import EnvCache
 from mcpsim.isolation.node import NodeProjectBuilder, NpxBuilder, npx_package
@@ -27,10 +27,32 @@ ISOLATIONS: tuple[Isolation, ...] = ("process", "venv", "conda")
 
 @dataclass(frozen=True)
 class IsolationConfig:
+    """Where instances' interpreter and files come from; checked when made, so a mistake stops `mcpsim serve`
+    before it serves (not each session when the environment is built)."""
+
     isolation: Isolation = "process"
+    """`process`: the interpreter running mcpsim; `venv`: a uv venv from `requirements`; `conda`: a conda env."""
     requirements: Path | None = None
+    """requirements.txt (or environment.yml for conda); needed for venv and conda."""
     conda_exe: str | None = None
+    """The conda, mamba or micromamba executable (default: the first of micromamba, mamba, conda on PATH)."""
     cache_dir: Path | None = None
+    """Where built environments are kept (default: `$MCPSIM_CACHE_DIR`, else `~/.cache/mcpsim`)."""
+
+    def __post_init__(self) -> None:
+        if self.isolation not in ISOLATIONS:
+            raise ConfigError(f"--isolation {self.isolation!r}: use one of {', '.join(ISOLATIONS)}")
+        if self.isolation == "process":
+            return
+        if self.requirements is None:
+            raise ConfigError(f"--isolation {self.isolation} needs --requirements FILE")
+        if not self.requirements.is_file():
+            raise ConfigError(f"--requirements {self.requirements} does not exist")
+        if self.isolation == "conda":
+            try:
+                find_conda(self.conda_exe)
+            except StartError as exc:
+                raise ConfigError(str(exc)) from None
 
 
 @dataclass
@@ -42,19 +64,6 @@ class Prepared:
     python: str
     env: dict[str, str] = field(default_factory=dict)
     environments: list[str] = field(default_factory=list)
-
-
-def validate(config: IsolationConfig) -> str | None:
-    """Start-up checks (clear errors before serving): the requirements file, the conda executable."""
-    if config.isolation == "process":
-        return None
-    if config.requirements is None:
-        raise ConfigError(f"--isolation {config.isolation} needs --requirements FILE")
-    if not config.requirements.is_file():
-        raise ConfigError(f"--requirements {config.requirements} does not exist")
-    if config.isolation == "conda":
-        return find_conda(config.conda_exe)
-    return None
 
 
 def builders_for(argv: Sequence[str], cwd: str | None, config: IsolationConfig, python: str) -> list[Builder]:

@@ -6,44 +6,29 @@ waits for every process to be gone, then the watchdog exits.
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from mcpsim.pool import InstancePool, PoolConfig
+from mcpsim.pool import InstancePool
 from mcpsim.server.api import api_routes
-from mcpsim.server.auth import AccessGuard, is_loopback, required_token
+from mcpsim.server.auth import AccessGuard, is_loopback
+from mcpsim.server.config import ServeConfig
 from mcpsim.server.dashboard import dashboard_routes
 from mcpsim.server.edge import exception_handlers
 from mcpsim.server.handles import HandleFront
 from mcpsim.server.metrics import Metrics
 from mcpsim.server.ops import ops_routes
-from mcpsim.server.principals import Credentials
 from mcpsim.server.resources import ResourceSampler
 from mcpsim.server.sessions import SessionFront
 from mcpsim.server.sse_front import SseFront
 
 
-@dataclass
-class ServeConfig:
-    pool: PoolConfig
-    host: str = "127.0.0.1"
-    port: int = 9000
-    log_format: str = "text"
-    json_response: bool = False
-    auth_token: str | None = None
-    """Required from every client (but `/health`) when set; must be set to bind beyond loopback."""
-    credentials: Credentials | None = None
-    """Several principals' tokens (`--auth-token-file`); when set, `auth_token` is not used."""
-    extra: dict[str, object] = field(default_factory=dict)
-
-
 def create_app(config: ServeConfig) -> Starlette:
-    """Raises `AuthConfigError` (a ValueError) for a non-loopback host without a token, before anything starts."""
-    credentials = required_token(config.host, config.credentials or config.auth_token)
+    """The app for `config` (whose tokens `ServeConfig` has already checked); nothing starts before its lifespan."""
+    credentials = config.credentials
     metrics = Metrics()
     pool = InstancePool(config.pool, observer=metrics)
     sessions = SessionFront(pool, json_response=config.json_response)

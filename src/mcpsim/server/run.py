@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Iterator
 import anyio
 import uvicorn
 
-from mcpsim.server.app import ServeConfig, create_app
+from mcpsim.server.app import create_app
+from mcpsim.server.config import ServeConfig
 
 logger = logging.getLogger(__name__)
 
