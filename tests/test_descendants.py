@@ -19,7 +19,7 @@ from mcp import Client
 
 from conftest import server_script
 from mcpsim.pool import Instance, InstancePool, PoolConfig, parse_command
-from mcpsim.server.resources import ResourceSampler
+from mcpsim.server.ops import ResourceSampler
 
 TOOLBOX = f"python {server_script('toolbox.py')}"
 MODES = ["cgroup", "subreaper"]

@@ -17,8 +17,7 @@ from mcp_helpers import ACCEPT as HEADERS
 from mcp_helpers import INIT
 from mcpsim.pool import InstancePool, PoolConfig, parse_command
 from mcpsim.pool.labels import MAX_NAME, MAX_TOOLS, DeclaredTools, method_label
-from mcpsim.server.ops import health
-from mcpsim.server.resources import ResourceSampler
+from mcpsim.server.ops import ResourceSampler, health
 
 PAINTER = f"python {server_script('painter.py')}"
 

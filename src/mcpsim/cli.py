@@ -15,7 +15,7 @@ from mcpsim.isolation import ISOLATIONS, IsolationConfig
 from mcpsim.pool import SHIPPED_ENVS, TRANSPORTS, PoolConfig, for_env, parse_command
 from mcpsim.proc.ports import parse_port_range
 from mcpsim.protocol.jsontext import parse_json_text
-from mcpsim.server.logs import LEVELS
+from mcpsim.server.ops.logs import LEVELS
 from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES, SEED_VARIABLE, parse_seed
 
 if TYPE_CHECKING:
@@ -136,12 +136,12 @@ def _pool_config(args: argparse.Namespace) -> PoolConfig:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from mcpsim.server.config import ServeConfig
-    from mcpsim.server.logs import configure_logging
+    from mcpsim.server.ops.logs import configure_logging
 
     pool = _pool_config(args)
     configure_logging(args.log_format, args.log_level)
     if args.stdio:
-        from mcpsim.server.stdio_front import serve_stdio
+        from mcpsim.server.fronts.stdio import serve_stdio
 
         seed = args.seed if args.seed is not None else _env_seed(os.environ.get(SEED_VARIABLE))
         try:
@@ -170,8 +170,8 @@ def _env_seed(raw: str | None) -> int | None:
 
 def cmd_view(args: argparse.Namespace) -> int:
     from mcpsim.server.auth import required_token
-    from mcpsim.server.logs import configure_logging
-    from mcpsim.server.viewer import view
+    from mcpsim.server.ops.logs import configure_logging
+    from mcpsim.server.ops.viewer import view
 
     configure_logging(args.log_format, args.log_level)
     credentials = required_token(args.host, _credentials(args))

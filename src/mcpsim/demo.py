@@ -14,9 +14,8 @@ from rich.table import Table
 
 from mcpsim.client import RandomPolicy, Trajectory, make, rollout
 from mcpsim.pool import PoolConfig, for_env
-from mcpsim.server.config import ServeConfig
-from mcpsim.server.logs import configure_logging
-from mcpsim.server.run import running
+from mcpsim.server import ServeConfig, running
+from mcpsim.server.ops import configure_logging
 
 
 def outcome(trajectory: Trajectory) -> str:

@@ -13,17 +13,11 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
 from mcpsim.pool import InstancePool
-from mcpsim.server.api import api_routes
 from mcpsim.server.auth import AccessGuard, is_loopback
 from mcpsim.server.config import ServeConfig
-from mcpsim.server.dashboard import dashboard_routes
 from mcpsim.server.edge import exception_handlers
-from mcpsim.server.handles import HandleFront
-from mcpsim.server.metrics import Metrics
-from mcpsim.server.ops import ops_routes
-from mcpsim.server.resources import ResourceSampler
-from mcpsim.server.sessions import SessionFront
-from mcpsim.server.sse_front import SseFront
+from mcpsim.server.fronts import HandleFront, SessionFront, SseFront, api_routes
+from mcpsim.server.ops import Metrics, ResourceSampler, dashboard_routes, ops_routes
 
 
 def create_app(config: ServeConfig) -> Starlette:

@@ -15,10 +15,10 @@ from starlette.routing import Route
 
 from mcpsim.errors import BadRequest, ClientGone
 from mcpsim.pool import Instance, InstancePool
-from mcpsim.server.bodies import parse_json, read_body
-from mcpsim.server.params import parse_config
+from mcpsim.server.fronts.bodies import parse_json, read_body
+from mcpsim.server.fronts.params import parse_config
+from mcpsim.server.fronts.starts import start_for_request
 from mcpsim.server.principals import owned, principal_of, visible
-from mcpsim.server.starts import start_for_request
 from mcpsim.wire import parse_seed
 
 

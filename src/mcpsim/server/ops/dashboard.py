@@ -18,11 +18,11 @@ from starlette.routing import Route
 
 from mcpsim.errors import MalformedReply, NotFound
 from mcpsim.pool import InstancePool
-from mcpsim.server.api import describe
-from mcpsim.server.metrics import Metrics
-from mcpsim.server.ops import health
+from mcpsim.server.fronts.api import describe
+from mcpsim.server.ops.health import health
+from mcpsim.server.ops.metrics import Metrics
+from mcpsim.server.ops.resources import ResourceSampler
 from mcpsim.server.principals import Principal, owned, principal_of, visible
-from mcpsim.server.resources import ResourceSampler
 
 STATIC = Path(__file__).parent / "static"
 ERRORS_SHOWN = 20

@@ -17,8 +17,8 @@ from starlette.types import Receive, Scope, Send
 
 from mcpsim.errors import MCPSimError, NotFound, NotReady
 from mcpsim.pool import InstancePool, State
-from mcpsim.server.bodies import read_body, replaying
 from mcpsim.server.edge import respond_error
+from mcpsim.server.fronts.bodies import read_body, replaying
 from mcpsim.server.principals import owned, principal_of
 from mcpsim.server.proxy import bridge
 

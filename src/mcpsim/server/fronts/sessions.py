@@ -36,12 +36,12 @@ from mcpsim.errors import (
     UnsupportedMediaType,
 )
 from mcpsim.pool import Instance, InstancePool
-from mcpsim.server.bodies import parse_json, read_body, replaying
 from mcpsim.server.edge import note_request_id, respond_error
-from mcpsim.server.params import parse_config
+from mcpsim.server.fronts.bodies import parse_json, read_body, replaying
+from mcpsim.server.fronts.params import parse_config
+from mcpsim.server.fronts.starts import start_for_request
 from mcpsim.server.principals import principal_of
 from mcpsim.server.proxy import serve_client
-from mcpsim.server.starts import start_for_request
 from mcpsim.wire import MAX_VERSION_LENGTH, parse_seed
 
 logger = logging.getLogger(__name__)

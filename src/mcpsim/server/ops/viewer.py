@@ -22,8 +22,8 @@ from starlette.routing import Route
 
 from mcpsim.errors import NotFound, TrajectoryError
 from mcpsim.server.auth import AccessGuard, is_loopback, required_token
-from mcpsim.server.dashboard import FRAME_HEADERS, SAFE_IMAGE_TYPES
 from mcpsim.server.edge import exception_handlers
+from mcpsim.server.ops.dashboard import FRAME_HEADERS, SAFE_IMAGE_TYPES
 from mcpsim.server.principals import Credentials
 from mcpsim.trajectory import EpisodeFile, read_episodes
 

@@ -28,8 +28,8 @@ from mcpsim.protocol.messages import MESSAGE_KINDS
 
 if TYPE_CHECKING:
     from mcpsim.pool import InstancePool
-    from mcpsim.server.resources import ResourceSampler
-    from mcpsim.server.sessions import SessionFront
+    from mcpsim.server.fronts.sessions import SessionFront
+    from mcpsim.server.ops.resources import ResourceSampler
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 SPAWN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)

@@ -14,8 +14,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mcpsim.pool import InstancePool, State
-from mcpsim.server.metrics import Metrics
-from mcpsim.server.resources import ResourceSampler
+from mcpsim.server.ops.metrics import Metrics
+from mcpsim.server.ops.resources import ResourceSampler
 
 NEAR_LIMIT = 0.9
 

@@ -17,10 +17,10 @@ from starlette.types import Receive, Scope, Send
 from mcpsim.errors import MCPSimError
 from mcpsim.pool import InstancePool
 from mcpsim.server.edge import respond_error
-from mcpsim.server.params import parse_config
+from mcpsim.server.fronts.params import parse_config
+from mcpsim.server.fronts.starts import start_for_request
 from mcpsim.server.principals import principal_of
 from mcpsim.server.proxy import serve_client
-from mcpsim.server.starts import start_for_request
 from mcpsim.wire import parse_seed
 
 logger = logging.getLogger(__name__)
