@@ -4,7 +4,9 @@ The client API (`make`, `rollout`, `replay`, `audit`, the policies, `Trajectory`
 `import mcpsim` stays light for the server side and the command line.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mcpsim.faces import lazy_names
 
 __version__ = "0.1.0"
 
@@ -69,19 +71,8 @@ if TYPE_CHECKING:
     )
 
 
-_LAZY = {"SessionEnvServer": "mcpsim.envs.session_server"}
-"""Other public names imported on first use, so `import mcpsim` stays light (no gymnasium, no web server)."""
-
-
-def __getattr__(name: str) -> Any:
-    if name in _CLIENT_NAMES:
-        from mcpsim import client
-
-        value = getattr(client, name)
-        globals()[name] = value
-        return value
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'mcpsim' has no attribute {name!r}")
+__getattr__ = lazy_names(
+    __name__, {**dict.fromkeys(_CLIENT_NAMES, "client"), "SessionEnvServer": "envs.session_server"}
+)
+"""Public names imported on first use (`mcpsim.faces`), so `import mcpsim` stays light (no gymnasium, no web
+server, no MCP SDK) for the server side and the command line."""

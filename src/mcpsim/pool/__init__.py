@@ -8,27 +8,52 @@
 - `warm.py` + `seed_queue.py`: instances started ahead of their sessions, for announced seeds.
 - `stats.py` + `labels.py`: what an instance has been doing, with bounded names for metric labels.
 
-Callers import the names below from `mcpsim.pool`; the modules are the pool's own business.
+Callers import the names below from `mcpsim.pool` (imported on first use, `mcpsim.faces`, so the command line
+reads `SHIPPED_ENVS` without importing the pool); the modules are the pool's own business.
 """
 
-from mcpsim.pool.command import SHIPPED_ENVS, TRANSPORTS, ServerCommand, Transport, for_env, parse_command
-from mcpsim.pool.config import PoolConfig
-from mcpsim.pool.instance import Instance, State
-from mcpsim.pool.pool import InstancePool, PoolObserver
-from mcpsim.pool.seed_queue import MAX_QUEUED_SEEDS, MAX_SEEDS_PER_ANNOUNCE
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "MAX_QUEUED_SEEDS",
-    "MAX_SEEDS_PER_ANNOUNCE",
-    "SHIPPED_ENVS",
-    "TRANSPORTS",
+from mcpsim.faces import lazy_names
+
+if TYPE_CHECKING:
+    from mcpsim.pool.command import SHIPPED_ENVS, TRANSPORTS, ServerCommand, Transport, for_env, parse_command
+    from mcpsim.pool.config import PoolConfig
+    from mcpsim.pool.instance import Instance, State
+    from mcpsim.pool.pool import InstancePool, PoolObserver
+    from mcpsim.pool.seed_queue import MAX_QUEUED_SEEDS, MAX_SEEDS_PER_ANNOUNCE
+
+__all__ = [  # noqa: RUF022
     "Instance",
     "InstancePool",
+    "MAX_QUEUED_SEEDS",
+    "MAX_SEEDS_PER_ANNOUNCE",
     "PoolConfig",
     "PoolObserver",
+    "SHIPPED_ENVS",
     "ServerCommand",
     "State",
+    "TRANSPORTS",
     "Transport",
     "for_env",
     "parse_command",
 ]
+
+__getattr__ = lazy_names(
+    __name__,
+    {
+        "SHIPPED_ENVS": "command",
+        "TRANSPORTS": "command",
+        "ServerCommand": "command",
+        "Transport": "command",
+        "for_env": "command",
+        "parse_command": "command",
+        "PoolConfig": "config",
+        "Instance": "instance",
+        "State": "instance",
+        "InstancePool": "pool",
+        "PoolObserver": "pool",
+        "MAX_QUEUED_SEEDS": "seed_queue",
+        "MAX_SEEDS_PER_ANNOUNCE": "seed_queue",
+    },
+)

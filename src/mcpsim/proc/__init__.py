@@ -11,12 +11,13 @@ Modules, each with one job:
 - `cgroups.py`, `procfs.py`, `tracking.py`: control groups, /proc reads, and `ProcessTracker`, which ends the
   descendants that leave an instance's process group.
 
-The names below are imported on first use, not here: `python -m mcpsim.proc.watchdog` imports this package,
-and the watchdog must start in milliseconds with the standard library only (no asyncio, anyio or psutil).
+The names below are imported on first use (`mcpsim.faces`): `python -m mcpsim.proc.watchdog` imports this
+package, and the watchdog must start in milliseconds with the standard library only.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mcpsim.faces import lazy_names
 
 if TYPE_CHECKING:
     from mcpsim.proc.cgroups import Cgroup
@@ -25,20 +26,6 @@ if TYPE_CHECKING:
     from mcpsim.proc.ports import PortAllocator, free_port, parse_port_range
     from mcpsim.proc.spawn import Launcher, Spawner, inherited_environment, raise_fd_limit
     from mcpsim.proc.tracking import ProcessTracker
-
-_WHERE = {
-    "Cgroup": "cgroups",
-    "ChildProcess": "child",
-    "ForkServer": "fork_client",
-    "Launcher": "spawn",
-    "PortAllocator": "ports",
-    "ProcessTracker": "tracking",
-    "Spawner": "spawn",
-    "free_port": "ports",
-    "inherited_environment": "spawn",
-    "parse_port_range": "ports",
-    "raise_fd_limit": "spawn",
-}
 
 __all__ = [
     "Cgroup",
@@ -54,10 +41,19 @@ __all__ = [
     "raise_fd_limit",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'mcpsim.proc' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"mcpsim.proc.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(
+    __name__,
+    {
+        "Cgroup": "cgroups",
+        "ChildProcess": "child",
+        "ForkServer": "fork_client",
+        "PortAllocator": "ports",
+        "free_port": "ports",
+        "parse_port_range": "ports",
+        "Launcher": "spawn",
+        "Spawner": "spawn",
+        "inherited_environment": "spawn",
+        "raise_fd_limit": "spawn",
+        "ProcessTracker": "tracking",
+    },
+)

@@ -1,1 +1,46 @@
-"""Bottom layer: JSON-RPC message helpers, stdio framing and the per-instance message multiplexer."""
+"""The protocol layer: JSON-RPC messages as mcpsim handles them, below processes and the pool.
+
+- `framing.py`: newline-delimited JSON-RPC for stdio peers, bounded lines.
+- `mux.py`: `Multiplexer`, one server connection shared by client channels (ids, progress, deadlines).
+- `messages.py`: the error answers mcpsim sends, message kinds, the checks of peers' ids and results.
+- `jsontext.py`: untrusted JSON text parsed within bounds (recordings, request bodies, datasets).
+"""
+
+from typing import TYPE_CHECKING
+
+from mcpsim.faces import lazy_names
+
+if TYPE_CHECKING:
+    from mcpsim.protocol.framing import decode_line, encode_message, read_line
+    from mcpsim.protocol.jsontext import parse_json_text
+    from mcpsim.protocol.messages import IncomingMessages, OutgoingMessages, error_message
+    from mcpsim.protocol.mux import Channel, Multiplexer, MuxObserver
+
+__all__ = [
+    "Channel",
+    "IncomingMessages",
+    "Multiplexer",
+    "MuxObserver",
+    "OutgoingMessages",
+    "decode_line",
+    "encode_message",
+    "error_message",
+    "parse_json_text",
+    "read_line",
+]
+
+__getattr__ = lazy_names(
+    __name__,
+    {
+        "decode_line": "framing",
+        "encode_message": "framing",
+        "read_line": "framing",
+        "parse_json_text": "jsontext",
+        "IncomingMessages": "messages",
+        "OutgoingMessages": "messages",
+        "error_message": "messages",
+        "Channel": "mux",
+        "Multiplexer": "mux",
+        "MuxObserver": "mux",
+    },
+)

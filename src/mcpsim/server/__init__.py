@@ -7,10 +7,32 @@
 - `edge.py`: the one place mcpsim's errors become HTTP statuses, JSON-RPC codes and bodies.
 - `auth.py` (the access guard: tokens, loopback `Host`, same `Origin`) and `principals.py` (who may see what).
 - `ops/`: health, metrics, resources, logs, the dashboard, and the trajectory viewer (`mcpsim view`).
+
+The faces of `server`, `server.fronts` and `server.ops` import on first use (`mcpsim.faces`).
 """
 
-from mcpsim.server.app import create_app
-from mcpsim.server.config import ServeConfig
-from mcpsim.server.run import running, serve
+from typing import TYPE_CHECKING
 
-__all__ = ["ServeConfig", "create_app", "running", "serve"]
+from mcpsim.faces import lazy_names
+
+if TYPE_CHECKING:
+    from mcpsim.server.app import create_app
+    from mcpsim.server.config import ServeConfig
+    from mcpsim.server.run import running, serve
+
+__all__ = [
+    "ServeConfig",
+    "create_app",
+    "running",
+    "serve",
+]
+
+__getattr__ = lazy_names(
+    __name__,
+    {
+        "create_app": "app",
+        "ServeConfig": "config",
+        "running": "run",
+        "serve": "run",
+    },
+)

@@ -7,17 +7,22 @@
 - `render.py`: a GIF or PNG frames of one episode (`mcpsim render`; imported on use: it needs Pillow).
 """
 
-from mcpsim.trajectory.episodes import Episode, EpisodeFile, read_episodes
-from mcpsim.trajectory.format import FORMAT, OUTCOMES, Action, Observation, Row, Step, Trajectory, parse_row
-from mcpsim.trajectory.reader import Recording, read_recording
-from mcpsim.trajectory.writer import Recorder, header_record
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "FORMAT",
-    "OUTCOMES",
+from mcpsim.faces import lazy_names
+
+if TYPE_CHECKING:
+    from mcpsim.trajectory.episodes import Episode, EpisodeFile, read_episodes
+    from mcpsim.trajectory.format import FORMAT, OUTCOMES, Action, Observation, Row, Step, Trajectory, parse_row
+    from mcpsim.trajectory.reader import Recording, read_recording
+    from mcpsim.trajectory.writer import Recorder, header_record
+
+__all__ = [  # noqa: RUF022
     "Action",
     "Episode",
     "EpisodeFile",
+    "FORMAT",
+    "OUTCOMES",
     "Observation",
     "Recorder",
     "Recording",
@@ -29,3 +34,24 @@ __all__ = [
     "read_episodes",
     "read_recording",
 ]
+
+__getattr__ = lazy_names(
+    __name__,
+    {
+        "Episode": "episodes",
+        "EpisodeFile": "episodes",
+        "read_episodes": "episodes",
+        "FORMAT": "format",
+        "OUTCOMES": "format",
+        "Action": "format",
+        "Observation": "format",
+        "Row": "format",
+        "Step": "format",
+        "Trajectory": "format",
+        "parse_row": "format",
+        "Recording": "reader",
+        "read_recording": "reader",
+        "Recorder": "writer",
+        "header_record": "writer",
+    },
+)

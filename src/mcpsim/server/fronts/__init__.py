@@ -7,10 +7,34 @@
   `bodies.py` (bounded body reading, JSON parsing).
 """
 
-from mcpsim.server.fronts.api import api_routes, describe
-from mcpsim.server.fronts.handles import HandleFront
-from mcpsim.server.fronts.sessions import SessionFront
-from mcpsim.server.fronts.sse import SseFront
-from mcpsim.server.fronts.stdio import serve_stdio
+from typing import TYPE_CHECKING
 
-__all__ = ["HandleFront", "SessionFront", "SseFront", "api_routes", "describe", "serve_stdio"]
+from mcpsim.faces import lazy_names
+
+if TYPE_CHECKING:
+    from mcpsim.server.fronts.api import api_routes, describe
+    from mcpsim.server.fronts.handles import HandleFront
+    from mcpsim.server.fronts.sessions import SessionFront
+    from mcpsim.server.fronts.sse import SseFront
+    from mcpsim.server.fronts.stdio import serve_stdio
+
+__all__ = [
+    "HandleFront",
+    "SessionFront",
+    "SseFront",
+    "api_routes",
+    "describe",
+    "serve_stdio",
+]
+
+__getattr__ = lazy_names(
+    __name__,
+    {
+        "api_routes": "api",
+        "describe": "api",
+        "HandleFront": "handles",
+        "SessionFront": "sessions",
+        "SseFront": "sse",
+        "serve_stdio": "stdio",
+    },
+)

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from mcpsim.errors import MalformedReply, NotFound
 from mcpsim.pool import InstancePool
 from mcpsim.server.fronts.api import describe
-from mcpsim.server.ops.health import health
+from mcpsim.server.ops.endpoints import health
 from mcpsim.server.ops.metrics import Metrics
 from mcpsim.server.ops.resources import ResourceSampler
 from mcpsim.server.principals import Principal, owned, principal_of, visible

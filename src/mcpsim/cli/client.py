@@ -1,4 +1,4 @@
-"""What `mcpsim rollout|replay|audit|report` do; `mcpsim.cli` only declares their arguments.
+"""`mcpsim rollout|replay|audit|report`: the rollout client on the command line.
 
 Every command prints a readable result and returns an exit code: 0 all good, 1 the run found something (an
 episode failed, an audit diverged), 2 bad input (message on stderr).
@@ -11,23 +11,72 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from rich.console import Console
 from rich.table import Table
 
-from mcpsim.client.dataset import seed_rows
-from mcpsim.client.env import make
-from mcpsim.client.policies import FireworksPolicy, OpenAIPolicy, PlaybackPolicy, Policy, RandomPolicy
-from mcpsim.client.replay import audit, rescore
-from mcpsim.client.report import report_table, run_stats
-from mcpsim.client.rollout import rollout
 from mcpsim.errors import ConfigError, RecordingError
 from mcpsim.trajectory import Trajectory, read_recording
 
+if TYPE_CHECKING:
+    from mcpsim.client import Policy
+
+# The client (the MCP SDK, jsonschema, httpx2) is imported by the handlers, not here: every `mcpsim` command
+# builds this module's parsers.
+
 MAX_TABLE_ROWS = 64
 VISION = {"auto": "auto", "on": True, "off": False}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """`rollout`, `replay`, `audit`, `report`, each with its handler below."""
+    sub = subparsers
+    p = sub.add_parser("rollout", help="roll out a policy on a batch of seeded episodes and record them")
+    p.add_argument(
+        "--url",
+        required=True,
+        help="MCP endpoint: http://127.0.0.1:9000/mcp, http://.../sse, or stdio:COMMAND ({seed} is replaced)",
+    )
+    p.add_argument("--dataset", metavar="ROWS.jsonl", help="one JSON row per episode: id, seed, prompts, config")
+    p.add_argument("--seeds", help="instead of --dataset: seeds like 0-63 or 1,2,5-7")
+    p.add_argument("--samples", type=int, default=1, help="episodes per row (repeated samples)")
+    p.add_argument("--policy", default="random", help="random[:SEED] | openai:MODEL | fireworks:MODEL | playback:FILE")
+    p.add_argument("--steps", type=int, default=100, help="maximum steps per episode")
+    p.add_argument("--max-concurrency", type=int, default=32, help="episodes running at once")
+    p.add_argument(
+        "--no-announce",
+        action="store_true",
+        help="do not tell a managed server the seeds of upcoming episodes (it starts them ahead otherwise)",
+    )
+    p.add_argument("--record", metavar="OUT.jsonl", help="write the trajectory file")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint for openai:MODEL (vLLM, Ollama, ...)")
+    p.add_argument("--vision", choices=["auto", "on", "off"], default="auto", help="send image observations")
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--max-retries", type=int, default=6, help="model API retries on 429/5xx/connection errors")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds for any one MCP request")
+    p.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
+    p.set_defaults(handler=run_rollout)
+
+    p = sub.add_parser("replay", help="re-create the trajectories of a recording, with no server")
+    p.add_argument("file")
+    p.add_argument("--reward-fn", metavar="MODULE:FUNCTION", help="re-score every episode with this function")
+    p.add_argument("--lenient", action="store_true", help="keep the complete episodes of a damaged file")
+    p.set_defaults(handler=run_replay)
+
+    p = sub.add_parser("audit", help="replay a recording's actions against fresh instances; report divergences")
+    p.add_argument("file")
+    p.add_argument("--url", required=True, help="MCP endpoint to audit")
+    p.add_argument("--max-concurrency", type=int, default=16)
+    p.add_argument("--lenient", action="store_true", help="audit the complete episodes of a damaged file")
+    p.set_defaults(handler=run_audit)
+
+    p = sub.add_parser("report", help="success, reward, steps, latency and tokens of one or more recordings")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--lenient", action="store_true", help="report the complete episodes of damaged files")
+    p.set_defaults(handler=run_report)
 
 
 def _console() -> Console:
@@ -55,8 +104,10 @@ def parse_seeds(spec: str) -> list[int]:
     return seeds
 
 
-def policy_from_spec(spec: str, args: argparse.Namespace) -> Policy:
+def policy_from_spec(spec: str, args: argparse.Namespace) -> "Policy":
     """`random[:SEED]`, `openai:MODEL`, `fireworks:MODEL`, `playback:FILE`."""
+    from mcpsim.client import FireworksPolicy, OpenAIPolicy, PlaybackPolicy, RandomPolicy
+
     kind, _, value = spec.partition(":")
     options: dict[str, Any] = {
         "vision": VISION[args.vision],
@@ -76,7 +127,10 @@ def policy_from_spec(spec: str, args: argparse.Namespace) -> Policy:
     raise ConfigError(f"--policy {spec!r}: use random[:SEED], openai:MODEL, fireworks:MODEL or playback:FILE")
 
 
-def _dataset(args: argparse.Namespace, policy: Policy) -> Any:
+def _dataset(args: argparse.Namespace, policy: "Policy") -> Any:
+    from mcpsim.client import PlaybackPolicy
+    from mcpsim.client.dataset import seed_rows
+
     if args.dataset and args.seeds:
         raise ConfigError("give --dataset or --seeds, not both")
     if args.dataset:
@@ -135,7 +189,9 @@ def load_callable(spec: str) -> Any:
     return function
 
 
-def cmd_rollout(args: argparse.Namespace) -> int:
+def run_rollout(args: argparse.Namespace) -> int:
+    from mcpsim.client import make, rollout
+
     console = _console()
     policy = policy_from_spec(args.policy, args)
     envs = make(args.url, dataset=_dataset(args, policy), samples=args.samples, timeout=args.timeout)
@@ -171,7 +227,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     return 1 if any(t.error for t in trajectories) else 0
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
+def run_replay(args: argparse.Namespace) -> int:
+    from mcpsim.client.replay import rescore
+
     console = _console()
     started = time.perf_counter()
     recording = read_recording(args.file, strict=not args.lenient)
@@ -190,7 +248,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
+def run_audit(args: argparse.Namespace) -> int:
+    from mcpsim.client import audit
+
     console = _console()
     recording = read_recording(args.file, strict=not args.lenient)
     report = anyio.run(lambda: audit(recording, args.url, max_concurrency=args.max_concurrency, progress=None))
@@ -199,7 +259,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def run_report(args: argparse.Namespace) -> int:
+    from mcpsim.client.report import report_table, run_stats
+
     recordings = [read_recording(path, strict=not args.lenient) for path in args.files]
     stats = [run_stats(recording) for recording in recordings]
     if args.json:

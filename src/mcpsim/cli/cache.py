@@ -1,4 +1,9 @@
-"""`mcpsim envs list|gc|rm|check`: inspect and clean the cache of built environments."""
+"""`mcpsim cache list|gc|rm|check`: inspect and clean the cache of built environments (venv, conda, node, npx).
+
+`mcpsim envs ...` is the old name, kept as an alias: the same subcommands, a deprecation note in its `--help`,
+and one line on stderr when used. ("env" already names the Gym servers of `mcpsim.envs`, the client's
+`Environment` and environment variables; the build cache is a cache.)
+"""
 
 import argparse
 import json
@@ -13,11 +18,28 @@ from rich.table import Table
 
 from mcpsim.errors import ConfigError
 from mcpsim.isolation import EnvCache, check_environment
-from mcpsim.proc.spawn import Spawner
+from mcpsim.proc import Spawner
+
+DEPRECATED = "`mcpsim envs` is deprecated: use `mcpsim cache` (same subcommands)"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("envs", help="list, check and clean built environments (venv, conda, node, npx)")
+def register(subparsers: argparse._SubParsersAction) -> None:
+    cache = subparsers.add_parser("cache", help="list, check and clean built environments (venv, conda, node, npx)")
+    _actions(cache)
+    cache.set_defaults(handler=run)
+    envs = subparsers.add_parser(
+        "envs", help="deprecated alias of `mcpsim cache` (same subcommands)", description=DEPRECATED
+    )
+    _actions(envs)
+    envs.set_defaults(handler=run_deprecated_alias)
+
+
+def run_deprecated_alias(args: argparse.Namespace) -> int:
+    print(f"mcpsim envs: {DEPRECATED}", file=sys.stderr)
+    return run(args)
+
+
+def _actions(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=Path, help="default: $MCPSIM_CACHE_DIR or ~/.cache/mcpsim")
     actions = p.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="every environment, with size, build time and last use")
@@ -99,7 +121,7 @@ def _select(cache: EnvCache, names: list[str], everything: bool) -> list[Path]:
         return list(entries.values())
     unknown = [name for name in names if name not in entries]
     if unknown:
-        raise ConfigError(f"no environment named {', '.join(unknown)} (see `mcpsim envs list`)")
+        raise ConfigError(f"no environment named {', '.join(unknown)} (see `mcpsim cache list`)")
     return [entries[name] for name in names]
 
 

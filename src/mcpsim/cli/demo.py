@@ -5,20 +5,32 @@ seed against `/mcp?seed=N`) on the managed server, so it is also the shortest en
 proxying, the client and cleanup work on a machine.
 """
 
+import argparse
 import logging
 import time
+from typing import TYPE_CHECKING
 
+import anyio
 import psutil
 from rich.console import Console
 from rich.table import Table
 
-from mcpsim.client import RandomPolicy, Trajectory, make, rollout
-from mcpsim.pool import PoolConfig, for_env
-from mcpsim.server import ServeConfig, running
-from mcpsim.server.ops import configure_logging
+if TYPE_CHECKING:
+    from mcpsim.trajectory import Trajectory
 
 
-def outcome(trajectory: Trajectory) -> str:
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("demo", help="serve FrozenLake in-process and roll out a random policy on 8 seeds")
+    p.add_argument("--episodes", type=int, default=8)
+    p.add_argument("--steps", type=int, default=30)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return anyio.run(run_demo, args.episodes, args.steps)
+
+
+def outcome(trajectory: "Trajectory") -> str:
     """FrozenLake's words for how an episode ended."""
     if trajectory.error:
         return f"error: {trajectory.error['message']}"
@@ -28,6 +40,11 @@ def outcome(trajectory: Trajectory) -> str:
 
 
 async def run_demo(episodes: int = 8, max_steps: int = 30) -> int:
+    from mcpsim.client import RandomPolicy, make, rollout
+    from mcpsim.pool import PoolConfig, for_env
+    from mcpsim.server import ServeConfig, running
+    from mcpsim.server.ops import configure_logging
+
     configure_logging("text", logging.WARNING)
     console = Console()
     config = ServeConfig(pool=PoolConfig(for_env("frozen_lake"), fork_server=True), port=0)

@@ -1,0 +1,83 @@
+"""Running the benchmark modes one after another and collecting their report (see the package docstring)."""
+
+import os
+import platform
+import time
+from dataclasses import asdict
+from typing import Any
+
+import anyio
+from mcp import Client
+
+from mcpsim import __version__
+from mcpsim.bench.measure import (
+    calls,
+    first_result_ms,
+    measure_burst,
+    measure_live,
+    measure_memory,
+    measure_session_growth,
+    memory_mb,
+)
+from mcpsim.bench.settings import BenchSettings, ModeResult, percentiles
+from mcpsim.bench.targets import DirectTarget, InProcessTarget, ManagedTarget
+
+
+async def bench_managed(mode: str, settings: BenchSettings) -> ModeResult:
+    result = ModeResult(mode)
+    if mode == "in-process":
+        target: ManagedTarget = InProcessTarget(settings)
+    else:
+        target = ManagedTarget(settings, ["--fork-server"] if mode == "managed-fork" else [])
+    try:
+        await target.start()
+        if mode == "in-process":  # first, before other sessions raise the heap's high-water mark
+            await measure_session_growth(result, target, settings)
+        seeds = list(range(settings.sessions))
+        if mode == "managed-warm":
+            await target.announce(seeds)
+        result.spawn_ms = percentiles([await first_result_ms(target.client(seed)) for seed in seeds])
+        raw_seeds = [700 + seed for seed in seeds]
+        if mode == "managed-warm":
+            await target.announce(raw_seeds)
+        result.spawn_raw_ms = percentiles([await target.raw_first_result_ms(seed) for seed in raw_seeds])
+
+        async def managed_client(seed: int) -> Client:
+            return target.client(seed)
+
+        latencies, result.throughput_calls_s = await calls(managed_client, settings)
+        result.call_ms = percentiles(latencies)
+        await measure_burst(result, target, settings, mode)
+        if mode != "in-process":
+            await measure_memory(result, target, settings)
+        if settings.live:
+            result.live = await measure_live(target, settings.live)
+    finally:
+        target.close()
+    return result
+
+
+async def bench_direct(settings: BenchSettings) -> ModeResult:
+    result = ModeResult("direct")
+    target = DirectTarget(settings)
+    try:
+        result.spawn_ms = percentiles([await first_result_ms(target.stdio_client(s)) for s in range(settings.sessions)])
+        latencies, result.throughput_calls_s = await calls(target.http_client, settings)
+        result.call_ms = percentiles(latencies)
+        result.rss_mb, result.uss_mb = await anyio.to_thread.run_sync(memory_mb, target.pids())
+    finally:
+        await target.close()
+    return result
+
+
+async def run_bench(modes: list[str], settings: BenchSettings) -> dict[str, Any]:
+    results = []
+    for mode in modes:
+        results.append(await bench_direct(settings) if mode == "direct" else await bench_managed(mode, settings))
+    return {
+        "mcpsim": __version__,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "settings": asdict(settings),
+        "results": [asdict(r) for r in results],
+        "time": time.time(),
+    }

@@ -1,0 +1,56 @@
+"""`mcpsim bench`: session starts, proxied call latency and throughput, instance memory; or the transport matrix."""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from mcpsim.bench import MODES
+from mcpsim.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bench", help="measure session start, proxied call latency and instance memory")
+    p.add_argument("--mode", choices=MODES, default="managed")
+    p.add_argument("--compare", metavar="MODES", help=f"comma-separated modes to run in one go, e.g. {','.join(MODES)}")
+    p.add_argument("--sessions", type=int, default=20, help="sequential new sessions timed to first tool result")
+    p.add_argument("--steps", type=int, default=200, help="calls per session in the latency phase")
+    p.add_argument("--concurrency", type=int, default=1, help="sessions calling at once in the latency phase")
+    p.add_argument("--burst", type=int, default=64, help="new sessions opened at once (0 to skip)")
+    p.add_argument("--memory-sessions", type=int, default=16, help="sessions held open to measure RSS/USS")
+    p.add_argument("--live", type=int, default=0, help="also hold this many sessions live at once (e.g. 500)")
+    p.add_argument(
+        "--matrix", action="store_true", help="instead: per-call latency for every front/backend transport pair"
+    )
+    p.add_argument("--json", metavar="FILE", default="bench.json", help="where to write the results")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mcpsim.bench import BenchSettings, print_report, run_bench
+
+    if args.matrix:
+        from mcpsim.bench.matrix import print_matrix, run_matrix
+
+        matrix = anyio.run(run_matrix, args.steps)
+        _write(args.json, matrix)
+        print_matrix(matrix)
+        return 0
+    modes = args.compare.split(",") if args.compare else [args.mode]
+    unknown = [mode for mode in modes if mode not in MODES]
+    if unknown:
+        raise ConfigError(f"unknown bench mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    settings = BenchSettings(args.sessions, args.steps, args.concurrency, args.burst, args.memory_sessions, args.live)
+    report = anyio.run(run_bench, modes, settings)
+    _write(args.json, report)
+    print_report(report)
+    return 0
+
+
+def _write(path: str, results: Any) -> None:
+    try:
+        Path(path).write_text(json.dumps(results, indent=2))
+    except OSError as exc:
+        raise ConfigError(f"--json {path}: cannot write it: {exc.strerror or exc}") from None

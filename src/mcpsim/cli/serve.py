@@ -1,0 +1,127 @@
+"""`mcpsim serve`: the managed simulation server, over HTTP or (`--stdio`) to one client."""
+
+import argparse
+import os
+from pathlib import Path
+
+import anyio
+
+from mcpsim.cli.server_options import add_server_options, credentials
+from mcpsim.errors import ConfigError, InvalidSeed, JsonTextError
+from mcpsim.isolation import ISOLATIONS, IsolationConfig
+from mcpsim.pool import SHIPPED_ENVS, TRANSPORTS, PoolConfig, for_env, parse_command
+from mcpsim.proc import parse_port_range
+from mcpsim.protocol.jsontext import parse_json_text
+from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES, SEED_VARIABLE, parse_seed
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("serve", help="run the managed simulation server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9000)
+    what = p.add_mutually_exclusive_group()
+    what.add_argument(
+        "--server", metavar="TEMPLATE", help="command template with {seed}/{port}, a .py file or a Node project"
+    )
+    what.add_argument("--env", choices=SHIPPED_ENVS, help="one of the environments shipped in mcpsim.envs")
+    p.add_argument(
+        "--backend-transport", choices=TRANSPORTS, help="default: http if the template has {port}, else stdio"
+    )
+    p.add_argument("--isolation", choices=ISOLATIONS, default="process", help="where instances' interpreter comes from")
+    p.add_argument("--requirements", type=Path, help="requirements.txt (or environment.yml for conda) of the server")
+    p.add_argument("--conda-exe", help="with --isolation conda: the conda, mamba or micromamba executable")
+    p.add_argument("--port-range", default="10000-11000", help="ports for HTTP/SSE backends (default 10000-11000)")
+    p.add_argument("--max-instances", type=int, default=256)
+    p.add_argument("--idle-timeout", type=float, default=600.0, help="seconds without messages before an instance ends")
+    p.add_argument(
+        "--startup-timeout", type=float, default=60.0, help="seconds for a new instance to answer initialize"
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=300.0,
+        help="seconds a request may wait for its answer (progress restarts the clock); then the instance is ended;"
+        " 0 disables",
+    )
+    p.add_argument("--stdio", action="store_true", help="speak MCP on stdin/stdout to one client (one instance)")
+    p.add_argument("--seed", type=int, help="with --stdio: the instance's seed (default: MCPSIM_SEED, else random)")
+    p.add_argument("--config", help="with --stdio: the instance's config as a JSON object")
+    p.add_argument("--json-response", action="store_true", help="answer /mcp requests with JSON bodies, not SSE")
+    p.add_argument(
+        "--fork-server",
+        action="store_true",
+        help="start Python servers as forks of one template that imported them once (falls back to spawn)",
+    )
+    p.add_argument(
+        "--warm",
+        type=int,
+        metavar="N",
+        help="keep N unclaimed instances started ahead of sessions (announced seeds first, else random seeds)",
+    )
+    p.add_argument("--fork-preload", default="", help="extra modules for the fork server to import, comma-separated")
+    p.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        metavar="N",
+        help="largest JSON-RPC message from a client (HTTP body or stdio line; 413 beyond) or a stdio server "
+        f"(the request it answers fails) (default {DEFAULT_MAX_MESSAGE_BYTES})",
+    )
+    add_server_options(p)
+    p.set_defaults(handler=run)
+
+
+def pool_config(args: argparse.Namespace) -> PoolConfig:
+    """The pool the flags describe (`PoolConfig` and `IsolationConfig` check themselves)."""
+    if args.server:
+        command = parse_command(args.server, args.backend_transport)
+    else:
+        command = for_env(args.env or "frozen_lake", args.backend_transport or "stdio")
+    return PoolConfig(
+        command=command,
+        max_instances=args.max_instances,
+        idle_timeout=args.idle_timeout,
+        startup_timeout=args.startup_timeout,
+        request_timeout=args.request_timeout if args.request_timeout > 0 else None,
+        port_range=parse_port_range(args.port_range),
+        isolation=IsolationConfig(args.isolation, args.requirements, args.conda_exe),
+        fork_server=args.fork_server,
+        warm=args.warm,
+        fork_preload=tuple(name for name in args.fork_preload.split(",") if name),
+        max_message_bytes=args.max_message_bytes,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from mcpsim.server import ServeConfig, serve
+    from mcpsim.server.ops import configure_logging
+
+    pool = pool_config(args)
+    configure_logging(args.log_format, args.log_level)
+    if args.stdio:
+        from mcpsim.server.fronts import serve_stdio
+
+        seed = args.seed if args.seed is not None else _env_seed(os.environ.get(SEED_VARIABLE))
+        return anyio.run(serve_stdio, pool, seed, _stdio_config(args.config))
+    config = ServeConfig(  # refuses a non-loopback bind without a token, up front
+        pool=pool, host=args.host, port=args.port, json_response=args.json_response, credentials=credentials(args)
+    )
+    anyio.run(serve, config)
+    return 0
+
+
+def _stdio_config(raw: str | None) -> dict[str, object]:
+    try:
+        config = parse_json_text(raw) if raw else {}
+    except JsonTextError as exc:
+        raise ConfigError(f"--config is not JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise ConfigError("--config must be a JSON object")
+    return config
+
+
+def _env_seed(raw: str | None) -> int | None:
+    try:
+        return parse_seed(raw)
+    except InvalidSeed as exc:
+        raise ConfigError(f"{SEED_VARIABLE}: {exc}") from None

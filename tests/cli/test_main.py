@@ -1,0 +1,29 @@
+"""`mcpsim` reports mcpsim's own errors in one line with exit code 2, and lets every other exception (a bug)
+show its traceback (it used to turn any ValueError or OSError into exit 2)."""
+
+import pytest
+
+from mcpsim import cli
+from mcpsim.cli import render
+from mcpsim.errors import TrajectoryError
+
+
+def test_own_errors_are_one_line_and_exit_2(monkeypatch, capsys):
+    def refuse(args):
+        raise TrajectoryError("run.jsonl:3: not valid JSON")
+
+    monkeypatch.setattr(render, "run", refuse)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["render", "run.jsonl"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "mcpsim render: error: run.jsonl:3: not valid JSON\n"
+
+
+@pytest.mark.parametrize("bug", [ValueError("a bug"), OSError("another bug"), KeyError("k")])
+def test_other_exceptions_are_not_swallowed(monkeypatch, bug):
+    def crash(args):
+        raise bug
+
+    monkeypatch.setattr(render, "run", crash)
+    with pytest.raises(type(bug)):
+        cli.main(["render", "run.jsonl"])
