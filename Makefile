@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # Node packages the tests use, installed into the project (never globally): the JavaScript example server's
 # locked dependencies, and the pinned third-party server-everything in a project-local npm cache so that
-# `npx -y $(EVERYTHING)` starts offline in the tests (keep in step with tests/test_server_everything.py).
+# `npx -y $(EVERYTHING)` starts offline in the tests (keep in step with tests/server/test_server_everything.py).
 JS_LAKE := examples/js_frozen_lake
 EVERYTHING := @modelcontextprotocol/server-everything@2026.8.31
 NPM_CACHE := $(CURDIR)/.mcpsim/npm-cache

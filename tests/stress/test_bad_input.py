@@ -4,7 +4,6 @@ and the server keeps serving everyone else."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -13,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import start_serve, survivors
-from mcp_helpers import INIT
+from helpers.mcp_client import INIT
+from helpers.serve import TESTS, start_serve, survivors
 from stress.profile import PROFILE
 
 pytestmark = pytest.mark.slow
@@ -220,6 +219,6 @@ def test_binds_loopback_by_default_and_refuses_bad_server_paths(tmp_path):
             capture_output=True,
             text=True,
             timeout=60,
-            cwd=str(Path(__file__).parent),
+            cwd=str(TESTS),
         )
         assert result.returncode == 2 and "error" in result.stderr, (server, result.stderr)

@@ -13,7 +13,7 @@ import psutil
 import pytest
 from mcp import Client
 
-from conftest import server_script, start_serve, survivors
+from helpers.serve import server_script, start_serve, survivors
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import start_serve, survivors
-from mcp_helpers import INIT
+from helpers.mcp_client import INIT
+from helpers.serve import start_serve, survivors
 from stress.profile import PROFILE
 
 pytestmark = pytest.mark.slow

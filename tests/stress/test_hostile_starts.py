@@ -9,8 +9,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from conftest import server_script
-from mcp_helpers import INIT
+from helpers.mcp_client import INIT
+from helpers.serve import server_script
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from conftest import ports
+from helpers.serve import ports
 from stress.leaks import settle
 from stress.profile import PROFILE
 

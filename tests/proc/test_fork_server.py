@@ -1,0 +1,121 @@
+"""`--fork-server`: instances forked from a preloaded template behave exactly like spawned ones."""
+
+import os
+import signal
+import sys
+import time
+
+import anyio
+import httpx
+import psutil
+import pytest
+from mcp import Client
+
+from helpers.mcp_client import initial_map, lake, move
+from helpers.serve import server_script, start_serve, survivors
+
+ACTIONS = ["RIGHT", "DOWN", "RIGHT", "DOWN", "LEFT", "DOWN", "RIGHT", "RIGHT", "UP", "DOWN"]
+
+
+async def trajectories(url: str, seeds: range) -> dict[int, list]:
+    out: dict[int, list] = {}
+
+    async def one(seed: int) -> None:
+        async with lake(url, seed, '{"map_size": 6}') as client:
+            trace: list = [await initial_map(client)]
+            for action in ACTIONS:
+                trace.append(await move(client, action))
+            out[seed] = trace
+
+    async with anyio.create_task_group() as tg:
+        for seed in seeds:
+            tg.start_soon(one, seed)
+    return out
+
+
+async def test_forked_instances_give_the_same_trajectories_as_spawned_ones(serve_factory):
+    spawned = serve_factory("--env", "frozen_lake")
+    forked = serve_factory("--env", "frozen_lake", "--fork-server")
+    seeds = range(8)
+    expected = await trajectories(spawned.url, seeds)
+    got = await trajectories(forked.url, seeds)
+    assert got == expected
+    log = forked.log()
+    assert "fork server ready" in log
+    # forked instances are children of the template, not of mcpsim serve
+    async with lake(forked.url, 1) as client:
+        await move(client, "LEFT")
+        (item,) = forked.get("/api/instances").json()
+        parent = psutil.Process(item["pid"]).ppid()
+        assert "fork_template" in " ".join(psutil.Process(parent).cmdline())
+
+
+async def test_forked_instance_crash_names_its_exit_code_and_stderr(serve_factory):
+    serve = serve_factory("--server", f"python {server_script('toolbox.py')}", "--fork-server")
+    async with Client(f"{serve.mcp}?seed=4", mode="legacy") as client:
+        result = await client.call_tool("echo", {"text": "hi"})
+        assert "seed=4" in result.content[0].text
+        with pytest.raises(Exception, match="exited with code 9"):
+            await client.call_tool("crash", {"code": 9})
+        with pytest.raises(Exception, match="toolbox: crashing with 9"):
+            await client.call_tool("echo", {"text": "after"})
+    assert "fork server ready" in serve.log()
+
+
+async def test_config_read_at_module_level_is_per_instance(serve_factory):
+    # toolbox.py reads MCPSIM_CONFIG and MCPSIM_SEED at import: each fork must run it fresh
+    serve = serve_factory("--server", f"python {server_script('toolbox.py')}", "--fork-server")
+    for seed in (3, 5):
+        async with Client(f"{serve.mcp}?seed={seed}", mode="legacy") as client:
+            assert client.instructions == f"toolbox seed {seed}"
+    response = httpx.post(f"{serve.url}/api/instances", json={"seed": 6, "config": {"exit_at_start": 4}}, timeout=30)
+    assert response.status_code == 502
+    assert "exited with code 4 before it was ready" in response.json()["error"]["message"]
+
+
+async def test_a_command_that_is_not_python_falls_back_to_spawn_and_says_why(serve_factory):
+    serve = serve_factory("--server", f"{sys.executable} {server_script('toolbox.py')}", "--fork-server")
+    async with Client(f"{serve.mcp}?seed=2", mode="legacy") as client:
+        result = await client.call_tool("echo", {"text": "hi"})
+        assert "seed=2" in result.content[0].text
+        (item,) = serve.get("/api/instances").json()
+        assert psutil.Process(item["pid"]).ppid() == serve.process.pid
+    assert "fork server not used" in serve.log() and "does not run Python code" in serve.log()
+
+
+async def test_template_death_fails_its_sessions_clearly_and_new_ones_spawn(serve_factory):
+    serve = serve_factory("--server", f"python {server_script('toolbox.py')}", "--fork-server")
+    async with Client(f"{serve.mcp}?seed=1", mode="legacy") as client:
+        await client.call_tool("echo", {"text": "hi"})
+        (item,) = serve.get("/api/instances").json()
+        template = psutil.Process(item["pid"]).ppid()
+        os.kill(template, signal.SIGKILL)
+        with pytest.raises(Exception, match=r"killed by signal 9|exited"):
+            with anyio.fail_after(5):
+                await client.call_tool("echo", {"text": "after"})
+    async with Client(f"{serve.mcp}?seed=2", mode="legacy") as client:
+        result = await client.call_tool("echo", {"text": "new"})
+        assert "seed=2" in result.content[0].text
+
+
+def test_sigkill_of_serve_with_a_fork_server_leaves_nothing(tmp_path):
+    serve = start_serve(tmp_path, "--server", f"python {server_script('toolbox.py')}", "--fork-server")
+
+    async def scenario() -> list[int]:
+        clients, grandchildren = [], []
+        for seed in range(3):
+            client = Client(f"{serve.mcp}?seed={seed}", mode="legacy")
+            await client.__aenter__()
+            clients.append(client)
+            grandchildren.append((await client.call_tool("spawn_grandchild", {})).structured_content["result"])
+        serve.descendants()
+        serve.stop(signal.SIGKILL)
+        return grandchildren
+
+    grandchildren = anyio.run(scenario)
+    assert len(serve.seen_descendants) >= 7  # template + 3 servers + 3 grandchildren (+ watchdog)
+    assert not survivors(serve.seen_descendants, deadline_s=5)
+    deadline = time.monotonic() + 5
+    while any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in grandchildren):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
