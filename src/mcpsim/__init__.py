@@ -7,8 +7,9 @@ The client API (`make`, `rollout`, `replay`, `audit`, the policies, `Trajectory`
 from typing import TYPE_CHECKING
 
 from mcpsim.faces import lazy_names
+from mcpsim.wire import VERSION
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 _CLIENT_NAMES = (
     "Action",

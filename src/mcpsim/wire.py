@@ -11,6 +11,9 @@ from typing import Any
 
 from mcpsim.errors import InvalidSeed
 
+VERSION = "0.1.0"
+"""This mcpsim's version (`mcpsim.__version__`): in the `clientInfo` and `serverInfo` it sends, in recordings."""
+
 # -- what a production server reports -----------------------------------------------------------------------------
 
 META_KEY = "mcpsim"

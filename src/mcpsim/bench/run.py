@@ -9,7 +9,6 @@ from typing import Any
 import anyio
 from mcp import Client
 
-from mcpsim import __version__
 from mcpsim.bench.measure import (
     calls,
     first_result_ms,
@@ -21,6 +20,7 @@ from mcpsim.bench.measure import (
 )
 from mcpsim.bench.settings import BenchSettings, ModeResult, percentiles
 from mcpsim.bench.targets import DirectTarget, InProcessTarget, ManagedTarget
+from mcpsim.wire import VERSION
 
 
 async def bench_managed(mode: str, settings: BenchSettings) -> ModeResult:
@@ -75,7 +75,7 @@ async def run_bench(modes: list[str], settings: BenchSettings) -> dict[str, Any]
     for mode in modes:
         results.append(await bench_direct(settings) if mode == "direct" else await bench_managed(mode, settings))
     return {
-        "mcpsim": __version__,
+        "mcpsim": VERSION,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "settings": asdict(settings),
         "results": [asdict(r) for r in results],

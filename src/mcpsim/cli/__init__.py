@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mcpsim import __version__
 from mcpsim.cli import bench, cache, client, demo, render, serve, view
 from mcpsim.errors import MCPSimError
+from mcpsim.wire import VERSION
 
 COMMAND_GROUPS = (serve, view, render, demo, bench, cache, client)
 """In the order `mcpsim --help` lists their commands."""
@@ -20,7 +20,7 @@ COMMAND_GROUPS = (serve, view, render, demo, bench, cache, client)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcpsim", description="Seeded, isolated episodes against MCP servers.")
-    parser.add_argument("--version", action="version", version=f"mcpsim {__version__}")
+    parser.add_argument("--version", action="version", version=f"mcpsim {VERSION}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for group in COMMAND_GROUPS:
         group.register(subparsers)

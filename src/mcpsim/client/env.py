@@ -26,12 +26,11 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import Implementation
 
-from mcpsim import __version__
 from mcpsim.client.content import block_dict, blocks_from_content, blocks_from_resource
 from mcpsim.client.dataset import DatasetSource, assign_env_ids, load_rows, seed_rows
 from mcpsim.errors import ConfigError, ConnectError, EnvError, InvalidAction, describe_exception
 from mcpsim.trajectory import Action, Observation, Row
-from mcpsim.wire import CONFIG_VARIABLE, INITIAL_STATE_URI, META_KEY, SEED_VARIABLE
+from mcpsim.wire import CONFIG_VARIABLE, INITIAL_STATE_URI, META_KEY, SEED_VARIABLE, VERSION
 
 STDIO_PREFIX = "stdio:"
 PAGE_CAP = 100
@@ -246,7 +245,7 @@ class Environment:
             mode="legacy",
             cache=None,
             read_timeout_seconds=self.timeout,
-            client_info=Implementation(name=self.client_name, version=__version__),
+            client_info=Implementation(name=self.client_name, version=VERSION),
         )
 
     @contextlib.asynccontextmanager

@@ -3,7 +3,7 @@
 - `config.py`: `PoolConfig`, frozen and checked when made. `command.py`: `ServerCommand`, `parse_command`,
   `for_env` (what an instance runs).
 - `pool.py`: `InstancePool`, the async context manager that owns every instance; `PoolObserver` (metrics).
-- `instance.py`: `Instance` (process, connection, handshake, end), `State`.
+- `instance.py`: `Instance` (process, connection, handshake, end); `spec.py`: `InstanceSpec`, `State`, its hooks.
 - `connection.py`: one persistent MCP connection to an instance's server, stdio or HTTP/SSE.
 - `warm.py` + `seed_queue.py`: instances started ahead of their sessions, for announced seeds.
 - `stats.py` + `labels.py`: what an instance has been doing, with bounded names for metric labels.
@@ -19,9 +19,10 @@ from mcpsim.faces import lazy_names
 if TYPE_CHECKING:
     from mcpsim.pool.command import SHIPPED_ENVS, TRANSPORTS, ServerCommand, Transport, for_env, parse_command
     from mcpsim.pool.config import PoolConfig
-    from mcpsim.pool.instance import Instance, State
+    from mcpsim.pool.instance import Instance
     from mcpsim.pool.pool import InstancePool, PoolObserver
     from mcpsim.pool.seed_queue import MAX_QUEUED_SEEDS, MAX_SEEDS_PER_ANNOUNCE
+    from mcpsim.pool.spec import State
 
 __all__ = [  # noqa: RUF022
     "Instance",
@@ -50,7 +51,7 @@ __getattr__ = lazy_names(
         "parse_command": "command",
         "PoolConfig": "config",
         "Instance": "instance",
-        "State": "instance",
+        "State": "spec",
         "InstancePool": "pool",
         "PoolObserver": "pool",
         "MAX_QUEUED_SEEDS": "seed_queue",

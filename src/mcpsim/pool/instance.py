@@ -13,39 +13,32 @@ Until some `tools/list` result has passed through the pool, the first handshake 
 call.
 """
 
-import enum
 import json
 import logging
 import math
 import secrets
 import signal
 import time
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
-import httpx2
 from anyio.abc import TaskStatus
-from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from mcpsim import __version__
 from mcpsim.errors import BackendError, MessageTooLarge, StartError
-from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_for_listener
-from mcpsim.pool.labels import DeclaredTools
+from mcpsim.pool.spec import ContextLog, InstanceHooks, InstanceSpec, State
 from mcpsim.pool.stats import InstanceStats
 from mcpsim.proc.cgroups import Cgroup
 from mcpsim.proc.child import ChildProcess
-from mcpsim.proc.spawn import Launcher, inherited_environment
-from mcpsim.proc.tracking import ProcessTracker
-from mcpsim.protocol.mux import Multiplexer, MuxObserver
+from mcpsim.proc.spawn import inherited_environment
+from mcpsim.protocol.mux import Multiplexer
 from mcpsim.wire import (
     CONFIG_VARIABLE,
-    DEFAULT_MAX_MESSAGE_BYTES,
     INSTANCE_VARIABLE,
     MESSAGE_TOO_LARGE,
     PORT_VARIABLE,
     SEED_VARIABLE,
+    VERSION,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,66 +47,6 @@ HANDSHAKE_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {}}
 """What the pool declares for the client behind it, so the server may send these requests (they are forwarded)."""
 TOOLS_PROBE_TIMEOUT = 5.0
 """Seconds the handshake's own `tools/list` may take; past that the instance is ready without it."""
-
-
-class InstanceHooks(Protocol):
-    """What the pool learns from an instance: its process group and id (for the watchdog) and its end."""
-
-    def process_started(self, pgid: int, instance_id: str) -> None: ...
-
-    def process_ended(self, pgid: int) -> None: ...
-
-    def instance_ended(self, instance: "Instance") -> None: ...
-
-    def record_error(self, entry: dict[str, Any]) -> None: ...
-
-    def count_internal_error(self, where: str) -> None: ...
-
-
-class ContextLog(logging.LoggerAdapter):
-    """Adds the instance's correlation ids to every line, merged with the line's own `extra` (event, request id).
-
-    The stock adapter of Python 3.11 replaces a call's `extra` with its own, which would drop the event names.
-    """
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
-        return msg, kwargs
-
-
-class State(enum.StrEnum):
-    STARTING = "starting"
-    READY = "ready"
-    STOPPING = "stopping"
-    EXITED = "exited"
-    FAILED = "failed"
-
-
-@dataclass
-class InstanceSpec:
-    """Everything needed to start one instance; filled by the pool from its config and the request."""
-
-    command: ServerCommand
-    seed: int
-    config: dict[str, Any]
-    python: str
-    startup_timeout: float
-    launch: Launcher
-    """Starts the process: the pool's spawner, or a fork of the fork server's template."""
-    port: int | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    mux_observer: MuxObserver | None = None
-    request_timeout: float | None = None
-    http_client: httpx2.AsyncClient | None = None
-    """The pool's shared HTTP client for streamable-HTTP backends."""
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    """Longest line read from a stdio server; a longer one fails only the request it answers."""
-    protocol_version: str = LATEST_HANDSHAKE_VERSION
-    """The version offered in the pool's `initialize`: the one the instance's client asked for."""
-    tools: DeclaredTools = field(default_factory=DeclaredTools)
-    """The tool names the pool's servers declared (shared by its instances): the metrics' tool labels."""
-    tracker: ProcessTracker | None = None
-    """Finds and ends the process's descendants (a control group, or the pool as their subreaper)."""
 
 
 class Instance:
@@ -323,7 +256,7 @@ class Instance:
         params = {
             "protocolVersion": self.spec.protocol_version,
             "capabilities": HANDSHAKE_CAPABILITIES,
-            "clientInfo": {"name": "mcpsim", "version": __version__},
+            "clientInfo": {"name": "mcpsim", "version": VERSION},
         }
         try:
             self.init_result = await mux.request("initialize", params)  # bounded by the startup timeout

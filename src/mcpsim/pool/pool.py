@@ -9,12 +9,11 @@ groups) even if this process is killed outright. Descendants that left their pro
 """
 
 import contextlib
-import dataclasses
 import logging
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -24,14 +23,14 @@ from anyio.abc import TaskGroup
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from mcpsim.errors import CapacityError, InstanceGone, ShuttingDown, StartError
-from mcpsim.isolation import Prepared, prepare
-from mcpsim.pool.command import ServerCommand
+from mcpsim.isolation import Prepared
 from mcpsim.pool.config import PoolConfig
 from mcpsim.pool.connection import shared_http_client
-from mcpsim.pool.instance import Instance, InstanceSpec, State
+from mcpsim.pool.instance import Instance
 from mcpsim.pool.labels import DeclaredTools
+from mcpsim.pool.preparation import Preparation
+from mcpsim.pool.spec import InstanceSpec, State
 from mcpsim.pool.warm import WarmPool
-from mcpsim.proc.cgroups import Cgroup
 from mcpsim.proc.child import ChildProcess
 from mcpsim.proc.fork_client import ForkServer
 from mcpsim.proc.ports import PortAllocator
@@ -41,8 +40,6 @@ from mcpsim.protocol.mux import MuxObserver
 from mcpsim.wire import random_seed
 
 logger = logging.getLogger(__name__)
-
-PREPARE_RETRY_S = 60.0
 
 
 class PoolObserver(Protocol):
@@ -82,20 +79,17 @@ class InstancePool:
         self._watchdog: ChildProcess | None = None
         self._closing = False
         self._exit_stack: contextlib.AsyncExitStack | None = None
-        self.forker: ForkServer | None = None
         self.http_client: httpx2.AsyncClient | None = None
         self.warm = WarmPool(self, config.warm, config.max_instances)
         self.tools = DeclaredTools()
         """Tool names the servers declared, learned from `tools/list` results: the only tool labels of metrics."""
-        self.prepared: Prepared | None = None
-        self.prepare_error: StartError | None = None
-        self._prepare_failed_at = 0.0
-        self._prepare_lock = anyio.Lock()
         self._admitting = 0
         """Instances admitted under `--max-instances` whose start waits for the environment or fork server."""
         self.spawner = Spawner()
         """Starts every child of the pool (instances, the watchdog, the fork template, installers)."""
         self.tracker = ProcessTracker(self.spawner, config.process_tracking)
+        self.preparation = Preparation(config, self.spawner, observer)
+        """The command made runnable (environments, fork server): `prepared`, `prepare_error`, `forker`."""
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -130,7 +124,7 @@ class InstancePool:
             if self.tracker.root is not None:
                 self._tell_watchdog(f"cgroup {self.tracker.root.path}\n")
             self.http_client = await stack.enter_async_context(shared_http_client())
-            stack.push_async_callback(_shielded, self._close_forker)
+            stack.push_async_callback(_shielded, self.preparation.close)
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
                 tg.start_soon(self._prepare_in_background)
@@ -144,9 +138,17 @@ class InstancePool:
                     await _shielded(self.close)
                     tg.cancel_scope.cancel()
 
-    async def _close_forker(self) -> None:
-        if self.forker is not None:
-            await self.forker.close()
+    @property
+    def prepared(self) -> Prepared | None:
+        return self.preparation.prepared
+
+    @property
+    def prepare_error(self) -> StartError | None:
+        return self.preparation.error
+
+    @property
+    def forker(self) -> ForkServer | None:
+        return self.preparation.forker
 
     async def close(self) -> None:
         """End every instance and wait until their processes are gone."""
@@ -216,8 +218,8 @@ class InstancePool:
             raise CapacityError(f"--max-instances reached: {live} of {self.config.max_instances} instances are running")
         self._admitting += 1
         try:
-            prepared = await self.ready_to_launch()
-            command = self.command_to_run(prepared)
+            prepared = await self.preparation.ready(self._task_group)
+            command = self.preparation.command(prepared)
             port = self.ports.lease() if command.uses_port else None
         finally:
             self._admitting -= 1
@@ -232,7 +234,7 @@ class InstancePool:
             mux_observer=self.observer.mux_observer if self.observer else None,
             request_timeout=self.config.request_timeout,
             http_client=self.http_client,
-            launch=self._launch,
+            launch=self.preparation.launch,
             max_message_bytes=self.config.max_message_bytes,
             protocol_version=version,
             tools=self.tools,
@@ -275,71 +277,11 @@ class InstancePool:
         if self.observer is not None:
             self.observer.instance_ready(instance)
 
-    async def ready_to_launch(self) -> Prepared:
-        """The prepared command (environments built, fork server started), preparing it on first use.
-
-        Concurrent callers wait for one preparation. After a failure, callers get the same error for a minute
-        (a broken requirements file is not retried per session), then one of them tries again.
-        """
-        if self.prepared is not None:
-            return self.prepared
-        async with self._prepare_lock:
-            if self.prepared is not None:
-                return self.prepared
-            if self.prepare_error is not None and time.monotonic() - self._prepare_failed_at < PREPARE_RETRY_S:
-                raise self.prepare_error
-            try:
-                command = self.config.command
-                prepared = await prepare(
-                    command.argv, command.cwd, self.config.isolation, self.config.python, self.spawner, self.observer
-                )
-            except StartError as exc:
-                self.prepare_error = exc
-                self._prepare_failed_at = time.monotonic()
-                raise
-            if self.config.fork_server:
-                self.forker = ForkServer(
-                    prepared.argv,
-                    prepared.python,
-                    self.spawner,
-                    cwd=prepared.cwd,
-                    label=command.label,
-                    preload=self.config.fork_preload,
-                )
-                assert self._task_group is not None
-                await self.forker.start(self._task_group)
-            self.prepared, self.prepare_error = prepared, None
-            return prepared
-
-    def command_to_run(self, prepared: Prepared) -> ServerCommand:
-        """The configured command with what preparing it changed (an installed Node project's copy)."""
-        return dataclasses.replace(self.config.command, argv=prepared.argv, cwd=prepared.cwd)
-
     async def _prepare_in_background(self) -> None:
         """Build environments as soon as the pool starts, not when the first session arrives."""
+        assert self._task_group is not None
         with contextlib.suppress(StartError):
-            await self.ready_to_launch()
-
-    async def _launch(
-        self,
-        argv: Sequence[str],
-        env: Mapping[str, str],
-        log: Callable[[str], None],
-        *,
-        cwd: str | None,
-        stdout_is_protocol: bool,
-        line_limit: int,
-        cgroup: Cgroup | None = None,
-    ) -> ChildProcess:
-        """Fork from the template when there is a usable one, else (or if forking fails) spawn."""
-        if self.forker is not None and self.forker.usable:
-            try:
-                return await self.forker.spawn(argv, env, log, cwd, stdout_is_protocol, line_limit, cgroup)
-            except OSError as exc:
-                logger.warning("fork server failed (%s); spawning instead", exc, extra={"event": "forkserver.fallback"})
-        return await self.spawner.spawn(
-            argv, env, log, cwd=cwd, stdout_is_protocol=stdout_is_protocol, line_limit=line_limit, cgroup=cgroup
-        )
+            await self.preparation.ready(self._task_group)
 
     def get(self, instance_id: str) -> Instance:
         instance = self.instances.get(instance_id)

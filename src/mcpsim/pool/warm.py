@@ -18,8 +18,9 @@ from typing import Any, Protocol
 import anyio
 
 from mcpsim.errors import PoolError
-from mcpsim.pool.instance import Instance, State
+from mcpsim.pool.instance import Instance
 from mcpsim.pool.seed_queue import SeedQueue, WarmKey
+from mcpsim.pool.spec import State
 from mcpsim.wire import random_seed
 
 logger = logging.getLogger(__name__)

@@ -18,19 +18,18 @@ import anyio
 
 from mcpsim.errors import RecordingError
 from mcpsim.trajectory.format import BINARY_BLOCKS, FORMAT, Observation, Step, Trajectory, dumps, sha256_of_data
+from mcpsim.wire import VERSION
 
 FLUSH_BYTES = 256 * 1024
 
 
 def header_record(**metadata: Any) -> dict[str, Any]:
     """The header line: the format, this mcpsim's version, the time, and the run's metadata."""
-    from mcpsim import __version__
-
     now = datetime.datetime.now(datetime.UTC)
     return {
         "type": "header",
         "format": FORMAT,
-        "mcpsim_version": __version__,
+        "mcpsim_version": VERSION,
         "created_at": now.isoformat(timespec="seconds"),
         **metadata,
     }

@@ -1,0 +1,80 @@
+"""What an instance is made of and answers to, before it runs: `InstanceSpec` (filled by the pool from its config
+and the request), `InstanceHooks` (what the pool hears back), `State`, and `ContextLog` (its log lines' ids)."""
+
+import enum
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx2
+from mcp_types.version import LATEST_HANDSHAKE_VERSION
+
+from mcpsim.pool.command import ServerCommand
+from mcpsim.pool.labels import DeclaredTools
+from mcpsim.proc.spawn import Launcher
+from mcpsim.proc.tracking import ProcessTracker
+from mcpsim.protocol.mux import MuxObserver
+from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES
+
+if TYPE_CHECKING:
+    from mcpsim.pool.instance import Instance
+
+
+class InstanceHooks(Protocol):
+    """What the pool learns from an instance: its process group and id (for the watchdog) and its end."""
+
+    def process_started(self, pgid: int, instance_id: str) -> None: ...
+
+    def process_ended(self, pgid: int) -> None: ...
+
+    def instance_ended(self, instance: "Instance") -> None: ...
+
+    def record_error(self, entry: dict[str, Any]) -> None: ...
+
+    def count_internal_error(self, where: str) -> None: ...
+
+
+class ContextLog(logging.LoggerAdapter):
+    """Adds the instance's correlation ids to every line, merged with the line's own `extra` (event, request id).
+
+    The stock adapter of Python 3.11 replaces a call's `extra` with its own, which would drop the event names.
+    """
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
+        return msg, kwargs
+
+
+class State(enum.StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    STOPPING = "stopping"
+    EXITED = "exited"
+    FAILED = "failed"
+
+
+@dataclass
+class InstanceSpec:
+    """Everything needed to start one instance; filled by the pool from its config and the request."""
+
+    command: ServerCommand
+    seed: int
+    config: dict[str, Any]
+    python: str
+    startup_timeout: float
+    launch: Launcher
+    """Starts the process: the pool's spawner, or a fork of the fork server's template."""
+    port: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    mux_observer: MuxObserver | None = None
+    request_timeout: float | None = None
+    http_client: httpx2.AsyncClient | None = None
+    """The pool's shared HTTP client for streamable-HTTP backends."""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """Longest line read from a stdio server; a longer one fails only the request it answers."""
+    protocol_version: str = LATEST_HANDSHAKE_VERSION
+    """The version offered in the pool's `initialize`: the one the instance's client asked for."""
+    tools: DeclaredTools = field(default_factory=DeclaredTools)
+    """The tool names the pool's servers declared (shared by its instances): the metrics' tool labels."""
+    tracker: ProcessTracker | None = None
+    """Finds and ends the process's descendants (a control group, or the pool as their subreaper)."""
