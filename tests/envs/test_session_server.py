@@ -118,6 +118,15 @@ def test_bad_seed_or_config_is_a_400_naming_the_cause(session_server_process, qu
     assert httpx.get(f"{session_server_process}/health").json()["sessions"] == 0
 
 
+def test_a_config_nested_too_deeply_is_a_400_not_a_500(session_server_process):
+    """json.loads raised RecursionError past the config parser: the request got a 500 and a traceback."""
+    deep = "%5B" * 1100 + "%5D" * 1100
+    response = httpx.post(f"{session_server_process}/mcp?config={deep}", json=INITIALIZE, headers=ACCEPT)
+    assert response.status_code == 400
+    assert "invalid config" in response.json()["error"]["message"] and "nested" in response.json()["error"]["message"]
+    assert httpx.get(f"{session_server_process}/health").json()["sessions"] == 0
+
+
 def test_unknown_session_is_a_404(session_server_process):
     headers = {**ACCEPT, "mcp-session-id": "feedface"}
     response = httpx.post(f"{session_server_process}/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "ping"},

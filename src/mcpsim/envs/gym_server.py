@@ -189,7 +189,10 @@ def read_config(raw: str | None) -> dict[str, Any]:
     """Parse `MCPSIM_CONFIG`-style JSON; a config must be a JSON object."""
     if not raw:
         return {}
-    value = json.loads(raw)
+    try:
+        value = json.loads(raw)
+    except RecursionError:  # json.loads recurses in C; a hostile config must be a clear error, not a crash
+        raise ValueError("the config is nested too deeply") from None
     if not isinstance(value, dict):
         raise ValueError(f"config must be a JSON object, got {type(value).__name__}")
     return value
