@@ -177,3 +177,19 @@ async def test_malformed_seed_or_config_is_a_400_naming_the_cause(frozen_lake_se
     assert response.status_code == 400
     assert needle in response.json()["error"]["message"]
     assert {item["id"] for item in frozen_lake_server.get("/api/instances").json()} <= before
+
+
+@pytest.mark.parametrize(
+    ("request_id", "method", "code"), [({"a": 1}, "tools/list", -32600), ([1], "server/discover", -32601)]
+)
+def test_a_first_request_with_an_id_that_is_no_json_rpc_id_gets_a_400_not_a_500(
+    frozen_lake_server, request_id, method, code
+):
+    """The error answer used to carry the id as sent, which no JSON-RPC error can: building it failed with a 500."""
+    response = httpx.post(
+        frozen_lake_server.mcp,
+        json={"jsonrpc": "2.0", "id": request_id, "method": method},
+        headers={"accept": "application/json, text/event-stream"},
+    )
+    assert response.status_code == 400
+    assert response.json()["id"] is None and response.json()["error"]["code"] == code
