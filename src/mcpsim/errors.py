@@ -34,6 +34,7 @@ MCPSimError                     root: the CLI prints these in one line; anything
 ├── MessageTooLarge             a message over --max-message-bytes was dropped (handed on as a value)
 ├── CgroupError (OSError)       a control group cannot be created, joined or removed
 ├── JsonTextError (ValueError)  untrusted JSON text that is not read (bad syntax, too deep, huge numbers)
+├── EpisodeOver                 a shipped env asked to step after its episode ended (its tool answers isError)
 ├── TrajectoryError (ValueError) a trajectory file that cannot be read; the message names file:line
 ├── RecordingError (OSError)    a trajectory file that cannot be written
 └── ClientError                 the rollout client
@@ -211,6 +212,11 @@ class CgroupError(MCPSimError, OSError):
 
 class JsonTextError(MCPSimError, ValueError):
     """Untrusted JSON text that is not read; the message says why and at which column (of a one-line text)."""
+
+
+class EpisodeOver(MCPSimError):
+    """A production server of `mcpsim.envs` was asked for a step after its episode terminated or was truncated;
+    the tool answers with an `isError` result saying so (the session goes on)."""
 
 
 class TrajectoryError(MCPSimError, ValueError):

@@ -30,6 +30,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
 from pydantic import Field
 
+from mcpsim.errors import EpisodeOver
 from mcpsim.wire import CONFIG_VARIABLE, INITIAL_STATE_URI, META_KEY, PORT_VARIABLE, SEED_VARIABLE
 
 if TYPE_CHECKING:
@@ -65,10 +66,6 @@ class GymEnvSpec:
     step_in_thread: bool | None = None
     """Run steps in a worker thread (slow steps: rendering, physics); default: when the observation has images.
     A step of a few microseconds runs inline, which saves the thread hop on every call."""
-
-
-class EpisodeOver(Exception):
-    """A step was asked for after the episode terminated or was truncated."""
 
 
 def text_content(text: str) -> TextContent:

@@ -3,7 +3,7 @@
 - `config.py`: `PoolConfig`, frozen and checked when made. `command.py`: `ServerCommand`, `parse_command`,
   `for_env` (what an instance runs).
 - `pool.py`: `InstancePool`, the async context manager that owns every instance; `PoolObserver` (metrics).
-- `instance.py`: `Instance` (process, connection, handshake, end); `spec.py`: `InstanceSpec`, `State`, its hooks.
+- `instance.py`: `Instance` (process, connection, handshake, end); `spec.py`: `InstanceSpec`, `State`.
 - `connection.py`: one persistent MCP connection to an instance's server, stdio or HTTP/SSE.
 - `warm.py` + `seed_queue.py`: instances started ahead of their sessions, for announced seeds.
 - `stats.py` + `labels.py`: what an instance has been doing, with bounded names for metric labels.

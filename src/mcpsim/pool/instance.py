@@ -19,14 +19,14 @@ import math
 import secrets
 import signal
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskStatus
 
 from mcpsim.errors import BackendError, MessageTooLarge, StartError
 from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_for_listener
-from mcpsim.pool.spec import ContextLog, InstanceHooks, InstanceSpec, State
+from mcpsim.pool.spec import ContextLog, InstanceSpec, State
 from mcpsim.pool.stats import InstanceStats
 from mcpsim.proc.cgroups import Cgroup
 from mcpsim.proc.child import ChildProcess
@@ -47,6 +47,20 @@ HANDSHAKE_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {}}
 """What the pool declares for the client behind it, so the server may send these requests (they are forwarded)."""
 TOOLS_PROBE_TIMEOUT = 5.0
 """Seconds the handshake's own `tools/list` may take; past that the instance is ready without it."""
+
+
+class InstanceHooks(Protocol):
+    """What the pool learns from an instance: its process group and id (for the watchdog) and its end."""
+
+    def process_started(self, pgid: int, instance_id: str) -> None: ...
+
+    def process_ended(self, pgid: int) -> None: ...
+
+    def instance_ended(self, instance: "Instance") -> None: ...
+
+    def record_error(self, entry: dict[str, Any]) -> None: ...
+
+    def count_internal_error(self, where: str) -> None: ...
 
 
 class Instance:

@@ -1,10 +1,10 @@
-"""What an instance is made of and answers to, before it runs: `InstanceSpec` (filled by the pool from its config
-and the request), `InstanceHooks` (what the pool hears back), `State`, and `ContextLog` (its log lines' ids)."""
+"""What an instance is made of before it runs: `InstanceSpec` (filled by the pool from its config
+and the request), `State`, and `ContextLog` (its log lines' ids)."""
 
 import enum
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import httpx2
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
@@ -15,23 +15,6 @@ from mcpsim.proc.spawn import Launcher
 from mcpsim.proc.tracking import ProcessTracker
 from mcpsim.protocol.mux import MuxObserver
 from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES
-
-if TYPE_CHECKING:
-    from mcpsim.pool.instance import Instance
-
-
-class InstanceHooks(Protocol):
-    """What the pool learns from an instance: its process group and id (for the watchdog) and its end."""
-
-    def process_started(self, pgid: int, instance_id: str) -> None: ...
-
-    def process_ended(self, pgid: int) -> None: ...
-
-    def instance_ended(self, instance: "Instance") -> None: ...
-
-    def record_error(self, entry: dict[str, Any]) -> None: ...
-
-    def count_internal_error(self, where: str) -> None: ...
 
 
 class ContextLog(logging.LoggerAdapter):
