@@ -52,7 +52,7 @@ async def test_announced_seeds_are_started_ahead_and_claimed_by_their_sessions(s
 async def test_unclaimed_warm_instances_end_by_idle_timeout(serve_factory):
     serve = serve_factory("--env", "frozen_lake", "--fork-server", "--idle-timeout", "1.5")
     httpx.post(f"{serve.url}/api/instances", json={"seeds": [7, 8]})
-    await wait_for(lambda: len(instances(serve)) == 2)
+    await wait_for(lambda: len(listed := instances(serve)) == 2 and all(i["pid"] for i in listed))  # pids once spawned
     pids = [i["pid"] for i in instances(serve)]
     await wait_for(lambda: instances(serve) == [], timeout=10)
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
