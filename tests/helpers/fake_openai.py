@@ -8,6 +8,10 @@ messages) and more (every image part is a decodable PNG); a violation is answere
 `problems`, so a test can assert there were none.
 
 The test supplies the model as a `brain(request) -> {"content": str} | {"tool_calls": [(name, args), ...]}`.
+
+`flavor="vllm"` makes it answer like vLLM's server: token ids and logprobs as vLLM returns them, its checks of
+the request flags (`fake_vllm.py`); the default `"openai"` refuses vLLM's flags as the hosted API does, and
+returns logprobs (no token ids) when asked.
 """
 
 import base64
@@ -29,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from helpers.fake_vllm import Tokenizer, check_flags, token_fields
 from mcpsim.proc import free_port
 
 Brain = Callable[[dict[str, Any]], dict[str, Any]]
@@ -146,8 +151,12 @@ def error(status: int, message: str, kind: str, headers: dict[str, str] | None =
 class FakeOpenAI:
     """Serve on a free port in a background thread: `with FakeOpenAI(brain) as api: api.base_url ...`."""
 
-    def __init__(self, brain: Brain) -> None:
+    def __init__(self, brain: Brain, flavor: str = "openai") -> None:
+        if flavor not in ("openai", "vllm"):
+            raise ValueError(f"flavor must be 'openai' or 'vllm', got {flavor!r}")
         self.brain = brain
+        self.flavor = flavor
+        self.tokenizer = Tokenizer()
         self.requests: list[dict[str, Any]] = []
         self.arrivals: list[float] = []
         self.problems: list[str] = []
@@ -203,6 +212,9 @@ class FakeOpenAI:
         if self.reject_images and isinstance(messages, list) and any(image_urls(m) for m in messages):
             text = "Invalid content type. image_url is only supported by certain models."
             return error(400, text, "invalid_request_error")
+        refused = check_flags(body, self.flavor)
+        if refused is not None:
+            return error(400, refused, "invalid_request_error" if self.flavor == "openai" else "BadRequestError")
         problems = check_tools(body.get("tools")) + check_messages(messages)
         if problems:
             with self._lock:
@@ -225,17 +237,26 @@ class FakeOpenAI:
             ]
         prompt_tokens = len(json.dumps(body.get("messages"))) // 4 + 1
         completion_tokens = 5 + 5 * len(calls)
-        return {
+        choice, extra = token_fields(self.tokenizer, body, message, self.flavor)
+        response = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:16]}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body["model"],
             "choices": [
-                {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop", "logprobs": None}
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": "tool_calls" if calls else "stop",
+                    "logprobs": None,
+                    **choice,
+                }
             ],
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
             },
+            **extra,
         }
+        return response

@@ -178,6 +178,7 @@ def _run_header(
     described = policy.describe()
     user = {"metadata": dict(extra)} if extra else {}
     return header_record(
+        conversations=policy.records_conversation,
         url=urls[0] if len(urls) == 1 else urls,
         policy=described.get("policy", policy.name),
         model=described.get("model"),
@@ -217,7 +218,7 @@ async def rollout(
         raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
     if not isinstance(policy, Policy):
         raise TypeError(f"policy must be an mcpsim Policy, got {type(policy).__name__}")
-    trajectories = [Trajectory(env.env_id, env.seed, env.row) for env in envs]
+    trajectories = [Trajectory(env.env_id, env.seed, env.row, group_id=env.row.id) for env in envs]
     if not envs:
         return trajectories
     limiter = anyio.CapacityLimiter(max_concurrency)

@@ -1,4 +1,4 @@
-"""The trajectory file (`mcpsim.trajectory/1`, JSONL) and the records it is made of.
+"""The trajectory file (`mcpsim.trajectory/2`, and `/1` without conversations; JSONL) and its records.
 
 Lines, in the order a rollout writes them (lines of concurrent episodes interleave):
 - one `header`: `{"type": "header", "format": FORMAT, "mcpsim_version", "created_at", ...run metadata}`, with
@@ -7,8 +7,13 @@ Lines, in the order a rollout writes them (lines of concurrent episodes interlea
   "observation": [MCP content blocks], "reward", "terminated", "truncated", "latency_ms", ...}`;
 - per binary block (image, audio) not yet in the file, before the first line using it: `{"type": "blob",
   "sha256", "mimeType", "data": base64}`; lines using it hold `{"type": "image", "mimeType", "blob": sha256}`;
+- `/2` only, per model call of an LLM policy, before the step it chose: `Turn.to_record()` (`turns.py`),
+  `{"type": "turn", "env_id", "seed", "turn", "step", "messages": [the new chat messages], "completion", ...token
+  data}`;
 - per episode: `Trajectory.episode_record()`, `{"type": "episode", "env_id", "seed", "total_reward", "steps",
-  "terminated", "truncated", "outcome", ...}`.
+  "terminated", "truncated", "outcome", "group_id", ...}` (`/2` adds `sampling`, the model's sampling parameters).
+A run whose policy keeps no conversation (random, scripted, playback) is written as `/1`, so readers of `/1` are
+unaffected; `/2` readers read both.
 No line repeats history, so a file grows linearly with its steps. `writer.py` writes it, `reader.py` reads it.
 The records here are also what a rollout returns and a replay re-creates.
 """
@@ -23,10 +28,14 @@ from typing import Any
 
 from mcpsim.errors import DatasetError, JsonTextError
 from mcpsim.protocol.jsontext import parse_json_text
+from mcpsim.trajectory.turns import Message, Turn
 from mcpsim.wire import MAX_SEED
 
-FORMAT = "mcpsim.trajectory/1"
-"""The `format` of the header; readers accept this revision and any that starts with it."""
+FORMAT = "mcpsim.trajectory/2"
+"""The newest `format` of the header (runs with conversations); readers accept every one of `FORMATS`."""
+FORMAT_V1 = "mcpsim.trajectory/1"
+"""The format of runs without conversations (the shape every earlier mcpsim reads)."""
+FORMATS = (FORMAT_V1, FORMAT)
 
 Observation = list[dict[str, Any]]
 """A list of MCP content blocks as JSON dicts (the wire shape: `{"type": "text", "text": ...}`, ...)."""
@@ -241,6 +250,17 @@ class Trajectory:
     finished_at: float | None = None
     complete: bool = True
     """False for an episode read from a file that ends before its episode line."""
+    group_id: str | None = None
+    """Episodes of the same dataset row (`samples=k`) share it: the group of GRPO-style advantages."""
+    turns: list[Turn] = field(default_factory=list)
+    """The model calls of an LLM policy (`/2`), in order; empty for other policies."""
+    sampling: dict[str, Any] | None = None
+    """The sampling parameters of those calls (model, temperature, ...), when a policy reported them."""
+
+    @property
+    def messages(self) -> list[Message]:
+        """The whole conversation the model saw and produced (every turn's new messages, in order)."""
+        return [message for turn in self.turns for message in turn.messages]
 
     @property
     def success(self) -> bool:
@@ -283,6 +303,10 @@ class Trajectory:
         }
         if self.row is not None:
             record["row_id"] = self.row.id
+        if self.group_id is not None:
+            record["group_id"] = self.group_id
+        if self.sampling is not None:
+            record["sampling"] = self.sampling
         if self.reward_source != "environment":
             record["reward_source"] = self.reward_source
         if self.error:

@@ -22,7 +22,17 @@ from typing import Any
 
 from mcpsim.errors import DatasetError, JsonTextError, TrajectoryError
 from mcpsim.protocol.jsontext import parse_json_text
-from mcpsim.trajectory.format import BINARY_BLOCKS, FORMAT, Observation, Row, Step, Trajectory, parse_row
+from mcpsim.trajectory.format import (
+    BINARY_BLOCKS,
+    FORMAT_V1,
+    FORMATS,
+    Observation,
+    Row,
+    Step,
+    Trajectory,
+    parse_row,
+)
+from mcpsim.trajectory.turns import Turn
 
 MAX_LISTED_PROBLEMS = 5
 
@@ -51,7 +61,7 @@ def scan(path: Path) -> list[Line]:
     except OSError as exc:
         raise TrajectoryError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
     if not raw.strip():
-        raise TrajectoryError(f"{path}: the file is empty, not an {FORMAT} trajectory")
+        raise TrajectoryError(f"{path}: the file is empty, not an mcpsim trajectory")
     pieces = raw.split(b"\n")
     lines = []
     for number, text in enumerate(pieces, start=1):
@@ -75,12 +85,12 @@ def check_header(record: dict[str, Any], where: str) -> None:
     if record.get("type") != "header":
         raise TrajectoryError(
             f"{where}: not a trajectory header: the first line must be the header "
-            f'(is this a trajectory file? it must be a header with "format": "{FORMAT}")'
+            f'(is this a trajectory file? it must be a header with "format": "{FORMAT_V1}" or a later revision)'
         )
     fmt = str(record.get("format", ""))
-    if not fmt.startswith(FORMAT):
+    if not any(fmt == known or fmt.startswith(known + ".") for known in FORMATS):
         raise TrajectoryError(
-            f"{where}: not a trajectory header: unsupported format {fmt!r} (this mcpsim reads {FORMAT})"
+            f"{where}: not a trajectory header: unsupported format {fmt!r} (this mcpsim reads {', '.join(FORMATS)})"
         )
 
 
@@ -169,6 +179,29 @@ class _Assembler:
                 out.append(block)
         return out
 
+    def resolve_image_url(self, reference: dict[str, Any], lineno: int) -> str | None:
+        """The data URL of a chat image part stored as a blob reference (None leaves the part as stored)."""
+        sha = reference.get("blob")
+        if not isinstance(sha, str):
+            return None
+        data = self.blobs.get(sha)
+        if data is None:
+            self.problem(lineno, missing_blob({"type": "image", "blob": sha}), damage=True)
+            return None
+        return f"data:{reference.get('mimeType') or 'image/png'};base64,{data}"
+
+    def on_turn(self, record: dict[str, Any], lineno: int) -> None:
+        trajectory = self.trajectory(record)
+        if trajectory.complete:
+            self.problem(lineno, f"turn after the episode line of {trajectory.env_id!r}")
+            return
+        turn = Turn.from_record(record, lambda ref: self.resolve_image_url(ref, lineno))
+        if turn.turn != len(trajectory.turns) + 1:
+            self.problem(
+                lineno, f"{trajectory.env_id!r}: turn {turn.turn} where turn {len(trajectory.turns) + 1} was expected"
+            )
+        trajectory.turns.append(turn)
+
     def on_header(self, record: dict[str, Any], lineno: int) -> None:
         if self.header is not None:
             self.problem(lineno, "a second header line (only the first line is a header)")
@@ -223,6 +256,8 @@ class _Assembler:
         trajectory.reward_source = str(record.get("reward_source", "environment"))
         trajectory.usage = dict(record.get("usage") or {})
         trajectory.connect_ms = record.get("connect_ms")
+        trajectory.group_id = str(record["group_id"]) if record.get("group_id") is not None else None
+        trajectory.sampling = record.get("sampling") if isinstance(record.get("sampling"), dict) else None
         if record.get("duration_s") is not None:
             trajectory.started_at, trajectory.finished_at = 0.0, float(record["duration_s"])
         trajectory.initial_observation = self.resolve(record.get("initial_observation") or [], lineno)
@@ -248,10 +283,16 @@ class _Assembler:
         kind = record.get("type")
         if self.header is None and kind != "header":
             check_header(record, f"{self.path}:{lineno}")
-        handler = {"header": self.on_header, "blob": self.on_blob, "step": self.on_step, "episode": self.on_episode}
+        handler = {
+            "header": self.on_header,
+            "blob": self.on_blob,
+            "step": self.on_step,
+            "turn": self.on_turn,
+            "episode": self.on_episode,
+        }
         if kind not in handler:
             return  # unknown record types are for newer readers
-        if kind in ("step", "episode") and "env_id" not in record:
+        if kind in ("step", "turn", "episode") and "env_id" not in record:
             self.problem(lineno, f"{kind} line without 'env_id'")
             return
         try:

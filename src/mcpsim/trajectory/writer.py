@@ -1,7 +1,9 @@
 """Writing the trajectory file (`format.py`) while episodes run: `Recorder`, shared by a rollout's episodes.
 
 Image bytes are written once per file as a `blob` line (keyed by the sha256 of the bytes) before the first line
-that references them; step lines carry `{"type": "image", "mimeType": ..., "blob": <sha256>}` instead of the data.
+that references them; step lines carry `{"type": "image", "mimeType": ..., "blob": <sha256>}` instead of the data,
+and the chat image parts of turn lines `{"type": "image_url", "image_url": {"blob": <sha256>, "mimeType"}}`.
+A policy's turns (`Trajectory.turns`) are written as `turn` lines before the step they chose, each once.
 
 Lines are buffered in memory (in order, under one lock) and written through anyio's thread-backed file at every
 episode line or every `FLUSH_BYTES`, so the event loop never blocks on disk, lines never tear, a thread hop is
@@ -17,18 +19,28 @@ from typing import Any
 import anyio
 
 from mcpsim.errors import RecordingError
-from mcpsim.trajectory.format import BINARY_BLOCKS, FORMAT, Observation, Step, Trajectory, dumps, sha256_of_data
+from mcpsim.trajectory.format import (
+    BINARY_BLOCKS,
+    FORMAT,
+    FORMAT_V1,
+    Observation,
+    Step,
+    Trajectory,
+    dumps,
+    sha256_of_data,
+)
 from mcpsim.wire import VERSION
 
 FLUSH_BYTES = 256 * 1024
 
 
-def header_record(**metadata: Any) -> dict[str, Any]:
-    """The header line: the format, this mcpsim's version, the time, and the run's metadata."""
+def header_record(*, conversations: bool = False, **metadata: Any) -> dict[str, Any]:
+    """The header line: the format (`/2` when the run records conversations, else `/1`, the shape older readers
+    know), this mcpsim's version, the time, and the run's metadata."""
     now = datetime.datetime.now(datetime.UTC)
     return {
         "type": "header",
-        "format": FORMAT,
+        "format": FORMAT if conversations else FORMAT_V1,
         "mcpsim_version": VERSION,
         "created_at": now.isoformat(timespec="seconds"),
         **metadata,
@@ -45,6 +57,7 @@ class Recorder:
         self._blobs: set[str] = set()
         self._buffer: list[str] = []
         self._buffered = 0
+        self._turns_written: dict[str, int] = {}
         self.lines = 0
 
     @classmethod
@@ -85,6 +98,31 @@ class Recorder:
                 out.append(block)
         return out
 
+    def _externalize_url(self, url: str, pending: list[dict[str, Any]]) -> dict[str, Any]:
+        """A chat image part's data URL as a blob reference (the blob queued if new); other URLs stay URLs."""
+        head, sep, data = url.partition(",")
+        if not sep or not head.endswith(";base64"):
+            return {"url": url}
+        mime = head[len("data:") : -len(";base64")] or "application/octet-stream"
+        sha = sha256_of_data(data)
+        if sha not in self._blobs and all(p["sha256"] != sha for p in pending):
+            pending.append({"type": "blob", "sha256": sha, "mimeType": mime, "data": data})
+        return {"blob": sha, "mimeType": mime}
+
+    def _turn_records(self, trajectory: Trajectory) -> list[dict[str, Any]]:
+        """Turn lines (and their new blobs) of the turns not yet written; the caller holds the lock."""
+        done = self._turns_written.get(trajectory.env_id, 0)
+        records: list[dict[str, Any]] = []
+        for turn in trajectory.turns[done:]:
+            blobs: list[dict[str, Any]] = []
+            line = turn.to_record(
+                trajectory.env_id, trajectory.seed, lambda url, b=blobs: self._externalize_url(url, b)
+            )
+            records += [*blobs, line]
+            self._blobs.update(b["sha256"] for b in blobs)
+        self._turns_written[trajectory.env_id] = len(trajectory.turns)
+        return records
+
     async def _write(self, records: list[dict[str, Any]], flush: bool = False) -> None:
         """Queue whole lines; the caller holds the lock (so blob bookkeeping and line order stay one)."""
         text = "".join(dumps(r) for r in records)
@@ -104,13 +142,15 @@ class Recorder:
     async def step(self, trajectory: Trajectory, step: Step) -> None:
         record = step.to_record(trajectory.env_id, trajectory.seed)
         async with self._lock:
+            turns = self._turn_records(trajectory)
             blobs: list[dict[str, Any]] = []
             record["observation"] = self._externalize(step.observation, blobs)
-            await self._write([*blobs, record])
+            await self._write([*turns, *blobs, record])
 
     async def episode(self, trajectory: Trajectory) -> None:
         record = trajectory.episode_record()
         async with self._lock:
+            turns = self._turn_records(trajectory)
             blobs: list[dict[str, Any]] = []
             record["initial_observation"] = self._externalize(trajectory.initial_observation, blobs)
-            await self._write([*blobs, record], flush=True)
+            await self._write([*turns, *blobs, record], flush=True)

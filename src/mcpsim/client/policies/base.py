@@ -47,6 +47,9 @@ class Policy(ABC):
     """Base class of policies. Subclasses implement `act`; `reset`, `describe` and `aclose` are optional."""
 
     name = "policy"
+    records_conversation = False
+    """True for policies that keep their model calls on `trajectory.turns` (the run is then recorded as
+    `mcpsim.trajectory/2`; other runs keep the `/1` shape)."""
 
     async def reset(self, episode: EpisodeContext) -> None:  # noqa: B027 (optional hook)
         """Called once per episode before the first `act` (the initial observation is on `episode`)."""

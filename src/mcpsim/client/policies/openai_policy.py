@@ -9,6 +9,11 @@ One `AsyncOpenAI` client (one connection pool) serves every episode; each episod
 Vision: `vision=True` sends MCP images as `image_url` parts with `data:` URLs, `False` sends text only (images
 become a short placeholder), `"auto"` (default) sends images and, if the endpoint rejects them with a 400 that
 mentions images, drops them for the rest of the run and says so in `describe()`.
+
+Training data: every model call is kept as a `Turn` on the trajectory (the new messages, the raw completion),
+so a recording (`mcpsim.trajectory/2`) rebuilds each prompt without the server. `logprobs=True`,
+`top_logprobs=N` and `token_ids=True` (vLLM/SGLang-style servers) add the completion's token ids, logprobs and a
+generated-token mask (`token_data.py`); off by default, as hosted APIs refuse the token id flags.
 """
 
 import json
@@ -28,8 +33,16 @@ from mcpsim.client.policies.chat_messages import (
     tool_specs,
     user_message,
 )
+from mcpsim.client.policies.token_data import (
+    check_options,
+    fill_turn,
+    raw_completion,
+    refuses_token_data,
+    request_fields,
+)
 from mcpsim.errors import ConfigError, InvalidAction, PolicyError
 from mcpsim.trajectory import Action, Observation
+from mcpsim.trajectory.turns import Turn
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +85,7 @@ class OpenAIPolicy(Policy):
 
     name = "openai"
     api_key_env = "OPENAI_API_KEY"
+    records_conversation = True
 
     def __init__(
         self,
@@ -87,9 +101,13 @@ class OpenAIPolicy(Policy):
         max_images: int | None = None,
         tool_choice: str | None = None,
         request_options: dict[str, Any] | None = None,
+        logprobs: bool = False,
+        top_logprobs: int | None = None,
+        token_ids: bool = False,
     ) -> None:
         import openai
 
+        check_options(logprobs, top_logprobs)
         if vision not in (True, False, "auto"):
             raise ConfigError(f"vision must be True, False or 'auto', got {vision!r}")
         if max_retries < 0:
@@ -109,6 +127,9 @@ class OpenAIPolicy(Policy):
         self.max_images = max_images
         self.tool_choice = tool_choice
         self.request_options = dict(request_options or {})
+        self.logprobs = logprobs
+        self.top_logprobs = top_logprobs
+        self.token_ids = token_ids
         self.client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=max_retries, timeout=timeout)
 
     @property
@@ -126,7 +147,21 @@ class OpenAIPolicy(Policy):
         }
         if self.images_rejected:
             info["images_rejected"] = True
+        if self.logprobs or self.token_ids:
+            info.update(logprobs=self.logprobs, top_logprobs=self.top_logprobs, token_ids=self.token_ids)
         return info
+
+    def sampling(self) -> dict[str, Any]:
+        """What decides the model's answers besides the messages: kept on each trajectory (`sampling`)."""
+        params: dict[str, Any] = {"model": self.model, "temperature": self.temperature, **self.request_options}
+        for key in ("tool_choice", "max_images", "top_logprobs"):
+            if getattr(self, key) is not None:
+                params[key] = getattr(self, key)
+        if self.logprobs:
+            params["logprobs"] = True
+        if self.token_ids:
+            params["token_ids"] = True
+        return params
 
     async def reset(self, episode: EpisodeContext) -> None:
         specs, names = tool_specs(episode.tools)
@@ -135,7 +170,17 @@ class OpenAIPolicy(Policy):
         messages.append({"role": "system", "content": system})
         prompt = episode.row.user_prompt or "This is the initial observation."
         messages.append(user_message(prompt, episode.initial_observation, self.sends_images))
-        episode.memory.update(messages=messages, specs=specs, names=names, pending=deque(), deferred=[], last=None)
+        episode.memory.update(
+            messages=messages,
+            specs=specs,
+            names=names,
+            pending=deque(),
+            deferred=[],
+            last=None,
+            recorded=0,
+            tokens=None,
+        )
+        episode.trajectory.sampling = self.sampling()
 
     async def act(self, episode: EpisodeContext, observation: Observation) -> Action | None:
         memory = episode.memory
@@ -192,6 +237,8 @@ class OpenAIPolicy(Policy):
         try:
             return await self._request(episode, messages)
         except openai.BadRequestError as exc:
+            if (self.logprobs or self.token_ids) and refuses_token_data(_api_message(exc)):
+                raise PolicyError(self._refusal_text(exc), step=episode.step) from exc
             if not (self.vision == "auto" and has_images(messages) and _rejects_images(exc)):
                 raise PolicyError(self._error_text(exc), step=episode.step) from exc
             if not self.images_rejected:
@@ -209,6 +256,7 @@ class OpenAIPolicy(Policy):
         if self.max_images is not None:
             messages = keep_last_images(messages, self.max_images)
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages, **self.request_options}
+        kwargs.update(request_fields(self.logprobs, self.top_logprobs, self.token_ids))
         if episode.memory["specs"]:
             kwargs["tools"] = episode.memory["specs"]
             if self.tool_choice is not None:
@@ -236,7 +284,52 @@ class OpenAIPolicy(Policy):
             reply["tool_calls"] = calls
         elif "content" not in reply:
             reply["content"] = ""
+        self._record_turn(episode, completion, reply)
         return reply
+
+    def _record_turn(self, episode: EpisodeContext, completion: Any, reply: Message) -> None:
+        """Keep this call on the trajectory: the messages new since the last turn, then the reply."""
+        memory = episode.memory
+        messages: list[Message] = memory["messages"]
+        turn = Turn(
+            turn=len(episode.trajectory.turns) + 1,
+            step=episode.step + 1,
+            messages=[*messages[memory["recorded"] :], reply],
+            completion=raw_completion(completion.choices[0]),
+        )
+        memory["recorded"] = len(messages) + 1  # the reply is appended next
+        if self.logprobs or self.token_ids:
+            memory["tokens"] = fill_turn(turn, completion, memory["tokens"])
+            missing = [
+                name
+                for name, wanted, got in (
+                    ("logprobs", self.logprobs, turn.logprobs),
+                    ("token ids", self.token_ids, turn.token_ids),
+                )
+                if wanted and got is None
+            ]
+            if missing:
+                raise PolicyError(
+                    f"model {self.model} at {self.client.base_url} returned no {' and no '.join(missing)} although "
+                    "asked (token ids need a vLLM >= 0.10.2 or SGLang server; turn token_ids/logprobs off otherwise)",
+                    step=episode.step + 1,
+                )
+        episode.trajectory.turns.append(turn)
+
+    def _refusal_text(self, exc: Exception) -> str:
+        asked = ", ".join(
+            name
+            for name, on in (
+                ("logprobs", self.logprobs),
+                ("top_logprobs", self.top_logprobs is not None),
+                ("token_ids", self.token_ids),
+            )
+            if on
+        )
+        return (
+            f"model {self.model} at {self.client.base_url} refused the token data asked for ({asked}): "
+            f"{_api_message(exc)} (token ids need a vLLM or SGLang server; hosted APIs offer logprobs at most)"
+        )
 
     def _error_text(self, exc: Exception) -> str:
         import openai
