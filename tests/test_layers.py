@@ -31,13 +31,17 @@ RANKS = {
     "mcpsim.server": 6,
     "mcpsim.client": 6,
     "mcpsim.bench": 7,
+    "mcpsim.export": 7,
+    "mcpsim.gym": 7,
     "mcpsim.cli": 8,
 }
 """A module may import modules of its own rank or below. Ranks: wire/errors -> protocol -> trajectory -> proc ->
-isolation -> pool -> server | client -> bench -> cli."""
+isolation -> pool -> server | client -> bench | export | gym -> cli."""
 FORBIDDEN = {
     "mcpsim.client": ("mcpsim.server", "mcpsim.pool", "mcpsim.proc", "mcpsim.isolation"),
     "mcpsim.server": ("mcpsim.client",),
+    "mcpsim.export": ("mcpsim.server", "mcpsim.pool", "mcpsim.proc", "mcpsim.isolation"),
+    "mcpsim.gym": ("mcpsim.server", "mcpsim.pool", "mcpsim.proc", "mcpsim.isolation"),
 }
 """Beside the ranks: the client talks MCP to any server and knows nothing of mcpsim's own; the server is no client."""
 ENVS_MAY_IMPORT = ("mcpsim.envs", "mcpsim.wire", "mcpsim.errors")

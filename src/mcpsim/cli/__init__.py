@@ -10,11 +10,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mcpsim.cli import bench, cache, client, demo, render, serve, view
+from mcpsim.cli import bench, cache, client, demo, export, render, serve, view
 from mcpsim.errors import MCPSimError
 from mcpsim.wire import VERSION
 
-COMMAND_GROUPS = (serve, view, render, demo, bench, cache, client)
+COMMAND_GROUPS = (serve, view, render, demo, bench, cache, client, export)
 """In the order `mcpsim --help` lists their commands."""
 
 

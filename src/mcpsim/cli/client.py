@@ -55,6 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vision", choices=["auto", "on", "off"], default="auto", help="send image observations")
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--max-retries", type=int, default=6, help="model API retries on 429/5xx/connection errors")
+    p.add_argument("--logprobs", action="store_true", help="record the logprob of every completion token")
+    p.add_argument("--top-logprobs", type=int, metavar="N", help="also the N most likely tokens per position (0-20)")
+    p.add_argument(
+        "--token-ids",
+        action="store_true",
+        help="record prompt and completion token ids and the generated-token mask (vLLM/SGLang servers)",
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds for any one MCP request")
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
     p.set_defaults(handler=run_rollout)
@@ -119,6 +126,7 @@ def policy_from_spec(spec: str, args: argparse.Namespace) -> "Policy":
             raise ConfigError(f"--policy {spec!r}: the seed of random[:SEED] must be a non-negative integer")
         return RandomPolicy(int(value) if value else 0)
     if kind in ("openai", "fireworks") and value:
+        options.update(logprobs=args.logprobs, top_logprobs=args.top_logprobs, token_ids=args.token_ids)
         if kind == "fireworks":
             return FireworksPolicy(value, **options)
         return OpenAIPolicy(value, base_url=args.base_url, **options)

@@ -7,6 +7,7 @@ trajs = await mcpsim.rollout(envs, mcpsim.RandomPolicy(0), steps=30, record="run
 ```
 """
 
+from mcpsim.client.advantages import group_advantages, trajectory_advantages
 from mcpsim.client.env import Environment, EnvSession, make
 from mcpsim.client.policies import (
     EpisodeContext,
@@ -61,8 +62,10 @@ __all__ = [
     "TrajectoryError",
     "TrajectoryFileError",
     "audit",
+    "group_advantages",
     "make",
     "read_recording",
     "replay",
     "rollout",
+    "trajectory_advantages",
 ]

@@ -1,6 +1,7 @@
-"""The one home of the trajectory file (`mcpsim.trajectory/1`): its records, its writer, its readers.
+"""The one home of the trajectory file (`mcpsim.trajectory/2`, and `/1`): its records, its writer, its readers.
 
 - `format.py`: the format (`FORMAT`, the line types) and its records: `Row`, `Action`, `Step`, `Trajectory`.
+- `turns.py`: `Turn`, one model call of an LLM policy (`/2`): new messages, raw completion, token data.
 - `writer.py`: `Recorder`, which writes the file while a rollout runs.
 - `reader.py`: `read_recording` (strict or lenient, errors naming `FILE:LINE`), on one scan and one set of checks.
 - `episodes.py`: `read_episodes`, the raw episodes of a file still being written (the viewer's view).
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from mcpsim.trajectory.episodes import Episode, EpisodeFile, read_episodes
     from mcpsim.trajectory.format import FORMAT, OUTCOMES, Action, Observation, Row, Step, Trajectory, parse_row
     from mcpsim.trajectory.reader import Recording, read_recording
+    from mcpsim.trajectory.turns import Turn
     from mcpsim.trajectory.writer import Recorder, header_record
 
 __all__ = [  # noqa: RUF022
@@ -29,6 +31,7 @@ __all__ = [  # noqa: RUF022
     "Row",
     "Step",
     "Trajectory",
+    "Turn",
     "header_record",
     "parse_row",
     "read_episodes",
@@ -51,6 +54,7 @@ __getattr__ = lazy_names(
         "parse_row": "format",
         "Recording": "reader",
         "read_recording": "reader",
+        "Turn": "turns",
         "Recorder": "writer",
         "header_record": "writer",
     },

@@ -256,6 +256,8 @@ class Trajectory:
     """The model calls of an LLM policy (`/2`), in order; empty for other policies."""
     sampling: dict[str, Any] | None = None
     """The sampling parameters of those calls (model, temperature, ...), when a policy reported them."""
+    tools: list[dict[str, Any]] | None = None
+    """The function tools the model was offered (Chat Completions `tools`), for LLM policies."""
 
     @property
     def messages(self) -> list[Message]:
@@ -307,6 +309,8 @@ class Trajectory:
             record["group_id"] = self.group_id
         if self.sampling is not None:
             record["sampling"] = self.sampling
+        if self.tools is not None:
+            record["tools"] = self.tools
         if self.reward_source != "environment":
             record["reward_source"] = self.reward_source
         if self.error:

@@ -256,8 +256,10 @@ class _Assembler:
         trajectory.reward_source = str(record.get("reward_source", "environment"))
         trajectory.usage = dict(record.get("usage") or {})
         trajectory.connect_ms = record.get("connect_ms")
-        trajectory.group_id = str(record["group_id"]) if record.get("group_id") is not None else None
+        group = record.get("group_id", trajectory.row.id if trajectory.row is not None else None)
+        trajectory.group_id = str(group) if group is not None else None
         trajectory.sampling = record.get("sampling") if isinstance(record.get("sampling"), dict) else None
+        trajectory.tools = record.get("tools") if isinstance(record.get("tools"), list) else None
         if record.get("duration_s") is not None:
             trajectory.started_at, trajectory.finished_at = 0.0, float(record["duration_s"])
         trajectory.initial_observation = self.resolve(record.get("initial_observation") or [], lineno)

@@ -181,6 +181,7 @@ class OpenAIPolicy(Policy):
             tokens=None,
         )
         episode.trajectory.sampling = self.sampling()
+        episode.trajectory.tools = specs
 
     async def act(self, episode: EpisodeContext, observation: Observation) -> Action | None:
         memory = episode.memory
