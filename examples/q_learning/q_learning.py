@@ -28,10 +28,10 @@ def state_of(observation: str, size: int = 4) -> int:
 
 
 def train(
-    url: str, seed: int, envs: int, episodes: int, alpha: float, gamma: float, rng: np.random.Generator
+    url: str, seed: int, envs: int, episodes: int, alpha: float, gamma: float, rng: np.random.Generator, announce: bool
 ) -> tuple[np.ndarray, float]:
     q = np.zeros((16, 4))
-    vec = mcpsim.gym.make_vec(url, seeds=[seed], num_envs=envs)
+    vec = mcpsim.gym.make_vec(url, seeds=[seed], num_envs=envs, announce=announce)
     try:
         observations, _ = vec.reset()
         states = np.array([state_of(o) for o in observations])
@@ -85,8 +85,11 @@ def main() -> None:
     parser.add_argument("--eval", type=int, default=20, help="greedy evaluation episodes")
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--gamma", type=float, default=0.95)
+    parser.add_argument("--announce", action="store_true", help="have the server start the next instances ahead")
     args = parser.parse_args()
-    q, rate = train(args.url, args.seed, args.envs, args.episodes, args.alpha, args.gamma, np.random.default_rng(0))
+    q, rate = train(
+        args.url, args.seed, args.envs, args.episodes, args.alpha, args.gamma, np.random.default_rng(0), args.announce
+    )
     success = evaluate(args.url, args.seed, q, args.eval)
     print(f"trained on {args.episodes}+ episodes at {rate:.1f} episodes/s ({args.envs} envs)")
     print(f"greedy success rate: {success:.0%} over {args.eval} episodes")

@@ -139,3 +139,15 @@ def test_bad_arguments_are_refused():
         mcpsim.gym.make_vec("http://127.0.0.1:9/mcp", seeds=[1], num_envs=0)
     with pytest.raises(ConfigError, match="an environment URL must be"):
         mcpsim.gym.make("ftp://x", seed=1)
+
+
+def test_announcing_starts_the_next_episodes_instances_ahead(frozen_lake_server):
+    vec = mcpsim.gym.make_vec(frozen_lake_server.mcp, seeds=[21, 22, 23, 24], num_envs=2, announce=True)
+    try:
+        vec.reset()
+        # seeds 23 and 24 (the next two episodes) were announced: their instances start before any session
+        assert live_instances(frozen_lake_server, want=4) == 4
+        observations, infos = vec.reset()
+        assert list(infos["seed"]) == [23, 24]
+    finally:
+        vec.close()

@@ -5,6 +5,9 @@ loop in a thread it starts) and, in it, one worker task per env that owns that e
 session (`reset`) and calling its tool (`step`) are commands sent to the worker, so a session's context is
 entered and left in one task, as anyio requires, and the envs of a vector step run at once. `close()` ends
 every session (the managed server ends their instances), then the loop and its thread.
+
+`announce(seeds)` tells a managed server the seeds of episodes to come (as a rollout does), so their instances
+start while the current episodes play; a server without the endpoint answers once and announcing stops.
 """
 
 import contextlib
@@ -16,6 +19,7 @@ import anyio
 import anyio.from_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from mcpsim.client.announce import api_url
 from mcpsim.client.env import Environment, EnvSession, StepResult, check_url, shared_http_client
 from mcpsim.errors import ConfigError, EnvError
 from mcpsim.trajectory import Action, Observation, Row
@@ -112,6 +116,8 @@ class Runner:
         self._portal_cm = anyio.from_thread.start_blocking_portal()
         self._portal = self._portal_cm.__enter__()
         self._served = None
+        self._http: Any = None
+        self._announce_to = api_url(url)
         try:
             self._served, _ = self._portal.start_task(self._serve)
         except BaseException:
@@ -121,16 +127,29 @@ class Runner:
 
     async def _serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         async with shared_http_client(self.num_envs) as http_client, anyio.create_task_group() as tg:
+            self._http = http_client
             for worker in self._workers:
                 tg.start_soon(worker.run, http_client)
             task_status.started()
 
-    async def _send(self, commands: Sequence[tuple[int, _Command]]) -> list[Any]:
+    async def _announce(self, seeds: list[int]) -> None:
+        if self._announce_to is None or not seeds:
+            return
+        try:
+            response = await self._http.post(self._announce_to, json={"seeds": seeds, "config": {}}, timeout=10.0)
+            ok = response.status_code == 202
+        except Exception:
+            ok = False
+        if not ok:
+            self._announce_to = None  # not a managed server (or it refuses): stop asking
+
+    async def _send(self, commands: Sequence[tuple[int, _Command]], announce: Sequence[int] = ()) -> list[Any]:
         async def one(index: int, command: _Command) -> None:
             await self._workers[index].send.send(command)
             await command.done.wait()
 
         async with anyio.create_task_group() as tg:
+            tg.start_soon(self._announce, list(announce))
             for index, command in commands:
                 tg.start_soon(one, index, command)
         for index, command in commands:
@@ -139,22 +158,22 @@ class Runner:
                 raise command.error
         return [command.result for _, command in commands]
 
-    def _call(self, kinds: Sequence[tuple[int, str, Any]]) -> list[Any]:
+    def _call(self, kinds: Sequence[tuple[int, str, Any]], announce: Sequence[int] = ()) -> list[Any]:
         if self.closed:
             raise ConfigError("the environment is closed")
-        return self._portal.call(self._send, [(i, _Command(kind, argument)) for i, kind, argument in kinds])
+        return self._portal.call(self._send, [(i, _Command(kind, argument)) for i, kind, argument in kinds], announce)
 
     def act(
-        self, resets: dict[int, int], actions: dict[int, Action]
+        self, resets: dict[int, int], actions: dict[int, Action], announce: Sequence[int] = ()
     ) -> tuple[dict[int, Opened], dict[int, StepResult]]:
-        """At once: a fresh session for each env index -> seed in `resets` (the old one is closed), and a tool
-        call for each env index -> action in `actions`."""
+        """At once: a fresh session for each env index -> seed in `resets` (the old one is closed), a tool call
+        for each env index -> action in `actions`, and an announcement of the seeds `announce`."""
         kinds = [(i, "reset", seed) for i, seed in resets.items()] + [(i, "step", a) for i, a in actions.items()]
-        results = self._call(kinds)
+        results = self._call(kinds, announce)
         return dict(zip(resets, results, strict=False)), dict(zip(actions, results[len(resets) :], strict=True))
 
-    def reset(self, seeds: dict[int, int]) -> dict[int, Opened]:
-        return self.act(seeds, {})[0]
+    def reset(self, seeds: dict[int, int], announce: Sequence[int] = ()) -> dict[int, Opened]:
+        return self.act(seeds, {}, announce)[0]
 
     def step(self, actions: dict[int, Action]) -> dict[int, StepResult]:
         return self.act({}, actions)[1]

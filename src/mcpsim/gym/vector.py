@@ -7,7 +7,9 @@ seed per env) and the following episodes go on from `seeds`.
 
 Autoreset is Gymnasium 1.x's default, next-step: the step after an env's episode ends ignores that env's
 action and starts its next episode instead (observation: the new initial one, reward 0, not terminated).
-`infos["seed"]` is each env's current episode seed.
+`infos["seed"]` is each env's current episode seed. With `announce=True` the seeds of the next `num_envs`
+episodes are announced to a managed server, which starts their instances ahead; off by default because the
+last announced instances are never claimed and live on until the server's idle timeout after `close()`.
 """
 
 from collections.abc import Iterable, Sequence
@@ -39,7 +41,9 @@ class McpVectorEnv(VectorEnv):
         tool: str | None = None,
         timeout: float = 120.0,
         max_observation_chars: int = MAX_OBSERVATION_CHARS,
+        announce: bool = False,
     ) -> None:
+        self.announce = announce
         self.seeds = [check_seed(s, "every seed") for s in seeds]
         if not self.seeds:
             raise ConfigError("seeds is empty: give the episode seeds, e.g. seeds=[7] or seeds=range(100)")
@@ -68,6 +72,14 @@ class McpVectorEnv(VectorEnv):
             self._cursor += 1
         return out
 
+    def _ahead(self, count: int) -> list[int]:
+        """The seeds of the `count` episodes that start `num_envs` episodes from now (announced to a managed
+        server, so their instances are up when those episodes begin)."""
+        if not self.announce:
+            return []
+        start = self._cursor + self.num_envs - count
+        return [self.seeds[(start + k) % len(self.seeds)] for k in range(count)]
+
     def _observations(self, opened: dict[int, Opened], current: Sequence[str] | None = None) -> tuple[str, ...]:
         out = list(current) if current is not None else [""] * self.num_envs
         for index, fresh in opened.items():
@@ -92,7 +104,8 @@ class McpVectorEnv(VectorEnv):
         else:
             seeds = self._next_seeds(range(self.num_envs))
         self._autoreset[:] = False
-        self._last = self._observations(self._runner.reset(dict(sorted(seeds.items()))))
+        opened = self._runner.reset(dict(sorted(seeds.items())), self._ahead(self.num_envs))
+        self._last = self._observations(opened)
         return self._last, self._infos()
 
     def step(self, actions: Any) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -100,7 +113,7 @@ class McpVectorEnv(VectorEnv):
         calls: dict[int, Action] = {
             i: self.codec.action(actions[i]) for i in range(self.num_envs) if not self._autoreset[i]
         }
-        opened, results = self._runner.act(resets, calls)
+        opened, results = self._runner.act(resets, calls, self._ahead(len(resets)))
         observations = list(self._observations(opened, self._last))
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminations = np.zeros(self.num_envs, dtype=np.bool_)
