@@ -260,3 +260,32 @@ class FakeOpenAI:
             **extra,
         }
         return response
+
+
+def lake_brain(body: dict[str, Any]) -> dict[str, Any]:
+    """A model that walks the shortest path on the latest FrozenLake map in the conversation."""
+    from helpers.rollouts import solve
+
+    for message in reversed(body["messages"]):
+        move = solve(text_of_message(message))
+        if move:
+            return {"tool_calls": [("lake_move", {"action": move})]}
+    return {"content": "I see no map."}
+
+
+def main() -> None:
+    """`PYTHONPATH=tests python -m helpers.fake_openai --flavor vllm --port P`: a FrozenLake-playing model server
+    for measurements by hand (key: `sk-test-local`); Ctrl-C ends it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--flavor", choices=["openai", "vllm"], default="vllm")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    api = FakeOpenAI(lake_brain, flavor=args.flavor)
+    app = api._server.config.app
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
+
+
+if __name__ == "__main__":
+    main()
