@@ -2,6 +2,7 @@
 nested under `_extra` as their pydantic models serialize them), a `/` appended to the URL, and `/control/*`
 requests keyed by the client's own session key, forwarded to the session's own (HTTP) instance."""
 
+import hashlib
 import json
 from typing import Any
 
@@ -128,6 +129,15 @@ def test_control_requests_reach_the_sessions_own_instance(serve_factory):
         assert reset.status_code == 200 and reset.json() == {"message": "Session reset successfully"}
         status = httpx.get(f"{control}/status", headers={"mcp-session-id": first}, timeout=30)
         assert status.json()["step_count"] == 0
+        # reward-kit 0.4 sends no session_id: its key is the MD5 of seed, config, name and version
+        rk_info = {"name": "reward-kit", "version": "1.0.0", "_extra": {"seed": 44, "config": {"seed": 44}}}
+        rk_session, _ = open_session(serve, "/mcp/", rk_info)
+        stable = {"seed": 44, "config": {"seed": 44}, "name": "reward-kit", "version": "1.0.0"}
+        rk_key = hashlib.md5(json.dumps(stable, sort_keys=True).encode()).hexdigest()
+        move(serve, rk_session, LAKE.shortest_path(LAKE.generate_map(44))[0])
+        rk_status = httpx.get(f"{control}/status", headers={"mcp-session-id": rk_key}, timeout=30)
+        assert rk_status.status_code == 200 and rk_status.json()["step_count"] == 1
+        close(serve, rk_session)
         # the server's own answers pass through as they are, status included
         unknown_route = httpx.get(f"{control}/nothing", headers={"mcp-session-id": "client-key-a"}, timeout=30)
         assert unknown_route.status_code == 404

@@ -19,6 +19,7 @@ Run: `python ep_frozen_lake.py --port P --seed N`.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -86,11 +87,20 @@ class Episode:
 
 
 def client_key(client_info: Any) -> str:
-    """The client's own session key from `clientInfo` extras (pydantic keeps them plain or under `_extra`)."""
+    """The client's own session key from `clientInfo` extras (pydantic keeps them plain or under `_extra`):
+    its `session_id` (eval-protocol), else the MD5 of seed, config, name and version (reward-kit 0.4)."""
     extras = getattr(client_info, "_extra", None)
     if not isinstance(extras, dict):
         extras = getattr(client_info, "model_extra", None) or {}
-    return str(extras.get("session_id") or "default")
+    if extras.get("session_id"):
+        return str(extras["session_id"])
+    stable = {
+        "seed": extras.get("seed"),
+        "config": extras.get("config", {}),
+        "name": getattr(client_info, "name", None),
+        "version": getattr(client_info, "version", None),
+    }
+    return hashlib.md5(json.dumps(stable, sort_keys=True).encode()).hexdigest()
 
 
 def main() -> None:

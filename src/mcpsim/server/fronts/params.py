@@ -8,11 +8,13 @@ or exhausting the parser, which would otherwise show as a server error.
 
 Where they come from, first match wins per value: the query string (`/mcp?seed=42&config=...`), then extra
 fields of the `initialize` request's `clientInfo` (`seed`, `config`, and `session_id`: the client's own key for
-its episode), which is how eval-protocol and reward-kit clients send them. Those clients build
+its episode, else the key reward-kit derives from seed and config, see `derived_key`), which is how
+eval-protocol and reward-kit clients send them. Those clients build
 `clientInfo` with pydantic, so the extras arrive either as plain fields or nested under `_extra`; both are read.
 A query string with a trailing `/` (`/mcp?seed=42/`, as clients that append `/` to the URL send it) loses it.
 """
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -113,7 +115,22 @@ def start_params(query: Mapping[str, str], initialize_params: Mapping[str, Any] 
             config = parse_config(extras.get("config"))
         except InvalidParams as exc:
             raise type(exc)(f"clientInfo: {exc}") from None
-    key = extras.get("session_id")
-    key = key if isinstance(key, str) and 0 < len(key) <= MAX_CLIENT_KEY_LENGTH else None
     info = initialize_params.get("clientInfo") if extras and initialize_params else None
-    return StartParams(seed, config, key, info if isinstance(info, dict) else None)
+    info = info if isinstance(info, dict) else None
+    key = extras.get("session_id")
+    if key is None and info is not None and ("seed" in extras or "config" in extras):
+        key = derived_key(info, extras)
+    key = key if isinstance(key, str) and 0 < len(key) <= MAX_CLIENT_KEY_LENGTH else None
+    return StartParams(seed, config, key, info)
+
+
+def derived_key(info: Mapping[str, Any], extras: Mapping[str, Any]) -> str:
+    """The session key a client that sends no `session_id` uses (reward-kit 0.4): the MD5 of its seed, config,
+    name and version as sorted JSON, which its servers compute from the same `clientInfo`."""
+    stable = {
+        "seed": extras.get("seed"),
+        "config": extras.get("config", {}),
+        "name": info.get("name"),
+        "version": info.get("version"),
+    }
+    return hashlib.md5(json.dumps(stable, sort_keys=True).encode(), usedforsecurity=False).hexdigest()
