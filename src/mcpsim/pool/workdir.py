@@ -89,28 +89,28 @@ class InstanceDirs:
 
 def private_view(source: Path, target: Path) -> None:
     """Make `target` a private view of the directory `source`: own directories, hard-linked files (copied where
-    npm writes in place, or when linking is impossible, e.g. across file systems). Blocking: run it in a thread."""
+    npm writes in place, or when linking is impossible, e.g. across file systems), symlinks recreated.
+    Blocking: run it in a thread. Plain strings and `scandir` entries: it runs once per file of a package."""
     try:
-        for current, dirs, files in os.walk(source):
-            relative = Path(current).relative_to(source)
-            here = target / relative
-            here.mkdir(parents=True, exist_ok=True)
-            copy = bool(COPIED_PARTS.intersection(relative.parts))
-            for name in files:
-                src, dst = Path(current) / name, here / name
-                if src.is_symlink():
-                    dst.symlink_to(src.readlink())
-                elif copy:
-                    shutil.copy2(src, dst)
-                    dst.chmod(stat.S_IMODE(dst.stat().st_mode) | stat.S_IWUSR)
-                else:
-                    try:
-                        os.link(src, dst)
-                    except OSError:
-                        shutil.copy2(src, dst)
-            for name in dirs:
-                if (Path(current) / name).is_symlink():
-                    (here / name).symlink_to((Path(current) / name).readlink())
-            dirs[:] = [name for name in dirs if not (Path(current) / name).is_symlink()]
+        _view_tree(str(source), str(target), copy=False)
     except OSError as exc:
         raise StartError(f"cannot make a private view of {source} in {target}: {exc}") from None
+
+
+def _view_tree(source: str, target: str, copy: bool) -> None:
+    os.mkdir(target, 0o700)  # noqa: PTH102
+    with os.scandir(source) as entries:
+        for entry in entries:
+            destination = os.path.join(target, entry.name)  # noqa: PTH118 (once per file: no Path objects)
+            if entry.is_symlink():
+                os.symlink(os.readlink(entry.path), destination)  # noqa: PTH211, PTH115
+            elif entry.is_dir():
+                _view_tree(entry.path, destination, copy or entry.name in COPIED_PARTS)
+            elif copy:
+                shutil.copy2(entry.path, destination)
+                os.chmod(destination, stat.S_IMODE(os.stat(destination).st_mode) | stat.S_IWUSR)  # noqa: PTH101, PTH116
+            else:
+                try:
+                    os.link(entry.path, destination)
+                except OSError:
+                    shutil.copy2(entry.path, destination)
