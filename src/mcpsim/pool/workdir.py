@@ -11,9 +11,9 @@ Shared caches stay unwritten. A command that runs from mcpsim's npm cache (`npx 
 cache itself, a private view of it inside its directory: every directory is its own, every file a hard link to
 the cache's (read-only) copy, and the small files npm appends to (its index buckets, its logs) are copied. What
 the server or npm writes there (a `memory.jsonl` beside the package's script, npm's logs and index entries)
-lands in the instance's directory and goes with it. A view costs one `link` per file and no space: as fast as `cp -al` (server-memory's
-4,079 files: 1.6-2.5 s both ways at load average 17 on the 2-core machine; `cp -al` took 0.14 s when it was
-quieter).
+lands in the instance's directory and goes with it. A view costs one `link` per file and no space, as fast
+as `cp -al` (server-memory's 4,079 files: 1.6-2.5 s both ways at load average 17 on the 2-core machine;
+`cp -al` took 0.14 s when it was quieter).
 """
 
 import os
