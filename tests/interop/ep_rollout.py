@@ -12,6 +12,8 @@ in one process since importing eval-protocol (litellm) takes seconds:
   closes its sessions (`{"aborted": true}`).
 - `--hang-url U --hang-seeds ...`: the policy stops after 1 step (`{"stopped": "hang"}`) and the script waits to
   be killed: a client that vanishes without closing anything.
+
+`--args-on-stdin` alone: the arguments come as a JSON list on the first line of stdin, once the caller knows them.
 """
 
 import argparse
@@ -135,7 +137,10 @@ async def main() -> None:
     parser.add_argument("--abort-seeds", type=seeds, default=[])
     parser.add_argument("--hang-url", help="then start rollouts here and wait to be killed")
     parser.add_argument("--hang-seeds", type=seeds, default=[])
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    if argv == ["--args-on-stdin"]:  # the caller starts its servers while eval-protocol imports
+        argv = json.loads(await asyncio.to_thread(sys.stdin.readline))
+    args = parser.parse_args(argv)
     if args.url:
         await complete(args.url, args.seeds)
     if args.abort_url:

@@ -20,7 +20,9 @@ LAKE = lake_module()
 
 
 def serve_ep(serve_factory, offset: int, *args: str) -> ServeProcess:
-    return serve_factory("--server", ep_server_command(), "--port-range", port_range(offset, 20), *args)
+    return serve_factory(
+        "--server", ep_server_command(), "--port-range", port_range(offset, 20), *args, ready_timeout=120
+    )
 
 
 def instances(serve: ServeProcess) -> list[dict]:
@@ -49,19 +51,23 @@ def test_seeds_rewards_termination_and_no_instance_left_after_abort(serve_factor
     """One eval-protocol process (its import takes seconds) runs the three phases against three servers:
     complete rollouts; rollouts cancelled midway; a client killed midway (reaped by a 2 s idle timeout)."""
     root = tmp_path / "instances"
-    complete = serve_ep(serve_factory, 1700, "--instance-root", str(root))
-    aborted = serve_ep(serve_factory, 1720)
-    vanished = serve_ep(serve_factory, 1740, "--idle-timeout", "2")
-    phases = ["--url", complete.mcp, "--seeds", "11,11,23", "--abort-url", aborted.mcp, "--abort-seeds", "5,6"]
-    phases += ["--hang-url", vanished.mcp, "--hang-seeds", "9"]
-    driver = subprocess.Popen(
-        [str(ep_python()), str(EP_DRIVER), *phases],
+    driver = subprocess.Popen(  # it imports eval-protocol while the servers start
+        [str(ep_python()), str(EP_DRIVER), "--args-on-stdin"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
     try:
+        complete = serve_ep(serve_factory, 1700, "--instance-root", str(root))
+        aborted = serve_ep(serve_factory, 1720)
+        vanished = serve_ep(serve_factory, 1740, "--idle-timeout", "2")
+        phases = ["--url", complete.mcp, "--seeds", "11,11,23", "--abort-url", aborted.mcp, "--abort-seeds", "5,6"]
+        phases += ["--hang-url", vanished.mcp, "--hang-seeds", "9"]
+        assert driver.stdin is not None
+        driver.stdin.write(json.dumps(phases) + "\n")
+        driver.stdin.flush()
+
         # 1. complete rollouts: each seed reaches its instance, rewards and termination come back
         rows = read_until(driver, '{"rows"')["rows"]
         assert [row["seed"] for row in rows] == [11, 11, 23]
@@ -81,7 +87,6 @@ def test_seeds_rewards_termination_and_no_instance_left_after_abort(serve_factor
         live = instances(aborted)
         assert sorted(item["seed"] for item in live) == [5, 6]
         assert all(item["state"] == "ready" for item in live)
-        assert driver.stdin is not None
         driver.stdin.write("\n")
         driver.stdin.flush()
         assert read_until(driver, '{"aborted"') == {"aborted": True}
