@@ -66,7 +66,7 @@ browser:
 	  fi; \
 	fi
 
-test: setup-test node-deps node-tools browser
+test: setup-test node-deps node-tools browser interop-clients
 	$(VENV)/bin/ruff check src tests
 	$(PY) -m pytest -q -p no:cacheprovider
 
@@ -84,4 +84,7 @@ format: setup-test
 	$(VENV)/bin/ruff check --fix src tests
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mcpsim/npm-cache $(JS_LAKE)/node_modules tests/node/node_modules
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mcpsim/npm-cache $(JS_LAKE)/node_modules tests/node/node_modules \
+		$(EP_VENV)
+
+include tests/interop/interop.mk

@@ -30,6 +30,7 @@ MCPSimError                     root: the CLI prints these in one line; anything
 │   ├── TooManySeeds            one announcement carries too many seeds
 │   └── QueueFull               too many announced seeds are waiting
 ├── BackendError                a server answered mcpsim's own request with a JSON-RPC error
+├── ControlPlaneUnreachable     a /control/* request could not reach its instance's server
 ├── MalformedReply              a server's answer mcpsim cannot use (a frame that is not base64)
 ├── MessageTooLarge             a message over --max-message-bytes was dropped (handed on as a value)
 ├── CgroupError (OSError)       a control group cannot be created, joined or removed
@@ -187,6 +188,10 @@ class BackendError(MCPSimError):
     def __init__(self, message: str, code: int, data: Any = None) -> None:
         super().__init__(message)
         self.message, self.code, self.data = message, code, data
+
+
+class ControlPlaneUnreachable(MCPSimError):
+    """A `/control/*` request could not be forwarded to its instance's server (refused, timed out, closed)."""
 
 
 class MalformedReply(MCPSimError):

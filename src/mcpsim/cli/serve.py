@@ -58,6 +58,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="keep N unclaimed instances started ahead of sessions (announced seeds first, else random seeds)",
     )
+    p.add_argument(
+        "--keep-home",
+        action="store_true",
+        help="instances keep this HOME and TMPDIR (default: their own, inside their private {instance_dir})",
+    )
+    p.add_argument(
+        "--instance-root",
+        type=Path,
+        metavar="DIR",
+        help="where instance directories are made (default: the system temporary directory)",
+    )
     p.add_argument("--fork-preload", default="", help="extra modules for the fork server to import, comma-separated")
     p.add_argument(
         "--max-message-bytes",
@@ -89,6 +100,8 @@ def pool_config(args: argparse.Namespace) -> PoolConfig:
         warm=args.warm,
         fork_preload=tuple(name for name in args.fork_preload.split(",") if name),
         max_message_bytes=args.max_message_bytes,
+        keep_home=args.keep_home,
+        instance_root=args.instance_root,
     )
 
 

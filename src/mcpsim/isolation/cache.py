@@ -6,6 +6,12 @@ into place only when complete, so the cache never holds a half-built environment
 lock, so two `mcpsim serve` processes on one machine do not build it twice either) makes concurrent sessions
 wait for one build instead of starting their own. `mcpsim-env.json` in each directory records what it is,
 when it was built and last used, its size and build time; `mcpsim cache list|gc|rm|check` read and act on it.
+
+A committed environment is sealed: every file and directory below its top loses its write bits, so instances
+(which only ever read it) cannot change it, nor add files to it (a `__pycache__`, a server's state file). Only
+the top directory and the record stay writable, for the record's `last_used_at`; removal restores the bits.
+Write bits bind users, not root: for an instance running as root the private views of `mcpsim.pool.workdir`
+are what keep an npm cache unwritten.
 """
 
 import contextlib
@@ -15,7 +21,9 @@ import json
 import logging
 import os
 import shutil
+import stat
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -106,6 +114,7 @@ class EnvCache:
     def commit(self, staging: Path, final: Path, record: EnvRecord) -> None:
         """Complete a build: the record is written last, then (if built aside) the directory moves into place."""
         record.size_bytes = directory_size(staging)
+        seal(staging)
         self.write_record(staging, record)
         if staging != final:
             staging.rename(final)
@@ -113,7 +122,7 @@ class EnvCache:
     def remove(self, path: Path) -> bool:
         """Delete an environment and verify it is gone."""
         record = self.record(path)
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
         gone = not path.exists()
         logger.info(
             "environment %s removed",
@@ -174,6 +183,34 @@ class BuildLock:
         if handle is not None:
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
+
+
+WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+
+
+def seal(path: Path) -> None:
+    """Take the write bits off everything below `path` (not `path` itself, not symlinks); see the module doc."""
+    for root, dirs, files in os.walk(path, topdown=False):
+        for name in [*files, *dirs]:
+            entry = Path(root) / name
+            with contextlib.suppress(OSError):
+                mode = entry.lstat().st_mode
+                if not stat.S_ISLNK(mode):
+                    entry.chmod(stat.S_IMODE(mode) & ~WRITE_BITS)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory tree whatever its modes (sealed environments, read-only files a server left);
+    errors other than permissions are ignored, and the caller checks what is left."""
+
+    def make_writable_and_retry(function: Callable[[str], object], name: str, _exc: object) -> None:
+        with contextlib.suppress(OSError):
+            for directory in (Path(name).parent, Path(name)):
+                if directory.is_dir() and not directory.is_symlink():
+                    directory.chmod(stat.S_IMODE(directory.stat().st_mode) | stat.S_IRWXU)
+            function(name)
+
+    shutil.rmtree(path, onerror=make_writable_and_retry)
 
 
 def directory_size(path: Path) -> int:

@@ -64,6 +64,9 @@ class Prepared:
     python: str
     env: dict[str, str] = field(default_factory=dict)
     environments: list[str] = field(default_factory=list)
+    views: dict[str, str] = field(default_factory=dict)
+    """Variables of `env` naming a shared cache directory that an instance gets a private view of instead
+    (`mcpsim.pool.workdir.private_view`): npm writes into its cache even to run an installed package."""
 
 
 def builders_for(argv: Sequence[str], cwd: str | None, config: IsolationConfig, python: str) -> list[Builder]:
@@ -101,9 +104,9 @@ async def prepare(
         if isinstance(builder, NodeProjectBuilder):
             prepared.argv, prepared.cwd = _relocate(prepared.argv, builder.project, built.path)
         if isinstance(builder, NpxBuilder):
-            prepared.env.update(
-                {"npm_config_cache": str(NpxBuilder.cache_dir(built.path)), "npm_config_prefer_offline": "true"}
-            )
+            cache_dir = str(NpxBuilder.cache_dir(built.path))
+            prepared.env.update({"npm_config_cache": cache_dir, "npm_config_prefer_offline": "true"})
+            prepared.views["npm_config_cache"] = cache_dir
     return prepared
 
 

@@ -2,7 +2,8 @@
 
 A template is split like a shell would (`shlex`), but never run through one: the seed and port replace the
 `{seed}` and `{port}` placeholders inside the template's own arguments and are integers, so nothing from a
-request can add an argument. `python`/`python3` as the program means the interpreter of the instance's
+request can add an argument; `{instance_dir}` is the instance's private directory (see `workdir.py`), a path
+mcpsim made. `python`/`python3` as the program means the interpreter of the instance's
 isolation (by default the one running mcpsim), so a template works the same in every environment.
 """
 
@@ -17,7 +18,7 @@ from mcpsim.errors import CommandError
 
 Transport = Literal["stdio", "http", "sse"]
 TRANSPORTS: tuple[Transport, ...] = ("stdio", "http", "sse")
-PLACEHOLDERS = ("{seed}", "{port}", "{python}")
+PLACEHOLDERS = ("{seed}", "{port}", "{python}", "{instance_dir}")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 SHIPPED_ENVS = ("frozen_lake", "taxi", "lunar_lander")
 
@@ -34,8 +35,13 @@ class ServerCommand:
     def uses_port(self) -> bool:
         return self.transport != "stdio"
 
-    def expand(self, *, seed: int, port: int | None, python: str) -> list[str]:
-        values = {"{seed}": str(seed), "{port}": "" if port is None else str(port), "{python}": python}
+    def expand(self, *, seed: int, port: int | None, python: str, instance_dir: str = "") -> list[str]:
+        values = {
+            "{seed}": str(seed),
+            "{port}": "" if port is None else str(port),
+            "{python}": python,
+            "{instance_dir}": instance_dir,
+        }
         out = []
         for token in self.argv:
             for placeholder, value in values.items():

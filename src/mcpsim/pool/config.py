@@ -8,6 +8,7 @@ import shutil
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mcpsim.errors import CommandError, ConfigError
 from mcpsim.isolation import IsolationConfig
@@ -47,6 +48,10 @@ class PoolConfig:
     """Extra modules the fork template imports (`--fork-preload`)."""
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     """Largest JSON-RPC message taken from a client or a stdio server; a longer one fails only its request."""
+    keep_home: bool = False
+    """Instances keep the caller's `HOME` and `TMPDIR` (`--keep-home`) instead of their own directory's."""
+    instance_root: Path | None = None
+    """Where instance directories are made (`--instance-root`); default: the system temporary directory."""
     process_tracking: str | None = None
     """auto | cgroup | cgroup2 | cgroup1:freezer | cgroup1:pids | subreaper | off; None = the environment's
     `MCPSIM_PROCESS_TRACKING`, else auto (see `mcpsim.proc.tracking`)."""

@@ -19,12 +19,14 @@ import math
 import secrets
 import signal
 import time
+from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskStatus
 
 from mcpsim.errors import BackendError, MessageTooLarge, StartError
+from mcpsim.isolation.cache import remove_tree
 from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_for_listener
 from mcpsim.pool.spec import ContextLog, InstanceSpec, State
 from mcpsim.pool.stats import InstanceStats
@@ -85,6 +87,8 @@ class Instance:
         self.failure: str | None = None
         self.exit_code: int | None = None
         self.process: ChildProcess | None = None
+        self.directory: Path | None = None
+        """Its private directory (`{instance_dir}`), removed at its end."""
         self.cgroup: Cgroup | None = None
         self.mux: Multiplexer | None = None
         self.ready = anyio.Event()
@@ -194,8 +198,11 @@ class Instance:
 
     async def _run(self) -> None:
         spec = self.spec
-        argv = spec.command.expand(seed=spec.seed, port=spec.port, python=spec.python)
         env = inherited_environment({**spec.env, SEED_VARIABLE: spec.seed, INSTANCE_VARIABLE: self.id})
+        if spec.dirs is not None:  # StartError if it cannot be made
+            self.directory, env = await anyio.to_thread.run_sync(spec.dirs.prepare, self.id, env, spec.views)
+        directory = "" if self.directory is None else str(self.directory)
+        argv = spec.command.expand(seed=spec.seed, port=spec.port, python=spec.python, instance_dir=directory)
         if spec.port is not None:
             env[PORT_VARIABLE] = str(spec.port)
         if spec.config:
@@ -270,7 +277,7 @@ class Instance:
         params = {
             "protocolVersion": self.spec.protocol_version,
             "capabilities": HANDSHAKE_CAPABILITIES,
-            "clientInfo": {"name": "mcpsim", "version": VERSION},
+            "clientInfo": self.spec.client_info or {"name": "mcpsim", "version": VERSION},
         }
         try:
             self.init_result = await mux.request("initialize", params)  # bounded by the startup timeout
@@ -389,6 +396,8 @@ class Instance:
             self._hooks.process_ended(self.process.pgid)
         if self.cgroup is not None and self.spec.tracker is not None:
             await self.spec.tracker.remove_group(self.cgroup)
+        if self.directory is not None:  # every process that could write to it is gone
+            await anyio.to_thread.run_sync(remove_tree, self.directory)
         if self.state != State.FAILED:
             self.state = State.EXITED
         self.ready.set()

@@ -31,6 +31,7 @@ from mcpsim.pool.labels import DeclaredTools
 from mcpsim.pool.preparation import Preparation
 from mcpsim.pool.spec import InstanceSpec, State
 from mcpsim.pool.warm import WarmPool
+from mcpsim.pool.workdir import InstanceDirs
 from mcpsim.proc.child import ChildProcess
 from mcpsim.proc.fork_client import ForkServer
 from mcpsim.proc.ports import PortAllocator
@@ -88,6 +89,8 @@ class InstancePool:
         self.spawner = Spawner()
         """Starts every child of the pool (instances, the watchdog, the fork template, installers)."""
         self.tracker = ProcessTracker(self.spawner, config.process_tracking)
+        self.dirs = InstanceDirs(config.instance_root, keep_home=config.keep_home)
+        """Every instance's private directory, under one root the pool removes at its end."""
         self.preparation = Preparation(config, self.spawner, observer)
         """The command made runnable (environments, fork server): `prepared`, `prepare_error`, `forker`."""
 
@@ -111,6 +114,8 @@ class InstancePool:
         raise_fd_limit()
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self.spawner.close)
+            await anyio.to_thread.run_sync(self.dirs.open)
+            stack.push_async_callback(_shielded, anyio.to_thread.run_sync, self.dirs.close)  # after every instance
             self._watchdog = await self.spawner.spawn(
                 [sys.executable, "-m", "mcpsim.proc.watchdog"],
                 inherited_environment({}),
@@ -169,6 +174,7 @@ class InstancePool:
         session_id: str | None = None,
         protocol_version: str | None = None,
         owner: str | None = None,
+        client_info: dict[str, Any] | None = None,
     ) -> Instance:
         """A ready instance for `seed`/`config`: a warm one if announced, else a new one (raises `PoolError`).
 
@@ -176,17 +182,25 @@ class InstancePool:
         initialized with it, so the server negotiates with that client as it would alone. Warm instances were
         initialized with the latest handshake version, so only sessions asking for that one claim them.
         `owner` is the principal asking (see `mcpsim.server.principals`), recorded on the instance.
+        `client_info` (the client's `clientInfo`, when it carries hints) is what a new instance's server is
+        initialized with instead of mcpsim's own, so such a session never claims a warm instance.
         """
         if self._closing or self._task_group is None:
             raise ShuttingDown("the server is shutting down")
         config = dict(config or {})
         version = protocol_version or LATEST_HANDSHAKE_VERSION
-        warm = await self.warm.claim(seed, config) if version == LATEST_HANDSHAKE_VERSION else None
+        claimable = version == LATEST_HANDSHAKE_VERSION and client_info is None
+        warm = await self.warm.claim(seed, config) if claimable else None
         if warm is not None:
             warm.claim(session_id, owner)
             return warm
         instance = await self.launch(
-            random_seed() if seed is None else seed, config, session_id, version=version, owner=owner
+            random_seed() if seed is None else seed,
+            config,
+            session_id,
+            version=version,
+            owner=owner,
+            client_info=client_info,
         )
         try:
             await instance.ready.wait()
@@ -204,6 +218,7 @@ class InstancePool:
         warm: bool = False,
         version: str = LATEST_HANDSHAKE_VERSION,
         owner: str | None = None,
+        client_info: dict[str, Any] | None = None,
     ) -> Instance:
         """Start an instance's task and return at once (it is `starting`); callers wait on `ready`.
 
@@ -237,7 +252,10 @@ class InstancePool:
             launch=self.preparation.launch,
             max_message_bytes=self.config.max_message_bytes,
             protocol_version=version,
+            client_info=client_info,
             tools=self.tools,
+            dirs=self.dirs,
+            views=prepared.views,
             tracker=self.tracker,
         )
         instance = Instance(spec, self, session_id=session_id, warm=warm)

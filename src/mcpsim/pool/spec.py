@@ -11,6 +11,7 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.labels import DeclaredTools
+from mcpsim.pool.workdir import InstanceDirs
 from mcpsim.proc.spawn import Launcher
 from mcpsim.proc.tracking import ProcessTracker
 from mcpsim.protocol.mux import MuxObserver
@@ -57,7 +58,14 @@ class InstanceSpec:
     """Longest line read from a stdio server; a longer one fails only the request it answers."""
     protocol_version: str = LATEST_HANDSHAKE_VERSION
     """The version offered in the pool's `initialize`: the one the instance's client asked for."""
+    client_info: dict[str, Any] | None = None
+    """The `clientInfo` the pool's `initialize` sends (default: mcpsim's): the session client's, when it carries
+    hints (seed, config, its own session key) that the server reads."""
     tools: DeclaredTools = field(default_factory=DeclaredTools)
     """The tool names the pool's servers declared (shared by its instances): the metrics' tool labels."""
+    dirs: InstanceDirs | None = None
+    """Makes the instance's own directory (`{instance_dir}`, `HOME`, `TMPDIR`); None: no directory (unit use)."""
+    views: dict[str, str] = field(default_factory=dict)
+    """Variables of `env` naming a shared cache the instance gets a private view of (see `workdir.py`)."""
     tracker: ProcessTracker | None = None
     """Finds and ends the process's descendants (a control group, or the pool as their subreaper)."""

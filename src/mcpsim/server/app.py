@@ -16,7 +16,7 @@ from mcpsim.pool import InstancePool
 from mcpsim.server.auth import AccessGuard, is_loopback
 from mcpsim.server.config import ServeConfig
 from mcpsim.server.edge import exception_handlers
-from mcpsim.server.fronts import HandleFront, SessionFront, SseFront, api_routes
+from mcpsim.server.fronts import HandleFront, SessionFront, SseFront, api_routes, control_routes
 from mcpsim.server.ops import Metrics, ResourceSampler, dashboard_routes, ops_routes
 
 
@@ -49,6 +49,8 @@ def create_app(config: ServeConfig) -> Starlette:
 
     routes = [
         Route("/mcp", endpoint=sessions, methods=["GET", "POST", "DELETE"]),
+        Route("/mcp/", endpoint=sessions, methods=["GET", "POST", "DELETE"]),  # clients that append a slash
+        *control_routes(sessions),
         Mount("/envs", app=handles),
         *sse.routes(),
         *dashboard_routes(pool, metrics, resources, phase, sessions),

@@ -46,6 +46,7 @@ ANSWERS: dict[type[errors.MCPSimError], tuple[int, int | None]] = {
     errors.QueueFull: (429, CAPACITY_EXHAUSTED),
     errors.PoolError: (500, BACKEND_START_FAILED),
     errors.MalformedReply: (502, None),
+    errors.ControlPlaneUnreachable: (502, None),
     errors.TrajectoryError: (422, None),
     errors.MCPSimError: (500, INTERNAL_FAILURE),
 }

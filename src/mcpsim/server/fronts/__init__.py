@@ -2,7 +2,8 @@
 
 - `sessions.py`: `/mcp`, one instance per streamable-HTTP session. `handles.py`: `/envs/{id}/mcp`, a stateless
   handle to one instance. `sse.py`: `/sse` + `/messages/`, the legacy transport. `stdio.py`: `mcpsim serve
-  --stdio`. `api.py`: `/api/instances`, start, announce, list and end over plain JSON.
+  --stdio`. `api.py`: `/api/instances`, start, announce, list and end over plain JSON. `control.py`:
+  `/control/*`, an eval-protocol server's control plane, forwarded to the session's instance.
 - `starts.py` (a start abandoned by its client leaves nothing), `params.py` (the config of a request),
   `bodies.py` (bounded body reading, JSON parsing).
 """
@@ -13,6 +14,7 @@ from mcpsim.faces import lazy_names
 
 if TYPE_CHECKING:
     from mcpsim.server.fronts.api import api_routes, describe
+    from mcpsim.server.fronts.control import control_routes
     from mcpsim.server.fronts.handles import HandleFront
     from mcpsim.server.fronts.sessions import SessionFront
     from mcpsim.server.fronts.sse import SseFront
@@ -23,6 +25,7 @@ __all__ = [
     "SessionFront",
     "SseFront",
     "api_routes",
+    "control_routes",
     "describe",
     "serve_stdio",
 ]
@@ -32,6 +35,7 @@ __getattr__ = lazy_names(
     {
         "api_routes": "api",
         "describe": "api",
+        "control_routes": "control",
         "HandleFront": "handles",
         "SessionFront": "sessions",
         "SseFront": "sse",

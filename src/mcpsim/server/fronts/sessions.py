@@ -2,7 +2,8 @@
 
 Shaped like the SDK's `StreamableHTTPSessionManager`, but a new session is admitted only once its instance is
 ready: the opening `initialize` is read first, the instance is started with the seed and config of the query
-string, and only then is an SDK `StreamableHTTPServerTransport` created and given the request. So a request
+string (or of the `initialize`'s `clientInfo`, see `params.py`), and only then is an SDK
+`StreamableHTTPServerTransport` created and given the request. So a request
 that cannot be served (bad seed, no capacity, a server that fails to start) gets an HTTP error status and a
 JSON-RPC error naming the cause, and never a session that hangs.
 
@@ -38,11 +39,11 @@ from mcpsim.errors import (
 from mcpsim.pool import Instance, InstancePool
 from mcpsim.server.edge import note_request_id, respond_error
 from mcpsim.server.fronts.bodies import parse_json, read_body, replaying
-from mcpsim.server.fronts.params import parse_config
+from mcpsim.server.fronts.params import query_values, start_params
 from mcpsim.server.fronts.starts import start_for_request
 from mcpsim.server.principals import principal_of
 from mcpsim.server.proxy import serve_client
-from mcpsim.wire import MAX_VERSION_LENGTH, parse_seed
+from mcpsim.wire import MAX_VERSION_LENGTH
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class Session:
     id: str
     transport: StreamableHTTPServerTransport
     instance: Instance
+    client_key: str | None = None
+    """The client's own key for its episode (`clientInfo.session_id`), if it sent one: see `control.py`."""
 
 
 class SessionFront:
@@ -62,6 +65,8 @@ class SessionFront:
         self.pool = pool
         self.json_response = json_response
         self.sessions: dict[str, Session] = {}
+        self.client_keys: dict[str, str] = {}
+        """Client key (`clientInfo.session_id`) -> session id; the newest session wins a key two sessions share."""
         self._task_group: TaskGroup | None = None
         self.created = 0
         self.ended = 0
@@ -106,9 +111,16 @@ class SessionFront:
         if session.transport.is_terminated:
             self._discard(session)
 
+    def find(self, key: str) -> Session | None:
+        """The live session under an `mcp-session-id` value: mcpsim's session id, or a client's own key."""
+        session = self.sessions.get(key)
+        if session is None and key in self.client_keys:
+            session = self.sessions.get(self.client_keys[key])
+        return session
+
     async def _open(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
-        seed = parse_seed(request.query_params.get("seed"))
-        config = parse_config(request.query_params.get("config"))
+        query = query_values(scope.get("query_string", b""))
+        start_params(query)  # a bad query string is refused before the body is read
         if not request.headers.get("content-type", "").startswith("application/json"):
             raise UnsupportedMediaType("Unsupported Media Type: Content-Type must be application/json")
         body = await read_body(receive, self.pool.config.max_message_bytes, scope)
@@ -125,6 +137,8 @@ class SessionFront:
             raise BadRequest("Bad Request: no session yet; the first request must be initialize")
         session_id = uuid.uuid4().hex
         params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        wanted = start_params(query, params)
+        seed = wanted.seed
         version = params.get("protocolVersion")
         version = version if isinstance(version, str) and len(version) <= MAX_VERSION_LENGTH else None
         try:
@@ -132,10 +146,11 @@ class SessionFront:
                 self.pool,
                 receive,
                 seed,
-                config,
+                wanted.config,
                 session_id=session_id,
                 protocol_version=version,
                 owner=principal_of(scope).name,
+                client_info=wanted.client_info,
             )
         except PoolError as exc:
             logger.warning(
@@ -151,8 +166,10 @@ class SessionFront:
             )
             return
         transport = StreamableHTTPServerTransport(session_id, is_json_response_enabled=self.json_response)
-        session = Session(session_id, transport, instance)
+        session = Session(session_id, transport, instance, wanted.client_key)
         self.sessions[session_id] = session
+        if wanted.client_key is not None:
+            self.client_keys[wanted.client_key] = session_id
         self.created += 1
         instance.log.info("session opened", extra={"event": "session.opened", "request_id": request_id})
         if self._task_group is None:  # the server began stopping while the instance started
@@ -189,6 +206,8 @@ class SessionFront:
 
     def _discard(self, session: Session) -> None:
         if self.sessions.pop(session.id, None) is not None:
+            if session.client_key is not None and self.client_keys.get(session.client_key) == session.id:
+                del self.client_keys[session.client_key]
             self.ended += 1
             session.instance.log.info("session ended", extra={"event": "session.ended"})
             session.instance.stop()

@@ -10,14 +10,13 @@ import logging
 import uuid
 
 from mcp.server.sse import SseServerTransport
-from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from mcpsim.errors import MCPSimError
 from mcpsim.pool import InstancePool
 from mcpsim.server.edge import respond_error
-from mcpsim.server.fronts.params import parse_config
+from mcpsim.server.fronts.params import parse_config, query_values
 from mcpsim.server.fronts.starts import start_for_request
 from mcpsim.server.principals import principal_of
 from mcpsim.server.proxy import serve_client
@@ -34,10 +33,10 @@ class SseFront:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI app for `GET /sse`."""
-        request = Request(scope, receive)
         try:
-            seed = parse_seed(request.query_params.get("seed"))
-            config = parse_config(request.query_params.get("config"))
+            query = query_values(scope.get("query_string", b""))
+            seed = parse_seed(query.get("seed"))
+            config = parse_config(query.get("config"))
             owner = principal_of(scope).name
             instance = await start_for_request(
                 self.pool, receive, seed, config, session_id=f"sse-{uuid.uuid4().hex}", owner=owner
