@@ -105,18 +105,25 @@ async def _replay(pool: "InstancePool", source: Instance, count: int) -> list[In
             copy.branched_at_step = history.steps
             copies.append(copy)
         await _all_ready(pool, copies)
+        outcomes: list[Any] = []
         with anyio.fail_after(REPLAY_TIMEOUT_S):
             async with anyio.create_task_group() as tg:
                 for copy in copies:
-                    tg.start_soon(_replay_one, copy, history)
+                    tg.start_soon(_replay_one, copy, history, outcomes)
+        if history.steps and any(outcome != history.last for outcome in outcomes):
+            raise NotDeterministic(
+                f"server is not deterministic at step {history.steps}: replaying the {history.steps} recorded calls "
+                f"on a fresh instance (seed {source.seed}) gave a different result for the last one, so it cannot "
+                "be branched by replay (a Python server on its event loop, under --fork-server, can be forked live)"
+            )
         return copies
     except BaseException:
-        for copy in copies:
-            copy.stop()
+        await _end_all(copies)
         raise
 
 
-async def _replay_one(copy: Instance, history: CallHistory) -> None:
+async def _replay_one(copy: Instance, history: CallHistory, outcomes: list[Any]) -> None:
+    """Replay the calls in order on one fresh copy; its last outcome goes to `outcomes`."""
     assert copy.mux is not None
     outcome: Any = None
     for params in history.calls:
@@ -124,12 +131,7 @@ async def _replay_one(copy: Instance, history: CallHistory) -> None:
             outcome = await copy.mux.request("tools/call", params)
         except BackendError as exc:
             outcome = error_outcome(exc.message)
-    if history.steps and outcome != history.last:
-        raise NotDeterministic(
-            f"server is not deterministic at step {history.steps}: replaying the {history.steps} recorded calls on a "
-            f"fresh instance (seed {copy.seed}) gave a different result for the last one, so it cannot be branched "
-            "by replay (a server started with --fork-server can be forked live instead)"
-        )
+    outcomes.append(outcome)
 
 
 async def _all_ready(pool: "InstancePool", copies: list[Instance]) -> list[Instance]:
@@ -138,10 +140,18 @@ async def _all_ready(pool: "InstancePool", copies: list[Instance]) -> list[Insta
             await copy.ready.wait()
             pool.check_ready(copy)
     except BaseException:
-        for copy in copies:
-            copy.stop()
+        await _end_all(copies)
         raise
     return copies
+
+
+async def _end_all(copies: list[Instance]) -> None:
+    """End copies of a branch that failed, and wait until they are gone: a refused branch leaves nothing."""
+    for copy in copies:
+        copy.stop()
+    with anyio.CancelScope(shield=True), anyio.move_on_after(15):
+        for copy in copies:
+            await copy.ended.wait()
 
 
 def _inherit(copy: Instance, source: Instance, method: str) -> None:

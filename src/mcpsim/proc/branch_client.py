@@ -13,6 +13,7 @@ in `spawn.CHILDREN` so the tracker's reaper leaves its exit status to us.
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -32,6 +33,9 @@ BUSY_RETRY_S = 0.002
 """Pause before signalling a busy server again."""
 NO_ANSWER_RESIGNAL_S = 0.2
 """Signal again when the server said nothing for this long (a signal can arrive while the handler runs)."""
+
+
+_batches = itertools.count(1)
 
 
 class BranchedProcess(ChildProcess):
@@ -83,6 +87,7 @@ async def fork_copies(
         raise LiveForkRefused("the instance has no live-fork control channel")
     loop = asyncio.get_running_loop()
     deadline = time.monotonic() + FORK_TIMEOUT_S
+    batch = next(_batches)
     ours: list[tuple[int, int, int, socket.socket]] = []
     copies: list[BranchedProcess] = []
     try:
@@ -93,7 +98,7 @@ async def fork_copies(
             mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             mine.setblocking(False)
             ours.append((in_w, out_r, err_r, mine))
-            message = json.dumps({"cgroup": cgroup, "deadline": deadline}).encode()
+            message = json.dumps({"batch": batch, "cgroup": cgroup, "deadline": deadline}).encode()
             try:
                 socket.send_fds(source.control, [message], [in_r, out_w, err_w, theirs.fileno()])
             except OSError as exc:
@@ -102,7 +107,7 @@ async def fork_copies(
                 for fd in (in_r, out_w, err_w):
                     os.close(fd)
                 theirs.close()
-        await _until_forked(loop, source, len(cgroups), deadline)
+        await _until_forked(loop, source, batch, len(cgroups), deadline)
         for (in_w, out_r, err_r, mine), log in zip(ours, logs, strict=True):
             reply = await _receive(loop, mine, deadline)
             if "pid" not in reply:
@@ -129,8 +134,11 @@ async def fork_copies(
         raise
 
 
-async def _until_forked(loop: asyncio.AbstractEventLoop, source: ForkedProcess, count: int, deadline: float) -> None:
-    """Signal until the source answers `forked` (busy: again, after a pause); raise on a refusal."""
+async def _until_forked(
+    loop: asyncio.AbstractEventLoop, source: ForkedProcess, batch: int, count: int, deadline: float
+) -> None:
+    """Signal until the source answers `forked` for `batch` (busy: again, after a pause); raise on a refusal.
+    Answers about other batches are late ones (a request this pool gave up on) and are skipped."""
     assert source.control is not None
     reason = "the server did not answer the fork request (it may handle the branch signal itself)"
     while time.monotonic() < deadline:
@@ -141,6 +149,8 @@ async def _until_forked(loop: asyncio.AbstractEventLoop, source: ForkedProcess, 
         except TimeoutError:
             continue
         if "forked" in reply:
+            if reply.get("batch") != batch:
+                continue
             if reply["forked"] != count:
                 raise LiveForkRefused(f"the server made {reply['forked']} of {count} copies")
             return

@@ -3,7 +3,7 @@
 Loaded by the fork template (`fork_template.py`, by path: standard library only, as an isolated venv's interpreter
 runs it) and armed in every child before the server's code runs; the server itself is unmodified. The pool holds
 the other end of a per-instance control socket (`SOCK_SEQPACKET`, so each message keeps its file descriptors).
-To branch, it sends one message per copy - `{"id", "cgroup", "deadline"}` with four fds: the copy's stdin, stdout
+To branch, it sends one message per copy - `{"batch", "cgroup", "deadline"}` with four fds: the copy's stdin, stdout
 and stderr pipes and its own control socket - and then `BRANCH_SIGNAL`. The handler runs in the main thread:
 
 - Quiet point: the server must be idle in its asyncio loop's `select` (the pool holds its requests back, so none
@@ -12,7 +12,7 @@ and stderr pipes and its own control socket - and then `BRANCH_SIGNAL`. The hand
   `{"busy": why}` and the pool signals again; a state that forking cannot copy safely is `{"error": why}` (the
   pool then branches by replay).
 - The copy is made by a double fork, so it is an orphan (adopted by the pool, a subreaper) instead of a child the
-  server would never reap. The source answers `{"forked": n}` and goes on as if nothing happened.
+  server would never reap. The source answers `{"forked": n, "batch"}` and goes on as if nothing happened.
 - In the copy (still inside the handler): its own session and process group, its control group, fresh stdio
   (every fd that was one of the source's stdio pipes, found by inode, now points at the copy's), a new control
   socket, a new self-pipe and a new epoll set for the loop (the old ones are shared with the source), and anyio's
@@ -72,17 +72,24 @@ def _on_signal(signum: int, frame: object) -> None:
                 for fd in fds:
                     os.close(fd)
             return
-        forked = 0
+        forked: dict[int, int] = {}
+        middles: list[int] = []
         loop = _loop()
         for request, fds in requests:
+            batch = forked.setdefault(request.get("batch", 0), 0)
             if time.monotonic() > request.get("deadline", 0):  # the pool gave up on it already
                 for fd in fds:
                     os.close(fd)
                 continue
-            if _fork_one(request, fds, loop):
+            middle = _fork_one(request, fds, loop)
+            if middle == 0:
                 return  # this is the copy: back into its event loop
-            forked += 1
-        _reply(control, {"forked": forked})
+            middles.append(middle)
+            forked[request.get("batch", 0)] = batch + 1
+        for middle in middles:  # they exit at once; reaped after all forks so their exits overlap the next forks
+            os.waitpid(middle, 0)
+        for batch, count in forked.items():
+            _reply(control, {"forked": count, "batch": batch})
     except Exception as exc:  # never let a branch request kill the server
         with contextlib.suppress(Exception):
             _reply(control, {"error": f"live fork failed in the server: {exc!r}"})
@@ -126,13 +133,14 @@ def _refusal(frame: object) -> tuple[str | None, bool]:
     selector = getattr(loop, "_selector", None)
     if type(selector) is not selectors.EpollSelector:
         return f"the server's event loop uses {type(selector).__name__}, not epoll", False
-    workers, idle = _anyio_workers(loop)
+    idle = _anyio_workers(loop)[1]
     idle_ids = {id(worker) for worker in idle}
     for thread in threading.enumerate():
         if thread is threading.main_thread() or id(thread) in idle_ids:
             continue
-        busy = thread in workers
-        return f"the server runs a thread besides its event loop: {thread.name!r}", busy
+        # Not worth waiting for: no request is in flight, so a busy thread is the server's own background work
+        # (or the SDK's thread-backed stdin reader), and a copy would lack it.
+        return f"the server runs a thread besides its event loop: {thread.name!r}", False
     allowed = {*_state["stdio"], _inode(loop._ssock.fileno())}
     for key in selector.get_map().values():
         try:
@@ -146,8 +154,9 @@ def _refusal(frame: object) -> tuple[str | None, bool]:
     return None, False
 
 
-def _fork_one(request: dict, fds: list[int], loop: object) -> bool:
-    """Make one copy by a double fork; True in the copy (which then returns into its loop), False in the source."""
+def _fork_one(request: dict, fds: list[int], loop: object) -> int:
+    """Make one copy by a double fork: 0 in the copy (which then returns into its loop), else the middle process's
+    pid, for the source to reap."""
     sys.stdout.flush()
     sys.stderr.flush()
     middle = os.fork()
@@ -155,14 +164,13 @@ def _fork_one(request: dict, fds: list[int], loop: object) -> bool:
         try:
             if os.fork() == 0:
                 _become_copy(request, fds, loop)
-                return True
+                return 0
         except BaseException:
             pass
         os._exit(0)
-    os.waitpid(middle, 0)
     for fd in fds:
         os.close(fd)
-    return False
+    return middle
 
 
 def _become_copy(request: dict, fds: list[int], loop: object) -> None:
@@ -204,7 +212,9 @@ def _rewire_stdio(new: list[int]) -> None:
         except OSError:
             continue
         if inode in by_inode:
+            blocking = os.get_blocking(fd)  # a file status flag: the new pipe's are its own
             os.dup2(by_inode[inode], fd, inheritable=fd <= 2)
+            os.set_blocking(fd, blocking)
     _state["stdio"] = [_inode(fd) for fd in new]
     for fd in new:
         os.close(fd)
@@ -213,6 +223,8 @@ def _rewire_stdio(new: list[int]) -> None:
 def _fresh_self_pipe(loop: object) -> None:
     ssock, csock = loop._ssock, loop._csock
     a, b = socket.socketpair()
+    a.setblocking(False)  # O_NONBLOCK belongs to the file, so it does not come with the fd number
+    b.setblocking(False)
     os.dup2(a.fileno(), ssock.fileno(), inheritable=False)
     os.dup2(b.fileno(), csock.fileno(), inheritable=False)
     a.close()
