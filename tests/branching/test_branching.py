@@ -178,7 +178,7 @@ async def test_64_copies_at_once_a_branch_of_a_branch_and_nothing_left(serve_fac
 
 
 async def test_copies_idle_out_and_bad_requests_name_the_cause(serve_factory):
-    serve = serve_factory("--env", "frozen_lake", "--fork-server", "--idle-timeout", "1")
+    serve = serve_factory("--env", "frozen_lake", "--fork-server", "--idle-timeout", "3")
     async with session(serve.url, 6, {}) as source:
         await play(source, "lake_move", ["RIGHT"])
         instance = source_id(serve, 6)
@@ -189,10 +189,11 @@ async def test_copies_idle_out_and_bad_requests_name_the_cause(serve_factory):
         ]:
             response = httpx.post(f"{serve.url}/api/instances/{instance}/branch", json=body, timeout=30)
             assert response.status_code == status and text in response.json()["error"]["message"], response.text
+            await play(source, "lake_move", ["LEFT"])  # the source stays busy, so it does not idle out
         missing = httpx.post(f"{serve.url}/api/instances/000000000000/branch", json={"count": 1}, timeout=30)
         assert missing.status_code == 404
         (copy,) = branch(serve.url, instance, 1).json()["instances"]
-        with anyio.fail_after(10):
+        with anyio.fail_after(20):
             while any(item["id"] == copy["id"] for item in serve.get("/api/instances").json()):
-                await play(source, "lake_move", ["LEFT"])  # the source stays busy, so only the copy idles
+                await play(source, "lake_move", ["LEFT"])  # only the copy idles
                 await anyio.sleep(0.2)

@@ -28,7 +28,9 @@ from mcpsim.proc.live_fork import BRANCH_SIGNAL
 from mcpsim.proc.spawn import CHILDREN
 
 FORK_TIMEOUT_S = 5.0
-"""How long a live fork may take, busy retries included, before the pool gives up (and replays instead)."""
+"""How long a live fork may take to find a quiet point (busy retries), before the pool gives up (and replays)."""
+PER_COPY_S = 0.5
+"""And how long each copy may take on top (a fork of a big process on a loaded machine takes tens of ms)."""
 BUSY_RETRY_S = 0.002
 """Pause before signalling a busy server again."""
 NO_ANSWER_RESIGNAL_S = 0.2
@@ -86,7 +88,7 @@ async def fork_copies(
     if source.control is None or not source.running:
         raise LiveForkRefused("the instance has no live-fork control channel")
     loop = asyncio.get_running_loop()
-    deadline = time.monotonic() + FORK_TIMEOUT_S
+    deadline = time.monotonic() + FORK_TIMEOUT_S + PER_COPY_S * len(cgroups)
     batch = next(_batches)
     ours: list[tuple[int, int, int, socket.socket]] = []
     copies: list[BranchedProcess] = []
@@ -141,12 +143,19 @@ async def _until_forked(
     Answers about other batches are late ones (a request this pool gave up on) and are skipped."""
     assert source.control is not None
     reason = "the server did not answer the fork request (it may handle the branch signal itself)"
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(source.pid, BRANCH_SIGNAL)
+    quiet_by = min(deadline, time.monotonic() + FORK_TIMEOUT_S)
+    forking = False
+    while time.monotonic() < (deadline if forking else quiet_by):
+        if not forking:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(source.pid, BRANCH_SIGNAL)
         try:
-            reply = await _receive(loop, source.control, min(deadline, time.monotonic() + NO_ANSWER_RESIGNAL_S))
+            wait = deadline if forking else min(quiet_by, time.monotonic() + NO_ANSWER_RESIGNAL_S)
+            reply = await _receive(loop, source.control, wait)
         except TimeoutError:
+            continue
+        if reply.get("forking") == batch:
+            forking = True
             continue
         if "forked" in reply:
             if reply.get("batch") != batch:
@@ -156,8 +165,12 @@ async def _until_forked(
             return
         if "error" in reply:
             raise LiveForkRefused(reply["error"])
+        if forking:  # "busy": the answer to a signal sent before the source began
+            continue
         reason = reply.get("busy", reason)
         await asyncio.sleep(BUSY_RETRY_S)
+    if forking:
+        raise LiveForkRefused(f"the server did not finish forking {count} copies in time")
     raise LiveForkRefused(f"no quiet point within {FORK_TIMEOUT_S:g} s: {reason}")
 
 

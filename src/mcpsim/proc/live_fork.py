@@ -72,6 +72,8 @@ def _on_signal(signum: int, frame: object) -> None:
                 for fd in fds:
                     os.close(fd)
             return
+        for batch in {request.get("batch", 0) for request, _ in requests}:
+            _reply(control, {"forking": batch})  # the pool stops signalling and waits for "forked"
         forked: dict[int, int] = {}
         middles: list[int] = []
         loop = _loop()
