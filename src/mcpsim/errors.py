@@ -28,7 +28,10 @@ MCPSimError                     root: the CLI prints these in one line; anything
 │   │   └── BuildError          an isolated environment could not be built
 │   ├── InstanceGone            the instance ended or never existed
 │   ├── TooManySeeds            one announcement carries too many seeds
-│   └── QueueFull               too many announced seeds are waiting
+│   ├── QueueFull               too many announced seeds are waiting
+│   └── BranchError             an instance that cannot be branched (not ready, history too long)
+│       └── NotDeterministic    replaying its calls on a fresh instance gave another result
+├── LiveForkRefused             a live fork the server cannot make now (the pool branches by replay)
 ├── BackendError                a server answered mcpsim's own request with a JSON-RPC error
 ├── ControlPlaneUnreachable     a /control/* request could not reach its instance's server
 ├── MalformedReply              a server's answer mcpsim cannot use (a frame that is not base64)
@@ -177,6 +180,19 @@ class TooManySeeds(PoolError):
 
 class QueueFull(PoolError):
     """The announced seeds would pass `MAX_QUEUED_SEEDS`: retry when sessions have taken some."""
+
+
+class BranchError(PoolError):
+    """An instance that cannot be branched: not ready, too many copies asked for, or a history too long to replay."""
+
+
+class NotDeterministic(BranchError):
+    """Replaying an instance's recorded calls on a fresh instance with its seed and config gave a different last
+    result: its copies would not be copies, so the branch is refused ("server is not deterministic at step N")."""
+
+
+class LiveForkRefused(MCPSimError):
+    """A forked instance could not copy itself now (busy, threads, sockets, no answer); the pool replays instead."""
 
 
 # -- messages -----------------------------------------------------------------------------------------------------

@@ -13,12 +13,14 @@ Until some `tools/list` result has passed through the pool, the first handshake 
 call.
 """
 
+import contextlib
 import json
 import logging
 import math
 import secrets
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,6 +30,7 @@ from anyio.abc import TaskStatus
 from mcpsim.errors import BackendError, MessageTooLarge, StartError
 from mcpsim.isolation.cache import remove_tree
 from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_for_listener
+from mcpsim.pool.history import CallHistory
 from mcpsim.pool.spec import ContextLog, InstanceSpec, State
 from mcpsim.pool.stats import InstanceStats
 from mcpsim.proc.cgroups import Cgroup
@@ -101,6 +104,15 @@ class Instance:
         self.log = ContextLog(logger, self._log_ids)  # the same dict: a session id set later shows on every line
         self.stats = InstanceStats(spec.mux_observer, self.log, self._request_failed, spec.tools)
         self.session_id = session_id
+        self.history = CallHistory()
+        """Its answered `tools/call` requests, for replaying them on a copy (`branching.py`)."""
+        self.parent: str | None = None
+        self.branched_at_step: int | None = None
+        self.branch_method: str | None = None
+        self.adopted: ChildProcess | None = None
+        """A process made for it (a live fork's copy, already initialized): run instead of starting one."""
+        self.gate: anyio.Event | None = None
+        """Set while a branch holds the client's requests back; they wait for it (`proxy.forward`)."""
 
     @property
     def session_id(self) -> str | None:
@@ -158,6 +170,9 @@ class Instance:
             "exit_code": self.exit_code,
             "warm": self.warm,
             "error": self.failure,
+            "parent": self.parent,
+            "branched_at_step": self.branched_at_step,
+            "branch_method": self.branch_method,
             **self.stats.describe(),
         }
 
@@ -167,6 +182,24 @@ class Instance:
         self.session_id = session_id
         self.owner = owner
         self.log.info("claimed by a session", extra={"event": "instance.claimed"})
+
+    def output_log(self, line: str) -> None:
+        self.log.info(line, extra={"event": "instance.output"})
+
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """Hold the clients' requests back (they wait) for the block: nothing new reaches the server."""
+        self.gate = anyio.Event()
+        try:
+            yield
+        finally:
+            self.gate.set()
+            self.gate = None
+
+    async def quiet(self) -> None:
+        """Until no request is in flight to the server (while `held`, none starts)."""
+        while self.mux is not None and self.mux.in_flight:  # noqa: ASYNC110 - the mux signals no drain
+            await anyio.sleep(0.001)
 
     def stop(self) -> None:
         """Ask the instance to end; returns at once, `ended` is set when its process is gone."""
@@ -207,14 +240,15 @@ class Instance:
             env[PORT_VARIABLE] = str(spec.port)
         if spec.config:
             env[CONFIG_VARIABLE] = json.dumps(spec.config)
-        self.log.info("starting %s", argv[0], extra={"event": "instance.starting", "argv": argv})
-        if spec.tracker is not None:
+        if self.adopted is None:
+            self.log.info("starting %s", argv[0], extra={"event": "instance.starting", "argv": argv})
+        if spec.tracker is not None and self.adopted is None:
             self.cgroup = await spec.tracker.instance_group(self.id)  # StartError if it cannot be created
         try:
-            self.process = await spec.launch(
+            self.process = self.adopted or await spec.launch(
                 argv,
                 env,
-                lambda line: self.log.info(line, extra={"event": "instance.output"}),
+                self.output_log,
                 cwd=spec.command.cwd,
                 stdout_is_protocol=spec.command.transport == "stdio",
                 line_limit=spec.max_message_bytes,
@@ -253,13 +287,14 @@ class Instance:
             observer=self.stats,
             on_timeout=self._hung,
             on_broken=lambda detail: self._connection_lost(mux, detail),
+            on_call=self.history.record,
         )
         self.mux = mux
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._pump, connection, mux)
             tg.start_soon(self._watch_exit, mux)
             tg.start_soon(mux.run_deadlines)
-            refusal = await self._handshake(mux)
+            refusal = None if self.adopted is not None else await self._handshake(mux)
             if refusal is None:
                 startup.deadline = math.inf
                 self.state = State.READY

@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -24,6 +24,7 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from mcpsim.errors import CapacityError, InstanceGone, ShuttingDown, StartError
 from mcpsim.isolation import Prepared
+from mcpsim.pool import branching
 from mcpsim.pool.config import PoolConfig
 from mcpsim.pool.connection import shared_http_client
 from mcpsim.pool.instance import Instance
@@ -263,6 +264,34 @@ class InstancePool:
         self.instances[instance.id] = instance
         await self._task_group.start(instance.run)
         return instance
+
+    def check_room(self, count: int) -> None:
+        """Raise `CapacityError` unless `count` more instances fit under `--max-instances`."""
+        if self._closing or self._task_group is None:
+            raise ShuttingDown("the server is shutting down")
+        if self.live_count + count > self.config.max_instances:
+            live, limit = self.live_count, self.config.max_instances
+            raise CapacityError(f"--max-instances reached: {live} of {limit} instances are running, {count} more asked")
+
+    @contextlib.contextmanager
+    def reserved(self, count: int) -> Iterator[None]:
+        """Hold `count` slots under `--max-instances` for instances being made (a live fork's copies)."""
+        self.check_room(count)
+        self._admitting += count
+        try:
+            yield
+        finally:
+            self._admitting -= count
+
+    async def add(self, instance: Instance) -> None:
+        """Run an instance made elsewhere (a copy, `branching.py`) in the pool's task group."""
+        assert self._task_group is not None
+        self.instances[instance.id] = instance
+        await self._task_group.start(instance.run)
+
+    async def branch(self, instance_id: str, count: int) -> list[Instance]:
+        """`count` ready copies of a live instance (`branching.py`)."""
+        return await branching.branch(self, self.get(instance_id), count)
 
     async def start_warm(self, seed: int, config: dict[str, Any]) -> Instance:
         """`WarmHooks`: an unclaimed instance, started in the background; nobody waits on it, so the pool records

@@ -42,7 +42,18 @@ def fork_target(argv: Sequence[str]) -> tuple[str, str, int] | None:
 
 
 class ForkedProcess(ChildProcess):
-    """A child of the template: same pipes and stop sequence, exit reported by the template."""
+    """A child of the template: same pipes and stop sequence, exit reported by the template.
+
+    `control` is the pool's end of its live-fork control socket (`live_fork.py`, used by `branch_client.py`)."""
+
+    def __init__(self, pid: int, control: socket.socket | None = None) -> None:
+        super().__init__(pid)
+        self.control = control
+
+    def mark_exited(self, returncode: int) -> None:
+        super().mark_exited(returncode)
+        if self.control is not None:
+            self.control.close()
 
 
 class ForkServer:
@@ -211,29 +222,35 @@ class ForkServer:
             "env": dict(env),
             "cwd": cwd or self.cwd,
             "cgroup": cgroup.procs_file if cgroup is not None else None,
+            "fds": 4,
         }
+        control, control_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        control.setblocking(False)
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         try:
-            await self.spawner.run(_send, self._requests, request, [in_r, out_w, err_w])
+            await self.spawner.run(_send, self._requests, request, [in_r, out_w, err_w, control_child.fileno()])
         except OSError:
             self._waiting.pop(request_id, None)
             for fd in (in_w, out_r, err_r):
                 os.close(fd)
+            control.close()
             raise
         finally:
             for fd in (in_r, out_w, err_w):
                 os.close(fd)
+            control_child.close()
         try:
             pid = await future
         except OSError:
             for fd in (in_w, out_r, err_r):
                 os.close(fd)
+            control.close()
             raise
-        child = ForkedProcess(pid)
+        child = ForkedProcess(pid, control)
         if pid in self._early_exits:
             child.mark_exited(self._early_exits.pop(pid))
         else:

@@ -9,7 +9,8 @@ runs the server as `__main__`, as `python -m module` or `python script.py` would
 
 This file uses only the standard library so any Python interpreter can run it as a script (an isolated venv
 has no mcpsim installed). Protocol, over two Unix socket pairs given as file descriptors:
-- requests (from the pool): one JSON line per message, with the child's three stdio fds as SCM_RIGHTS;
+- requests (from the pool): one JSON line per message, with the child's three stdio fds as SCM_RIGHTS, and a
+  fourth, its end of the live-fork control socket (`live_fork.py`), when the request says `"fds": 4`;
   `{"id": n, "kind": "module"|"script", "target": ..., "argv": [...], "env": {...}, "cwd": ..., "cgroup": ...}`
   (`cgroup`: the `cgroup.procs` file of the instance's control group, or null; the child joins it before it
   signals it is ready and long before it runs the server, so everything the server starts is in it)
@@ -35,7 +36,14 @@ import sys
 import threading
 from pathlib import Path
 
+_spec = importlib.util.spec_from_file_location("mcpsim_live_fork", Path(__file__).with_name("live_fork.py"))
+assert _spec is not None and _spec.loader is not None
+live_fork = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(live_fork)  # by path: an isolated venv's interpreter has no mcpsim to import it from
+
 PR_SET_PDEATHSIG = 1
+CONTROL_FD = 1000
+"""Where a child keeps its live-fork control socket: above the fds a server opens, below the usual 1024 limit."""
 ALWAYS_PRELOAD = (
     "anyio._backends._asyncio",
     "mcp.server.stdio",
@@ -112,7 +120,7 @@ class Template:
                         os.read(wake_r, 4096)
                     self.reap()
                     continue
-                data, fds, _, _ = socket.recv_fds(self.requests, 1 << 20, 3)
+                data, fds, _, _ = socket.recv_fds(self.requests, 1 << 20, 8)
                 if not data:
                     self.shutdown()
                     return
@@ -120,13 +128,15 @@ class Template:
                 buffer += data
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
-                    fds, pending_fds = pending_fds[:3], pending_fds[3:]
-                    self.fork(json.loads(line), fds)
+                    request = json.loads(line)
+                    count = 4 if request.get("fds") == 4 else 3
+                    fds, pending_fds = pending_fds[:count], pending_fds[count:]
+                    self.fork(request, fds)
             self.reap()
 
     def fork(self, request: dict, fds: list[int]) -> None:
-        if len(fds) != 3:
-            self.send({"id": request.get("id"), "error": f"expected 3 file descriptors, got {len(fds)}"})
+        if len(fds) != (4 if request.get("fds") == 4 else 3):
+            self.send({"id": request.get("id"), "error": f"got {len(fds)} file descriptors, not as announced"})
             for fd in fds:
                 os.close(fd)
             return
@@ -156,14 +166,18 @@ class Template:
             for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            for target_fd, fd in enumerate(fds):
+            for target_fd, fd in enumerate(fds[:3]):
                 os.dup2(fd, target_fd)
+            control = os.dup2(fds[3], CONTROL_FD, inheritable=False) if len(fds) == 4 else None
             if request.get("cgroup"):  # after the dup2s, so a failure is reported on the instance's stderr
                 join = os.open(request["cgroup"], os.O_WRONLY)
                 os.write(join, b"0")
                 os.close(join)
             os.write(ready_w, b"x")
-            os.closerange(3, 65536)  # close_range(2): one system call
+            os.closerange(3, CONTROL_FD)  # close_range(2): one system call each
+            os.closerange(CONTROL_FD + 1, 65536)
+            if control is not None:
+                live_fork.install(control, [0, 1, 2])
             os.environ.clear()
             os.environ.update(request["env"])
             if request.get("cwd"):

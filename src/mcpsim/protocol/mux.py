@@ -90,6 +90,8 @@ class _Pending:
     method: str
     tool: str | None
     progress_token: Any
+    params: Any = None
+    """A `tools/call`'s params (a reference), for `on_call`."""
     started: float = field(default_factory=time.perf_counter)
     deadline: float = math.inf
     """When, on the event loop's clock (`anyio.current_time`), the request runs out of time; inf: never."""
@@ -124,6 +126,7 @@ class Multiplexer:
         observer: MuxObserver | None = None,
         on_timeout: Callable[[str], None] | None = None,
         on_broken: Callable[[str], Awaitable[None]] | None = None,
+        on_call: Callable[[Any, JSONRPCResponse | JSONRPCError], None] | None = None,
     ) -> None:
         self._send_to_server = send_to_server
         self.name = name
@@ -135,6 +138,8 @@ class Multiplexer:
         self.on_timeout = on_timeout
         """Told why, when a request runs out of time: the server is presumed hung."""
         self.on_broken = on_broken
+        self.on_call = on_call
+        """Told of every answered `tools/call` (its params and the reply): the instance's history, for branching."""
         """Awaited when sending fails, before the connection is closed, to close it with a better reason."""
         self.primary: Channel | None = None
         """The channel of the session (see `attach`): server requests and unrelated notifications go there."""
@@ -183,7 +188,7 @@ class Multiplexer:
         meta = params.get("_meta")
         token = meta.get("progressToken") if isinstance(meta, dict) else None
         tool = params.get("name") if msg.method == "tools/call" and isinstance(params.get("name"), str) else None
-        pending = _Pending(channel, msg.id, msg.method, tool, token)
+        pending = _Pending(channel, msg.id, msg.method, tool, token, params if tool is not None else None)
         if self.request_timeout is not None and channel is not self._internal:
             self._set_deadline(pending)
         self._pending[server_id] = pending
@@ -219,6 +224,8 @@ class Multiplexer:
                 error = ErrorData(code=INTERNAL_ERROR, message=f"the server's {pending.method} result is {problem}")
                 msg = JSONRPCError(jsonrpc="2.0", id=msg.id, error=error)
             self._observe_response(pending, msg)
+            if pending.params is not None and self.on_call is not None:
+                self.on_call(pending.params, msg)
             await self._deliver(pending.channel, SessionMessage(msg.model_copy(update={"id": pending.client_id})))
         elif isinstance(msg, JSONRPCRequest):
             target = self.primary

@@ -44,6 +44,7 @@ ANSWERS: dict[type[errors.MCPSimError], tuple[int, int | None]] = {
     errors.InstanceGone: (404, BACKEND_UNAVAILABLE),
     errors.TooManySeeds: (413, INVALID_REQUEST),
     errors.QueueFull: (429, CAPACITY_EXHAUSTED),
+    errors.BranchError: (409, None),
     errors.PoolError: (500, BACKEND_START_FAILED),
     errors.MalformedReply: (502, None),
     errors.ControlPlaneUnreachable: (502, None),

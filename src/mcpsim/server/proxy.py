@@ -92,6 +92,8 @@ async def bridge(
 
 async def forward(instance: Instance, mux: Multiplexer, channel: ClientChannel, item: SessionMessage) -> None:
     """One client message to the instance; a failure to forward it fails that request only (see above)."""
+    if instance.gate is not None:  # a branch is copying the instance: its state must not move meanwhile
+        await instance.gate.wait()
     try:
         await mux.from_client(channel, item)
     except Exception:

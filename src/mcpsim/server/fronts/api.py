@@ -64,7 +64,23 @@ def api_routes(pool: InstancePool) -> list[Route]:
             await pool.end(instance.id)
         return JSONResponse(describe(instance))
 
+    async def branch(request: Request) -> Response:
+        """k copies of a live instance, each its own instance (`mcpsim.pool.branching`)."""
+        instance = owned(pool, request.path_params["instance_id"], principal_of(request.scope))
+        body = await read_body(request.receive, pool.config.max_message_bytes, request.scope)
+        payload = parse_json(body) if body.strip() else {}
+        if not isinstance(payload, dict):
+            raise BadRequest('the body must be a JSON object like {"count": 4}')
+        count = payload.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise BadRequest(f"count must be an integer, not {count!r}")
+        copies = await pool.branch(instance.id, count)
+        fields = ("id", "url", "parent", "branched_at_step")
+        listed = [{**{key: describe(copy)[key] for key in fields}, "method": copy.branch_method} for copy in copies]
+        return JSONResponse({"instances": listed}, 201)
+
     return [
+        Route("/api/instances/{instance_id}/branch", branch, methods=["POST"]),
         Route("/api/instances", create, methods=["POST"]),
         Route("/api/instances", listing, methods=["GET"]),
         Route("/api/instances/{instance_id}", one, methods=["GET", "DELETE"]),

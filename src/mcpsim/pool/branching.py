@@ -1,0 +1,162 @@
+"""Branching: k copies of a live instance, each a new instance of its own (tree search, best-of-N from a state).
+
+Two ways to make a copy, chosen per branch request and reported per copy (`method`):
+- **fork**: the instance was forked from the fork server's template (`--fork-server`, a Python stdio server), so
+  the running process copies itself at a quiet point (`proc/live_fork.py`, `proc/branch_client.py`): the
+  instance's client requests are held back and the in-flight ones answered first, then the server forks k times.
+  Memory is shared copy-on-write; the copies' MCP session is the source's (already initialized).
+- **replay**: anything else (Node, npx, a plain spawn, HTTP backends), or a live fork the server refused: k fresh
+  instances with the same seed, config and protocol version, each replaying the source's recorded `tools/call`
+  requests in order. That is a copy only for a deterministic server, so the last replayed result is compared with
+  the source's last result, and a difference refuses the branch: "server is not deterministic at step N".
+
+Every instance records its state-changing requests (`CallHistory`: each answered `tools/call`'s params, up to
+`MAX_RECORDED_CALLS`; reads and lists are not replayed) and keeps a reference to the last result. A copy starts
+with its source's history, so a branch of a branch works either way. Copies count against `--max-instances`,
+idle out, and end like any instance; `/api/instances` lists their `parent` and `branched_at_step`.
+"""
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from mcpsim.errors import BackendError, BranchError, LiveForkRefused, NotDeterministic
+from mcpsim.pool.history import MAX_RECORDED_CALLS, CallHistory, error_outcome
+from mcpsim.pool.instance import Instance
+from mcpsim.pool.spec import State
+from mcpsim.proc.branch_client import fork_copies
+from mcpsim.proc.fork_client import ForkedProcess
+
+if TYPE_CHECKING:
+    from mcpsim.pool.pool import InstancePool
+
+logger = logging.getLogger(__name__)
+
+MAX_BRANCHES = 64
+"""Copies one branch request may ask for."""
+QUIET_TIMEOUT_S = 30.0
+"""How long a branch waits for the source's in-flight requests to be answered."""
+REPLAY_TIMEOUT_S = 300.0
+"""How long replaying a history on the fresh copies may take."""
+
+
+async def branch(pool: "InstancePool", source: Instance, count: int) -> list[Instance]:
+    """`count` ready copies of `source` (see the module); raises a `PoolError` naming why not, leaving none."""
+    if not 1 <= count <= MAX_BRANCHES:
+        raise BranchError(f"count must be an integer from 1 to {MAX_BRANCHES}, not {count!r}")
+    if source.state != State.READY or source.mux is None or source.mux.closed_reason is not None:
+        raise BranchError(f"instance {source.id} is {source.state}, not ready: only a live instance can be branched")
+    pool.check_room(count)  # CapacityError past --max-instances, before anything starts
+    if isinstance(source.process, ForkedProcess) and source.process.control is not None:
+        try:
+            with pool.reserved(count):
+                return await _fork(pool, source, count)
+        except LiveForkRefused as exc:
+            source.log.info("live fork refused (%s); branching by replay", exc, extra={"event": "branch.replay"})
+    return await _replay(pool, source, count)
+
+
+async def _fork(pool: "InstancePool", source: Instance, count: int) -> list[Instance]:
+    assert isinstance(source.process, ForkedProcess)
+    copies = [Instance(dataclasses.replace(source.spec), pool) for _ in range(count)]
+    try:
+        for copy in copies:
+            _inherit(copy, source, "fork")
+            if source.spec.tracker is not None:
+                copy.cgroup = await source.spec.tracker.instance_group(copy.id)
+        async with source.held():
+            with anyio.fail_after(QUIET_TIMEOUT_S):
+                await source.quiet()
+            for copy in copies:
+                copy.history = source.history.copy()
+                copy.branched_at_step = source.history.steps
+            processes = await fork_copies(
+                source.process,
+                [copy.cgroup.procs_file if copy.cgroup is not None else None for copy in copies],
+                [copy.output_log for copy in copies],
+                source.spec.max_message_bytes,
+            )
+    except BaseException:
+        for copy in copies:
+            if copy.cgroup is not None and source.spec.tracker is not None:
+                await source.spec.tracker.remove_group(copy.cgroup)
+        raise
+    for copy, process in zip(copies, processes, strict=True):
+        copy.adopted = process
+        await pool.add(copy)
+    return await _all_ready(pool, copies)
+
+
+async def _replay(pool: "InstancePool", source: Instance, count: int) -> list[Instance]:
+    history = source.history.copy()  # the prefix at this moment, whatever the source does meanwhile
+    if not history.complete:
+        raise BranchError(
+            f"instance {source.id} made {history.steps} calls, more than the {MAX_RECORDED_CALLS} kept for replay"
+        )
+    copies: list[Instance] = []
+    try:
+        for _ in range(count):
+            copy = await pool.launch(
+                source.seed, dict(source.config), None, version=source.spec.protocol_version, owner=source.owner
+            )
+            _inherit(copy, source, "replay")
+            copy.branched_at_step = history.steps
+            copies.append(copy)
+        await _all_ready(pool, copies)
+        outcomes: list[Any] = []
+        with anyio.fail_after(REPLAY_TIMEOUT_S):
+            async with anyio.create_task_group() as tg:
+                for copy in copies:
+                    tg.start_soon(_replay_one, copy, history, outcomes)
+        if history.steps and any(outcome != history.last for outcome in outcomes):
+            raise NotDeterministic(
+                f"server is not deterministic at step {history.steps}: replaying the {history.steps} recorded calls "
+                f"on a fresh instance (seed {source.seed}) gave a different result for the last one, so it cannot "
+                "be branched by replay (a Python server on its event loop, under --fork-server, can be forked live)"
+            )
+        return copies
+    except BaseException:
+        await _end_all(copies)
+        raise
+
+
+async def _replay_one(copy: Instance, history: CallHistory, outcomes: list[Any]) -> None:
+    """Replay the calls in order on one fresh copy; its last outcome goes to `outcomes`."""
+    assert copy.mux is not None
+    outcome: Any = None
+    for params in history.calls:
+        try:
+            outcome = await copy.mux.request("tools/call", params)
+        except BackendError as exc:
+            outcome = error_outcome(exc.message)
+    outcomes.append(outcome)
+
+
+async def _all_ready(pool: "InstancePool", copies: list[Instance]) -> list[Instance]:
+    try:
+        for copy in copies:
+            await copy.ready.wait()
+            pool.check_ready(copy)
+    except BaseException:
+        await _end_all(copies)
+        raise
+    return copies
+
+
+async def _end_all(copies: list[Instance]) -> None:
+    """End copies of a branch that failed, and wait until they are gone: a refused branch leaves nothing."""
+    for copy in copies:
+        copy.stop()
+    with anyio.CancelScope(shield=True), anyio.move_on_after(15):
+        for copy in copies:
+            await copy.ended.wait()
+
+
+def _inherit(copy: Instance, source: Instance, method: str) -> None:
+    copy.owner = source.owner
+    copy.parent = source.id
+    copy.branch_method = method
+    if method == "fork":  # the copy's server was initialized as the source was
+        copy.init_result = dict(source.init_result)

@@ -1,0 +1,187 @@
+"""The pool's side of a live fork: ask a forked instance for k copies of itself and adopt them.
+
+The protocol is in `live_fork.py` (the server's side). Here: one message per copy on the instance's control
+socket, each with the copy's stdio pipes and control socket, then the branch signal, repeated while the server
+answers that it is busy, until `FORK_TIMEOUT_S`. Each copy then reports its pid on its own control socket. The
+caller must hold the instance's requests back first (no request in flight), so the copies' state is the
+source's at that moment.
+
+A copy is made by a double fork, so it is an orphan that the pool's process adopts (the pool is a child
+subreaper, `tracking.py`): a `BranchedProcess` watches its exit through a pidfd and reaps it. It is registered
+in `spawn.CHILDREN` so the tracker's reaper leaves its exit status to us.
+"""
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Sequence
+
+from mcpsim.errors import LiveForkRefused
+from mcpsim.proc.child import ChildProcess
+from mcpsim.proc.fork_client import ForkedProcess
+from mcpsim.proc.live_fork import BRANCH_SIGNAL
+from mcpsim.proc.spawn import CHILDREN
+
+FORK_TIMEOUT_S = 5.0
+"""How long a live fork may take to find a quiet point (busy retries), before the pool gives up (and replays)."""
+PER_COPY_S = 0.5
+"""And how long each copy may take on top (a fork of a big process on a loaded machine takes tens of ms)."""
+BUSY_RETRY_S = 0.002
+"""Pause before signalling a busy server again."""
+NO_ANSWER_RESIGNAL_S = 0.2
+"""Signal again when the server said nothing for this long (a signal can arrive while the handler runs)."""
+
+
+_batches = itertools.count(1)
+
+
+class BranchedProcess(ChildProcess):
+    """A copy made by a live fork; its exit is watched through a pidfd and reaped here (see the module)."""
+
+    def __init__(self, pid: int, control: socket.socket) -> None:
+        super().__init__(pid)
+        self.control = control
+        self._pidfd: int | None = None
+
+    def watch_exit(self) -> None:
+        with CHILDREN.starting() as pids:
+            pids.add(self.pid)
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            self._reap()
+            return
+        asyncio.get_running_loop().add_reader(self._pidfd, self._on_exit)
+
+    def _on_exit(self) -> None:
+        if self._pidfd is not None:
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+        self._reap()
+
+    def _reap(self) -> None:
+        self.signal_group(signal.SIGKILL)  # what the copy left in its group, before its pid can be reused
+        code = -signal.SIGKILL  # not known when someone else reaped it (no subreaper: init did)
+        with contextlib.suppress(ChildProcessError):
+            _, status = os.waitpid(self.pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+        CHILDREN.reaped(self.pid)
+        self.control.close()
+        self.mark_exited(code)
+
+
+async def fork_copies(
+    source: ForkedProcess,
+    cgroups: Sequence[str | None],
+    logs: Sequence[Callable[[str], None]],
+    line_limit: int,
+) -> list[BranchedProcess]:
+    """`len(cgroups)` copies of `source`, each joined to its control group, pipes attached, exit watched.
+
+    Raises `LiveForkRefused` (nothing left running) when the server cannot be copied now."""
+    if source.control is None or not source.running:
+        raise LiveForkRefused("the instance has no live-fork control channel")
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + FORK_TIMEOUT_S + PER_COPY_S * len(cgroups)
+    batch = next(_batches)
+    ours: list[tuple[int, int, int, socket.socket]] = []
+    copies: list[BranchedProcess] = []
+    try:
+        for cgroup in cgroups:
+            in_r, in_w = os.pipe()
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            mine.setblocking(False)
+            ours.append((in_w, out_r, err_r, mine))
+            message = json.dumps({"batch": batch, "cgroup": cgroup, "deadline": deadline}).encode()
+            try:
+                socket.send_fds(source.control, [message], [in_r, out_w, err_w, theirs.fileno()])
+            except OSError as exc:
+                raise LiveForkRefused(f"cannot send the fork request: {exc}") from None
+            finally:
+                for fd in (in_r, out_w, err_w):
+                    os.close(fd)
+                theirs.close()
+        await _until_forked(loop, source, batch, len(cgroups), deadline)
+        for (in_w, out_r, err_r, mine), log in zip(ours, logs, strict=True):
+            reply = await _receive(loop, mine, deadline)
+            if "pid" not in reply:
+                raise LiveForkRefused(reply.get("error", "a copy did not report its pid"))
+            copy = BranchedProcess(reply["pid"], mine)
+            copy.watch_exit()
+            copies.append(copy)
+            await copy.attach_pipes(
+                os.fdopen(in_w, "wb", buffering=0),
+                os.fdopen(out_r, "rb", buffering=0),
+                os.fdopen(err_r, "rb", buffering=0),
+                log,
+                True,
+                line_limit,
+            )
+        return copies
+    except BaseException:
+        for copy in copies:
+            await copy.stop(eof_grace=0.0, term_grace=0.0)
+        for in_w, out_r, err_r, mine in ours[len(copies) :]:
+            for fd in (in_w, out_r, err_r):
+                os.close(fd)
+            mine.close()
+        raise
+
+
+async def _until_forked(
+    loop: asyncio.AbstractEventLoop, source: ForkedProcess, batch: int, count: int, deadline: float
+) -> None:
+    """Signal until the source answers `forked` for `batch` (busy: again, after a pause); raise on a refusal.
+    Answers about other batches are late ones (a request this pool gave up on) and are skipped."""
+    assert source.control is not None
+    reason = "the server did not answer the fork request (it may handle the branch signal itself)"
+    quiet_by = min(deadline, time.monotonic() + FORK_TIMEOUT_S)
+    forking = False
+    while time.monotonic() < (deadline if forking else quiet_by):
+        if not forking:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(source.pid, BRANCH_SIGNAL)
+        try:
+            wait = deadline if forking else min(quiet_by, time.monotonic() + NO_ANSWER_RESIGNAL_S)
+            reply = await _receive(loop, source.control, wait)
+        except TimeoutError:
+            continue
+        if reply.get("forking") == batch:
+            forking = True
+            continue
+        if "forked" in reply:
+            if reply.get("batch") != batch:
+                continue
+            if reply["forked"] != count:
+                raise LiveForkRefused(f"the server made {reply['forked']} of {count} copies")
+            return
+        if "error" in reply:
+            raise LiveForkRefused(reply["error"])
+        if forking:  # "busy": the answer to a signal sent before the source began
+            continue
+        reason = reply.get("busy", reason)
+        await asyncio.sleep(BUSY_RETRY_S)
+    if forking:
+        raise LiveForkRefused(f"the server did not finish forking {count} copies in time")
+    raise LiveForkRefused(f"no quiet point within {FORK_TIMEOUT_S:g} s: {reason}")
+
+
+async def _receive(loop: asyncio.AbstractEventLoop, sock: socket.socket, deadline: float) -> dict:
+    try:
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            data = await loop.sock_recv(sock, 65536)
+    except TimeoutError:
+        raise
+    except OSError as exc:
+        raise LiveForkRefused(f"the control channel failed: {exc!r}") from None
+    if not data:
+        raise LiveForkRefused("the server closed its control channel (it exited?)")
+    return json.loads(data)

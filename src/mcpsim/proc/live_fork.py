@@ -1,0 +1,247 @@
+"""The in-server side of a live fork: a forked instance copies itself, at a quiet point, when mcpsim asks.
+
+Loaded by the fork template (`fork_template.py`, by path: standard library only, as an isolated venv's interpreter
+runs it) and armed in every child before the server's code runs; the server itself is unmodified. The pool holds
+the other end of a per-instance control socket (`SOCK_SEQPACKET`, so each message keeps its file descriptors).
+To branch, it sends one message per copy - `{"batch", "cgroup", "deadline"}` with four fds: the copy's stdin, stdout
+and stderr pipes and its own control socket - and then `BRANCH_SIGNAL`. The handler runs in the main thread:
+
+- Quiet point: the server must be idle in its asyncio loop's `select` (the pool holds its requests back, so none
+  is in flight), with no thread running but idle anyio workers, and no file registered on the loop but its stdio
+  pipes and its self-pipe (a socket would be shared by the copies). Anywhere else in the loop the answer is
+  `{"busy": why}` and the pool signals again; a state that forking cannot copy safely is `{"error": why}` (the
+  pool then branches by replay).
+- The copy is made by a double fork, so it is an orphan (adopted by the pool, a subreaper) instead of a child the
+  server would never reap. The source answers `{"forked": n, "batch"}` and goes on as if nothing happened.
+- In the copy (still inside the handler): its own session and process group, its control group, fresh stdio
+  (every fd that was one of the source's stdio pipes, found by inode, now points at the copy's), a new control
+  socket, a new self-pipe and a new epoll set for the loop (the old ones are shared with the source), and anyio's
+  thread pool emptied (its threads did not survive the fork). Then it sends `{"pid"}` on its control socket and
+  returns into the event loop, which goes on with the copied state: memory is shared copy-on-write.
+"""
+
+import contextlib
+import json
+import os
+import select
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+
+BRANCH_SIGNAL = signal.SIGRTMIN + 3
+"""Asks a forked instance to read its control socket (a real-time signal: queued, unused by servers)."""
+MAX_FDS_PER_MESSAGE = 4
+
+_state: dict = {}
+
+
+def install(control_fd: int, stdio_fds: list[int]) -> None:
+    """Arm the handler in a fresh child: `control_fd` is its end of the control socket, `stdio_fds` its 0, 1, 2."""
+    _state["control"] = socket.socket(fileno=control_fd)
+    _state["control"].setblocking(False)
+    _state["stdio"] = [_inode(fd) for fd in stdio_fds]
+    signal.signal(BRANCH_SIGNAL, _on_signal)
+
+
+def _inode(fd: int) -> tuple[int, int]:
+    info = os.fstat(fd)
+    return info.st_dev, info.st_ino
+
+
+def _reply(sock: socket.socket, message: dict) -> None:
+    with contextlib.suppress(OSError):
+        sock.send(json.dumps(message).encode())
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    control = _state.get("control")
+    if control is None:
+        return
+    try:
+        refusal, busy = _refusal(frame)
+        if refusal is not None:
+            _reply(control, {"busy" if busy else "error": refusal})
+            if busy:
+                return
+        requests = _drain(control)
+        if refusal is not None:
+            for _, fds in requests:
+                for fd in fds:
+                    os.close(fd)
+            return
+        for batch in {request.get("batch", 0) for request, _ in requests}:
+            _reply(control, {"forking": batch})  # the pool stops signalling and waits for "forked"
+        forked: dict[int, int] = {}
+        middles: list[int] = []
+        loop = _loop()
+        for request, fds in requests:
+            batch = forked.setdefault(request.get("batch", 0), 0)
+            if time.monotonic() > request.get("deadline", 0):  # the pool gave up on it already
+                for fd in fds:
+                    os.close(fd)
+                continue
+            middle = _fork_one(request, fds, loop)
+            if middle == 0:
+                return  # this is the copy: back into its event loop
+            middles.append(middle)
+            forked[request.get("batch", 0)] = batch + 1
+        for middle in middles:  # they exit at once; reaped after all forks so their exits overlap the next forks
+            os.waitpid(middle, 0)
+        for batch, count in forked.items():
+            _reply(control, {"forked": count, "batch": batch})
+    except Exception as exc:  # never let a branch request kill the server
+        with contextlib.suppress(Exception):
+            _reply(control, {"error": f"live fork failed in the server: {exc!r}"})
+
+
+def _drain(control: socket.socket) -> list[tuple[dict, list[int]]]:
+    requests = []
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(control, 65536, MAX_FDS_PER_MESSAGE)
+        except (BlockingIOError, InterruptedError):
+            return requests
+        if not data:
+            return requests
+        if len(fds) != MAX_FDS_PER_MESSAGE:
+            for fd in fds:
+                os.close(fd)
+            continue
+        requests.append((json.loads(data), fds))
+
+
+def _loop() -> object | None:
+    events = sys.modules.get("asyncio.events")
+    return events._get_running_loop() if events is not None else None
+
+
+def _anyio_workers(loop: object) -> tuple[set, list]:
+    lowlevel = sys.modules.get("anyio.lowlevel")
+    backend = sys.modules.get("anyio._backends._asyncio")
+    if lowlevel is None or backend is None:
+        return set(), []
+    run_vars = lowlevel._run_vars.get(loop, {})
+    return run_vars.get(backend._threadpool_workers, set()), run_vars.get(backend._threadpool_idle_workers, [])
+
+
+def _refusal(frame: object) -> tuple[str | None, bool]:
+    """(why the server cannot be copied now, whether waiting may help); (None, _) at a quiet point."""
+    loop = _loop()
+    if loop is None:
+        return "the server's main thread runs no asyncio event loop", False
+    selector = getattr(loop, "_selector", None)
+    if type(selector) is not selectors.EpollSelector:
+        return f"the server's event loop uses {type(selector).__name__}, not epoll", False
+    idle = _anyio_workers(loop)[1]
+    idle_ids = {id(worker) for worker in idle}
+    for thread in threading.enumerate():
+        if thread is threading.main_thread() or id(thread) in idle_ids:
+            continue
+        # Not worth waiting for: no request is in flight, so a busy thread is the server's own background work
+        # (or the SDK's thread-backed stdin reader), and a copy would lack it.
+        return f"the server runs a thread besides its event loop: {thread.name!r}", False
+    allowed = {*_state["stdio"], _inode(loop._ssock.fileno())}
+    for key in selector.get_map().values():
+        try:
+            inode = _inode(key.fd)
+        except OSError:
+            continue
+        if inode not in allowed:
+            return f"the server has fd {key.fd} open on its event loop besides its stdio (a socket, a file)", False
+    if getattr(frame, "f_code", None) is not selectors.EpollSelector.select.__code__:
+        return "the server is running code (not idle in its event loop)", True
+    return None, False
+
+
+def _fork_one(request: dict, fds: list[int], loop: object) -> int:
+    """Make one copy by a double fork: 0 in the copy (which then returns into its loop), else the middle process's
+    pid, for the source to reap."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    middle = os.fork()
+    if middle == 0:
+        try:
+            if os.fork() == 0:
+                _become_copy(request, fds, loop)
+                return 0
+        except BaseException:
+            pass
+        os._exit(0)
+    for fd in fds:
+        os.close(fd)
+    return middle
+
+
+def _become_copy(request: dict, fds: list[int], loop: object) -> None:
+    new_in, new_out, new_err, new_control = fds
+    control = socket.socket(fileno=new_control)
+    try:
+        os.setsid()
+        if request.get("cgroup"):
+            join = os.open(request["cgroup"], os.O_WRONLY)
+            os.write(join, b"0")
+            os.close(join)
+        _rewire_stdio([new_in, new_out, new_err])
+        sys.modules["asyncio.events"]._set_running_loop(loop)  # it is tied to the pid: this process's now
+        _fresh_self_pipe(loop)
+        _fresh_epoll(loop)
+        workers, idle = _anyio_workers(loop)
+        workers.clear()  # their threads exist only in the source; new ones start on demand
+        idle.clear()
+        loop._default_executor = None
+        old = _state["control"]
+        os.dup2(new_control, old.fileno(), inheritable=False)  # keep the number the handler knows
+        control.close()
+        old.setblocking(False)
+        _reply(old, {"pid": os.getpid()})
+    except BaseException as exc:
+        _reply(control, {"error": f"the copy could not be set up: {exc!r}"})
+        os._exit(1)
+
+
+def _rewire_stdio(new: list[int]) -> None:
+    """Point every fd that was one of the source's stdio pipes at the copy's (a server may hold duplicates)."""
+    by_inode = dict(zip(_state["stdio"], new, strict=True))
+    for name in os.listdir("/proc/self/fd"):  # noqa: PTH208 - names are fd numbers
+        fd = int(name)
+        if fd in new:
+            continue
+        try:
+            inode = _inode(fd)
+        except OSError:
+            continue
+        if inode in by_inode:
+            blocking = os.get_blocking(fd)  # a file status flag: the new pipe's are its own
+            os.dup2(by_inode[inode], fd, inheritable=fd <= 2)
+            os.set_blocking(fd, blocking)
+    _state["stdio"] = [_inode(fd) for fd in new]
+    for fd in new:
+        os.close(fd)
+
+
+def _fresh_self_pipe(loop: object) -> None:
+    ssock, csock = loop._ssock, loop._csock
+    a, b = socket.socketpair()
+    a.setblocking(False)  # O_NONBLOCK belongs to the file, so it does not come with the fd number
+    b.setblocking(False)
+    os.dup2(a.fileno(), ssock.fileno(), inheritable=False)
+    os.dup2(b.fileno(), csock.fileno(), inheritable=False)
+    a.close()
+    b.close()
+
+
+def _fresh_epoll(loop: object) -> None:
+    """A new epoll set with the same registrations (by fd number, so on the copy's files), at the old fd number:
+    the `epoll_wait` the signal interrupted resumes on it."""
+    selector = loop._selector
+    fresh = select.epoll()
+    for key in selector.get_map().values():
+        mask = (select.EPOLLIN if key.events & selectors.EVENT_READ else 0) | (
+            select.EPOLLOUT if key.events & selectors.EVENT_WRITE else 0
+        )
+        fresh.register(key.fd, mask)
+    os.dup2(fresh.fileno(), selector._selector.fileno(), inheritable=False)
+    fresh.close()
