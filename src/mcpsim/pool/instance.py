@@ -30,6 +30,7 @@ from mcpsim.pool.spec import ContextLog, InstanceSpec, State
 from mcpsim.pool.stats import InstanceStats
 from mcpsim.proc.cgroups import Cgroup
 from mcpsim.proc.child import ChildProcess
+from mcpsim.proc.sandbox import SandboxedStart
 from mcpsim.proc.spawn import inherited_environment
 from mcpsim.protocol.mux import Multiplexer
 from mcpsim.wire import (
@@ -86,6 +87,8 @@ class Instance:
         self.exit_code: int | None = None
         self.process: ChildProcess | None = None
         self.cgroup: Cgroup | None = None
+        self.box: SandboxedStart | None = None
+        """Its sandbox (`--sandbox`): work dir, limit groups; names the limit that ended it."""
         self.mux: Multiplexer | None = None
         self.ready = anyio.Event()
         self.ended = anyio.Event()
@@ -154,6 +157,7 @@ class Instance:
             "exit_code": self.exit_code,
             "warm": self.warm,
             "error": self.failure,
+            "sandbox": self.spec.sandbox.describe() if self.spec.sandbox is not None else None,
             **self.stats.describe(),
         }
 
@@ -203,6 +207,13 @@ class Instance:
         self.log.info("starting %s", argv[0], extra={"event": "instance.starting", "argv": argv})
         if spec.tracker is not None:
             self.cgroup = await spec.tracker.instance_group(self.id)  # StartError if it cannot be created
+        if spec.sandbox is not None:
+            try:
+                self.box = await anyio.to_thread.run_sync(
+                    spec.sandbox.open_instance, self.id, argv, spec.command.cwd, env, spec.python
+                )
+            except OSError as exc:
+                raise StartError(f"cannot build the instance's sandbox: {exc}") from None
         try:
             self.process = await spec.launch(
                 argv,
@@ -212,6 +223,7 @@ class Instance:
                 stdout_is_protocol=spec.command.transport == "stdio",
                 line_limit=spec.max_message_bytes,
                 cgroup=self.cgroup,
+                sandbox=self.box,
             )
         except FileNotFoundError:
             raise StartError(f"cannot start the server: command not found: {argv[0]!r}") from None
@@ -219,6 +231,9 @@ class Instance:
             raise StartError(f"cannot start the server: permission denied for {argv[0]!r}") from None
         except OSError as exc:
             raise StartError(f"cannot start the server {argv[0]!r}: {exc}") from None
+        finally:
+            if self.box is not None:
+                self.box.started()
         self.pid = self.process.pid
         self._hooks.process_started(self.process.pgid, self.id)
         with anyio.move_on_after(spec.startup_timeout) as startup:
@@ -366,9 +381,10 @@ class Instance:
         what = "is no longer connected" if code is None else f"exited with code {code}"
         if code is not None and code < 0:
             what = f"was killed by signal {-code}"
+        limit = self.box.explain(code, self.process.output_tail()) if self.box is not None else None
         return (
-            f"instance {self.id} (seed {self.seed}): the server process {what}{' ' + when if when else ''}"
-            + self._stderr_suffix()
+            f"instance {self.id} (seed {self.seed}): {limit + ' (' if limit else ''}the server process "
+            f"{what}{' ' + when if when else ''}{')' if limit else ''}" + self._stderr_suffix()
         )
 
     def _stderr_suffix(self) -> str:
@@ -389,6 +405,8 @@ class Instance:
             self._hooks.process_ended(self.process.pgid)
         if self.cgroup is not None and self.spec.tracker is not None:
             await self.spec.tracker.remove_group(self.cgroup)
+        if self.box is not None:
+            await anyio.to_thread.run_sync(self.box.close)
         if self.state != State.FAILED:
             self.state = State.EXITED
         self.ready.set()

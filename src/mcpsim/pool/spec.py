@@ -11,6 +11,7 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.labels import DeclaredTools
+from mcpsim.proc.sandbox import Sandbox
 from mcpsim.proc.spawn import Launcher
 from mcpsim.proc.tracking import ProcessTracker
 from mcpsim.protocol.mux import MuxObserver
@@ -59,5 +60,7 @@ class InstanceSpec:
     """The version offered in the pool's `initialize`: the one the instance's client asked for."""
     tools: DeclaredTools = field(default_factory=DeclaredTools)
     """The tool names the pool's servers declared (shared by its instances): the metrics' tool labels."""
+    sandbox: Sandbox | None = None
+    """The pool's sandbox (`--sandbox standard|strict`), which makes this instance's; None: no sandbox."""
     tracker: ProcessTracker | None = None
     """Finds and ends the process's descendants (a control group, or the pool as their subreaper)."""
