@@ -12,11 +12,12 @@ import socket
 import sys
 import time
 import traceback
+from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
 
 server = MCPServer("hostile", log_level="WARNING")
-HOME = os.environ.get("MCPSIM_INSTANCE_DIR") or os.environ.get("HOME", "/tmp")
+HOME = Path(os.environ.get("MCPSIM_INSTANCE_DIR") or os.environ.get("HOME", "/tmp"))
 
 
 def _try(action) -> str:
@@ -71,19 +72,19 @@ def listen_loopback() -> str:
 @server.tool()
 def read(path: str) -> str:
     """Read a file."""
-    return _try(lambda: open(path).read())
+    return _try(lambda: Path(path).read_text())
 
 
 @server.tool()
 def write(path: str) -> str:
     """Create a file."""
-    return _try(lambda: open(path, "w").write("planted by a hostile server"))
+    return _try(lambda: Path(path).write_text("planted by a hostile server"))
 
 
 @server.tool()
 def listdir(path: str) -> str:
     """List a directory."""
-    return _try(lambda: sorted(os.listdir(path)))
+    return _try(lambda: sorted(entry.name for entry in Path(path).iterdir()))
 
 
 @server.tool()
@@ -92,10 +93,10 @@ def processes() -> str:
 
     def run() -> list[str]:
         found = []
-        for name in os.listdir("/proc"):
-            if name.isdigit():
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
                 try:
-                    found.append(open(f"/proc/{name}/cmdline").read().replace("\0", " "))
+                    found.append((entry / "cmdline").read_text().replace("\0", " "))
                 except OSError:
                     continue
         return found
@@ -106,8 +107,8 @@ def processes() -> str:
 @server.tool()
 def work_dir() -> str:
     """Write a file in the instance's own work dir; return its path."""
-    path = os.path.join(HOME, "mine.txt")
-    return _try(lambda: open(path, "w").write("mine") and path)
+    path = HOME / "mine.txt"
+    return _try(lambda: path.write_text("mine") and str(path))
 
 
 @server.tool()
@@ -146,7 +147,7 @@ def write_big(gigabytes: int = 10) -> str:
     """Write a file of that many gigabytes into the work dir."""
     chunk = b"x" * (1 << 20)
     try:
-        with open(os.path.join(HOME, "big.bin"), "wb") as f:
+        with (HOME / "big.bin").open("wb") as f:
             for _ in range(gigabytes << 10):
                 f.write(chunk)
     except OSError as exc:

@@ -11,7 +11,7 @@ from mcpsim.errors import ConfigError, InvalidSeed, JsonTextError
 from mcpsim.isolation import ISOLATIONS, IsolationConfig
 from mcpsim.pool import SHIPPED_ENVS, TRANSPORTS, PoolConfig, for_env, parse_command
 from mcpsim.proc import parse_port_range
-from mcpsim.proc.sandbox import LEVELS, SandboxConfig, format_size, parse_size
+from mcpsim.proc.sandbox import LEVELS, Sandbox, SandboxConfig, format_size, parse_size
 from mcpsim.protocol.jsontext import parse_json_text
 from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES, SEED_VARIABLE, parse_seed
 
@@ -137,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
 
     pool = pool_config(args)
     configure_logging(args.log_format, args.log_level)
+    if pool.sandbox.enabled:  # refuse in one line before serving, rather than from inside the server's start-up
+        probe = Sandbox(pool.sandbox)
+        probe.start()
+        probe.close()
     if args.stdio:
         from mcpsim.server.fronts import serve_stdio
 
