@@ -1,7 +1,8 @@
 """Resource limits of a sandboxed instance: rlimits always, control groups on top where the machine allows.
 
-rlimits are per process and always available: RLIMIT_AS (memory), RLIMIT_NPROC (processes and threads, counted
-per user namespace, so per instance), RLIMIT_CPU (soft: SIGXCPU, hard one second later: SIGKILL), RLIMIT_NOFILE,
+rlimits are per process and always available: RLIMIT_AS (memory, only when no memory group bounds it),
+RLIMIT_NPROC (processes and threads, counted per user namespace, so per instance; replaced by a pids group when
+the servers are the real `nobody`), RLIMIT_CPU (soft: SIGXCPU, hard one second later: SIGKILL), RLIMIT_NOFILE,
 RLIMIT_FSIZE. They are set inside the sandbox by `prlimit` (a spawn) or by the forked child itself (the fork
 server), never on mcpsim.
 
@@ -26,10 +27,12 @@ logger = logging.getLogger(__name__)
 GROUP_PREFIX = "mcpsim-limits-"
 
 
-def prlimit_options(config: SandboxConfig) -> list[str]:
-    """`prlimit` options for the configured limits (soft = hard, except CPU: SIGKILL a second after SIGXCPU)."""
+def prlimit_options(config: SandboxConfig, address_space: bool = True) -> list[str]:
+    """`prlimit` options for the configured limits (soft = hard, except CPU: SIGKILL a second after SIGXCPU).
+    `address_space`: bound memory by RLIMIT_AS (only when no memory group does: V8 and Go reserve far more
+    address space than they use, so a Node server needs an RLIMIT_AS of 4G to start)."""
     options = []
-    if config.memory:
+    if config.memory and address_space:
         options.append(f"--as={config.memory}")
     if config.pids:
         options.append(f"--nproc={config.pids}")
@@ -42,10 +45,10 @@ def prlimit_options(config: SandboxConfig) -> list[str]:
     return options
 
 
-def rlimits(config: SandboxConfig) -> list[tuple[str, int, int]]:
+def rlimits(config: SandboxConfig, address_space: bool = True) -> list[tuple[str, int, int]]:
     """The same limits as (RLIMIT name, soft, hard), for a forked child to set on itself."""
     out = []
-    if config.memory:
+    if config.memory and address_space:
         out.append(("RLIMIT_AS", config.memory, config.memory))
     if config.cpu_seconds:
         out.append(("RLIMIT_CPU", config.cpu_seconds, config.cpu_seconds + 1))
@@ -72,7 +75,7 @@ class InstanceLimits:
         for controller, group in self.groups.items():
             for name, marker in (
                 ("memory.events", "oom_kill "),
-                ("memory.failcnt", ""),
+                ("memory.oom_control", "oom_kill "),
                 ("pids.events", "max "),
             ):
                 with contextlib.suppress(OSError):
@@ -116,7 +119,7 @@ class LimitGroups:
                 where = f"cgroup{2 if how and how.hierarchy and how.hierarchy.version == 2 else 1} {limit}"
                 if how is None:
                     self.applied[limit] = rlimit
-                elif limit == "pids" and as_root:
+                elif limit == "memory" or as_root:  # see prlimit_options, and the docstring
                     self.applied[limit] = where
                 else:
                     self.applied[limit] = f"{where} + {rlimit}"

@@ -173,10 +173,11 @@ class Sandbox:
         except OSError:
             shutil.rmtree(work, ignore_errors=True)
             raise
-        options = prlimit_options(self.config)
+        address_space = "memory" not in limits.groups
+        options = prlimit_options(self.config, address_space)
         if "pids" in limits.groups or (self.as_root and "pids" in self.groups.roots):
             options = [option for option in options if not option.startswith("--nproc")]
-        child_rlimits = rlimits(self.config)
+        child_rlimits = rlimits(self.config, address_space)
         if self.config.pids and not (self.as_root and "pids" in limits.groups):
             child_rlimits.append(("RLIMIT_NPROC", self.config.pids, self.config.pids))
         seccomp = self._seccomp_fd()
