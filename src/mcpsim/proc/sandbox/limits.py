@@ -131,10 +131,22 @@ class LimitGroups:
             if value:
                 self.applied[limit] = rlimit
 
+    @staticmethod
+    def _remove_stale(parent: Path) -> None:
+        """Limit groups of pools whose process is gone (a SIGKILLed server leaves them, empty)."""
+        with contextlib.suppress(OSError):
+            for entry in parent.iterdir():
+                pid = entry.name[len(GROUP_PREFIX) :].split("-", 1)[0]
+                if entry.name.startswith(GROUP_PREFIX) and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                    group = Cgroup(entry)
+                    group.kill()
+                    group.remove_when_empty(timeout=0.5)
+
     def _v2_root(self, found: list[Hierarchy], controller: str) -> Cgroup | None:
         v2 = next((h for h in found if h.version == 2), None)
         if v2 is None or controller not in _read(v2.own / "cgroup.controllers").split():
             return None
+        self._remove_stale(v2.own)
         try:
             root = Cgroup.create(v2.own / f"{GROUP_PREFIX}{os.getpid()}-{controller}", v2)
             root.write("cgroup.subtree_control", f"+{controller}")
@@ -147,6 +159,7 @@ class LimitGroups:
         own = _v1_own(controller)
         if own is None:
             return None
+        self._remove_stale(own)
         try:
             root = Cgroup.create(own / f"{GROUP_PREFIX}{os.getpid()}")
             probe = root.child("probe")
