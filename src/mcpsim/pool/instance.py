@@ -26,6 +26,7 @@ from anyio.abc import TaskStatus
 
 from mcpsim.errors import BackendError, MessageTooLarge, StartError
 from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_for_listener
+from mcpsim.pool.exits import exit_reason, stderr_suffix
 from mcpsim.pool.spec import ContextLog, InstanceSpec, State
 from mcpsim.pool.stats import InstanceStats
 from mcpsim.proc.cgroups import Cgroup
@@ -207,13 +208,8 @@ class Instance:
         self.log.info("starting %s", argv[0], extra={"event": "instance.starting", "argv": argv})
         if spec.tracker is not None:
             self.cgroup = await spec.tracker.instance_group(self.id)  # StartError if it cannot be created
-        if spec.sandbox is not None:
-            try:
-                self.box = await anyio.to_thread.run_sync(
-                    spec.sandbox.open_instance, self.id, argv, spec.command.cwd, env, spec.python
-                )
-            except OSError as exc:
-                raise StartError(f"cannot build the instance's sandbox: {exc}") from None
+        if spec.sandbox is not None:  # StartError if it cannot be built
+            self.box = await spec.sandbox.open(self.id, argv, spec.command.cwd, env, spec.python)
         try:
             self.process = await spec.launch(
                 argv,
@@ -231,9 +227,6 @@ class Instance:
             raise StartError(f"cannot start the server: permission denied for {argv[0]!r}") from None
         except OSError as exc:
             raise StartError(f"cannot start the server {argv[0]!r}: {exc}") from None
-        finally:
-            if self.box is not None:
-                self.box.started()
         self.pid = self.process.pid
         self._hooks.process_started(self.process.pgid, self.id)
         with anyio.move_on_after(spec.startup_timeout) as startup:
@@ -249,7 +242,7 @@ class Instance:
                 return
         if startup.cancelled_caught:
             raise StartError(
-                f"the server did not answer initialize within {spec.startup_timeout:g} s" + self._stderr_suffix()
+                f"the server did not answer initialize within {spec.startup_timeout:g} s" + stderr_suffix(self.process)
             )
 
     async def _serve(self, connection: ServerConnection, startup: anyio.CancelScope) -> None:
@@ -377,19 +370,7 @@ class Instance:
 
     def _exit_reason(self, when: str) -> str:
         assert self.process is not None
-        code = self.process.returncode
-        what = "is no longer connected" if code is None else f"exited with code {code}"
-        if code is not None and code < 0:
-            what = f"was killed by signal {-code}"
-        limit = self.box.explain(code, self.process.output_tail()) if self.box is not None else None
-        return (
-            f"instance {self.id} (seed {self.seed}): {limit + ' (' if limit else ''}the server process "
-            f"{what}{' ' + when if when else ''}{')' if limit else ''}" + self._stderr_suffix()
-        )
-
-    def _stderr_suffix(self) -> str:
-        tail = self.process.stderr_tail() if self.process is not None else ""
-        return f"; last stderr: {tail}" if tail else ""
+        return exit_reason(f"instance {self.id} (seed {self.seed})", self.process, when, self.box)
 
     async def _cleanup(self) -> None:
         if self.state == State.READY:

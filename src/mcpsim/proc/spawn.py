@@ -205,7 +205,11 @@ class Spawner:
             argv, pass_fds, extra_groups = sandbox.argv, [*pass_fds, *sandbox.pass_fds], sandbox.procs_files
             env = {**env, **sandbox.env}
             cwd = None  # bwrap's --chdir sets it inside
-        popen = await self.run(_popen, argv, env, cwd, die_with_parent, pass_fds, cgroup, extra_groups)
+        try:
+            popen = await self.run(_popen, argv, env, cwd, die_with_parent, pass_fds, cgroup, extra_groups)
+        finally:
+            if sandbox is not None:
+                sandbox.started()
         child = SpawnedProcess(popen)
         try:
             assert popen.stdin and popen.stdout and popen.stderr

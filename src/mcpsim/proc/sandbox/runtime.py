@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcpsim.errors import SandboxUnavailable
+import anyio
+
+from mcpsim.errors import SandboxUnavailable, StartError
 from mcpsim.proc.sandbox import bwrap
 from mcpsim.proc.sandbox.classify import classify
 from mcpsim.proc.sandbox.config import SandboxConfig
@@ -161,6 +163,15 @@ class Sandbox:
         os.write(write, bwrap.seccomp_filter())
         os.close(write)
         return read
+
+    async def open(
+        self, instance_id: str, argv: Sequence[str], cwd: str | None, env: Mapping[str, str], python: str
+    ) -> SandboxedStart:
+        """`open_instance` off the event loop; StartError if the sandbox cannot be made."""
+        try:
+            return await anyio.to_thread.run_sync(self.open_instance, instance_id, argv, cwd, env, python)
+        except OSError as exc:
+            raise StartError(f"cannot build the instance's sandbox: {exc}") from None
 
     def open_instance(
         self, instance_id: str, argv: Sequence[str], cwd: str | None, env: Mapping[str, str], python: str
