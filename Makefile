@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint format stress clean setup setup-test node-deps node-tools browser
+.PHONY: demo test lint format stress clean setup setup-test node-deps node-tools browser sandbox-tools
 
 # Node packages the tests use, installed into the project (never globally): the JavaScript example server's
 # locked dependencies, and the pinned third-party server-everything in a project-local npm cache so that
@@ -66,7 +66,21 @@ browser:
 	  fi; \
 	fi
 
-test: setup-test node-deps node-tools browser interop-clients
+# bubblewrap (Debian's package) for `--sandbox standard|strict` and its tests; prlimit and setpriv come with
+# util-linux. The sandbox tests are skipped, saying why, only when bwrap cannot build namespaces here.
+sandbox-tools:
+	@if ! command -v bwrap >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing bubblewrap (Debian) for --sandbox"; \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null)) \
+	      || echo "warning: could not install bubblewrap: the sandbox tests will be skipped"; \
+	  else \
+	    echo "warning: bwrap is missing and this is not root: the sandbox tests will be skipped"; \
+	  fi; \
+	fi
+
+test: setup-test node-deps node-tools browser sandbox-tools interop-clients
 	$(VENV)/bin/ruff check src tests
 	$(PY) -m pytest -q -p no:cacheprovider
 

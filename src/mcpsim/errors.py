@@ -5,7 +5,8 @@ MCPSimError                     root: the CLI prints these in one line; anything
 ├── ConfigError (ValueError)    a flag, argument, file or config object cannot be used; raised before anything runs
 │   ├── CommandError            the server command cannot be understood or found
 │   ├── AuthConfigError         serving beyond loopback without a token
-│   └── TokenFileError          an --auth-token-file that cannot be used
+│   ├── TokenFileError          an --auth-token-file that cannot be used
+│   └── SandboxUnavailable      --sandbox asked for, but bwrap or the namespaces it needs are missing here
 ├── RequestError                a client's request refused before it reaches an instance
 │   ├── BadRequest              malformed: a missing header, a first request that is not initialize
 │   │   ├── ParseError          the body is not JSON
@@ -25,7 +26,8 @@ MCPSimError                     root: the CLI prints these in one line; anything
 │   │   └── PortsExhausted      every port of --port-range is taken
 │   ├── ShuttingDown            the server is stopping
 │   ├── StartError              the server command failed to start or to answer initialize
-│   │   └── BuildError          an isolated environment could not be built
+│   │   ├── BuildError          an isolated environment could not be built
+│   │   └── LimitExceeded       a sandboxed instance hit one of its limits (memory, pids, CPU time, file size)
 │   ├── InstanceGone            the instance ended or never existed
 │   ├── TooManySeeds            one announcement carries too many seeds
 │   ├── QueueFull               too many announced seeds are waiting
@@ -78,6 +80,11 @@ class CommandError(ConfigError):
 
 class AuthConfigError(ConfigError):
     """The server was asked to serve beyond loopback without a token."""
+
+
+class SandboxUnavailable(ConfigError):
+    """`--sandbox standard|strict` was asked for but cannot be built on this machine (no `bwrap`, user or network
+    namespaces refused): the server refuses to start rather than run instances without it."""
 
 
 class TokenFileError(ConfigError):
@@ -168,6 +175,12 @@ class StartError(PoolError):
 
 class BuildError(StartError):
     """An environment could not be built; sessions waiting for it get this, with the installer's output tail."""
+
+
+class LimitExceeded(StartError):
+    """A sandboxed instance was ended by one of its limits; the message names it ("exceeded memory limit 1G").
+
+    Raised when the limit ends a start; a limit hit later ends the session's requests with the same message."""
 
 
 class InstanceGone(PoolError):

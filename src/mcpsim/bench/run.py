@@ -18,7 +18,7 @@ from mcpsim.bench.measure import (
     measure_session_growth,
     memory_mb,
 )
-from mcpsim.bench.settings import BenchSettings, ModeResult, percentiles
+from mcpsim.bench.settings import MODE_FLAGS, BenchSettings, ModeResult, percentiles
 from mcpsim.bench.targets import DirectTarget, InProcessTarget, ManagedTarget
 from mcpsim.wire import VERSION
 
@@ -28,7 +28,7 @@ async def bench_managed(mode: str, settings: BenchSettings) -> ModeResult:
     if mode == "in-process":
         target: ManagedTarget = InProcessTarget(settings)
     else:
-        target = ManagedTarget(settings, ["--fork-server"] if mode == "managed-fork" else [])
+        target = ManagedTarget(settings, MODE_FLAGS.get(mode, []))
     try:
         await target.start()
         if mode == "in-process":  # first, before other sessions raise the heap's high-water mark

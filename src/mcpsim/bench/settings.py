@@ -6,7 +6,21 @@ from typing import Any
 
 from mcpsim.errors import ConfigError
 
-MODES = ("direct", "managed", "managed-warm", "managed-fork", "in-process")
+MODES = (
+    "direct",
+    "managed",
+    "managed-warm",
+    "managed-fork",
+    "managed-strict",
+    "managed-fork-strict",
+    "in-process",
+)
+MODE_FLAGS = {
+    "managed-fork": ["--fork-server"],
+    "managed-strict": ["--sandbox", "strict"],
+    "managed-fork-strict": ["--fork-server", "--sandbox", "strict"],
+}
+"""`mcpsim serve` flags of the managed modes that have any (`-strict`: every instance in its sandbox)."""
 BENCH_CONFIG = '{"max_steps": 1000000}'
 
 

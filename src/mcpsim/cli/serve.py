@@ -11,6 +11,7 @@ from mcpsim.errors import ConfigError, InvalidSeed, JsonTextError
 from mcpsim.isolation import ISOLATIONS, IsolationConfig
 from mcpsim.pool import SHIPPED_ENVS, TRANSPORTS, PoolConfig, for_env, parse_command
 from mcpsim.proc import parse_port_range
+from mcpsim.proc.sandbox import LEVELS, Sandbox, SandboxConfig, format_size, parse_size
 from mcpsim.protocol.jsontext import parse_json_text
 from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES, SEED_VARIABLE, parse_seed
 
@@ -78,8 +79,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="largest JSON-RPC message from a client (HTTP body or stdio line; 413 beyond) or a stdio server "
         f"(the request it answers fails) (default {DEFAULT_MAX_MESSAGE_BYTES})",
     )
+    add_sandbox_options(p)
     add_server_options(p)
     p.set_defaults(handler=run)
+
+
+def add_sandbox_options(p: argparse.ArgumentParser) -> None:
+    """`--sandbox` and the `--limit-*` flags (`mcpsim.proc.sandbox`; docs/isolation.md); `off` switches a limit off."""
+    defaults = SandboxConfig()
+    p.add_argument(
+        "--sandbox",
+        choices=LEVELS,
+        default="none",
+        help="run each instance in bwrap namespaces: standard (private loopback only) or strict (no network)",
+    )
+    p.add_argument("--limit-memory", default=format_size(defaults.memory or 0), help="per process, e.g. 512M, 1G")
+    p.add_argument("--limit-pids", default=str(defaults.pids), help="processes and threads per instance")
+    p.add_argument("--limit-cpu-seconds", default=str(defaults.cpu_seconds), help="CPU time per process")
+    p.add_argument("--limit-files", default=str(defaults.files), help="open files per process")
+    p.add_argument("--limit-file-size", default=format_size(defaults.file_size or 0), help="largest file written")
+
+
+def sandbox_config(args: argparse.Namespace) -> SandboxConfig:
+    def value(raw: str, flag: str, size: bool = False) -> int | None:
+        if raw.lower() in ("off", "none", "unlimited"):
+            return None
+        if size:
+            return parse_size(raw, flag)
+        if not raw.isdigit():
+            raise ConfigError(f"{flag}: {raw!r} is not a whole number (or off)")
+        return int(raw)
+
+    return SandboxConfig(
+        level=args.sandbox,
+        memory=value(args.limit_memory, "--limit-memory", size=True),
+        pids=value(args.limit_pids, "--limit-pids"),
+        cpu_seconds=value(args.limit_cpu_seconds, "--limit-cpu-seconds"),
+        files=value(args.limit_files, "--limit-files"),
+        file_size=value(args.limit_file_size, "--limit-file-size", size=True),
+    )
 
 
 def pool_config(args: argparse.Namespace) -> PoolConfig:
@@ -102,6 +140,7 @@ def pool_config(args: argparse.Namespace) -> PoolConfig:
         max_message_bytes=args.max_message_bytes,
         keep_home=args.keep_home,
         instance_root=args.instance_root,
+        sandbox=sandbox_config(args),
     )
 
 
@@ -111,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
 
     pool = pool_config(args)
     configure_logging(args.log_format, args.log_level)
+    if pool.sandbox.enabled:  # refuse in one line before serving, rather than from inside the server's start-up
+        probe = Sandbox(pool.sandbox)
+        probe.start()
+        probe.close()
     if args.stdio:
         from mcpsim.server.fronts import serve_stdio
 

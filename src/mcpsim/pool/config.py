@@ -13,6 +13,7 @@ from pathlib import Path
 from mcpsim.errors import CommandError, ConfigError
 from mcpsim.isolation import IsolationConfig
 from mcpsim.pool.command import ServerCommand
+from mcpsim.proc.sandbox import SandboxConfig
 from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES
 
 MIN_MESSAGE_BYTES = 1024
@@ -52,6 +53,8 @@ class PoolConfig:
     """Instances keep the caller's `HOME` and `TMPDIR` (`--keep-home`) instead of their own directory's."""
     instance_root: Path | None = None
     """Where instance directories are made (`--instance-root`); default: the system temporary directory."""
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    """`--sandbox` and the `--limit-*` flags: namespaces and limits of every instance (`mcpsim.proc.sandbox`)."""
     process_tracking: str | None = None
     """auto | cgroup | cgroup2 | cgroup1:freezer | cgroup1:pids | subreaper | off; None = the environment's
     `MCPSIM_PROCESS_TRACKING`, else auto (see `mcpsim.proc.tracking`)."""
@@ -72,6 +75,16 @@ class PoolConfig:
             raise ConfigError("--request-timeout must be positive (or None: no limit)")
         if self.max_message_bytes < MIN_MESSAGE_BYTES:
             raise ConfigError(f"--max-message-bytes must be at least {MIN_MESSAGE_BYTES}")
+        if self.sandbox.level == "strict" and self.command.transport != "stdio":
+            raise ConfigError(
+                "--sandbox strict refuses every network socket, so the server cannot listen on a port: "
+                "use a stdio backend, or --sandbox standard"
+            )
+        if self.sandbox.enabled and self.command.transport != "stdio":
+            raise ConfigError(
+                "--sandbox standard runs HTTP/SSE backends in a network namespace mcpsim cannot reach yet: "
+                "use a stdio backend (see docs/isolation.md)"
+            )
         low, high = self.port_range
         if not 1 <= low <= high <= 65535:
             raise ConfigError(f"port range {low}-{high} must satisfy 1 <= low <= high <= 65535")

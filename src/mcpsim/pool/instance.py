@@ -31,10 +31,12 @@ from mcpsim.errors import BackendError, MessageTooLarge, StartError
 from mcpsim.isolation.cache import remove_tree
 from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_for_listener
 from mcpsim.pool.history import CallHistory
+from mcpsim.pool.exits import exit_reason, stderr_suffix
 from mcpsim.pool.spec import ContextLog, InstanceSpec, State
 from mcpsim.pool.stats import InstanceStats
 from mcpsim.proc.cgroups import Cgroup
 from mcpsim.proc.child import ChildProcess
+from mcpsim.proc.sandbox import SandboxedStart
 from mcpsim.proc.spawn import inherited_environment
 from mcpsim.protocol.mux import Multiplexer
 from mcpsim.wire import (
@@ -93,6 +95,8 @@ class Instance:
         self.directory: Path | None = None
         """Its private directory (`{instance_dir}`), removed at its end."""
         self.cgroup: Cgroup | None = None
+        self.box: SandboxedStart | None = None
+        """Its sandbox (`--sandbox`): work dir, limit groups; names the limit that ended it."""
         self.mux: Multiplexer | None = None
         self.ready = anyio.Event()
         self.ended = anyio.Event()
@@ -173,6 +177,7 @@ class Instance:
             "parent": self.parent,
             "branched_at_step": self.branched_at_step,
             "branch_method": self.branch_method,
+            "sandbox": self.spec.sandbox.describe() if self.spec.sandbox is not None else None,
             **self.stats.describe(),
         }
 
@@ -244,6 +249,8 @@ class Instance:
             self.log.info("starting %s", argv[0], extra={"event": "instance.starting", "argv": argv})
         if spec.tracker is not None and self.adopted is None:
             self.cgroup = await spec.tracker.instance_group(self.id)  # StartError if it cannot be created
+        if spec.sandbox is not None:  # StartError if it cannot be built
+            self.box = await spec.sandbox.open(self.id, argv, spec.command.cwd, env, spec.python)
         try:
             self.process = self.adopted or await spec.launch(
                 argv,
@@ -253,6 +260,7 @@ class Instance:
                 stdout_is_protocol=spec.command.transport == "stdio",
                 line_limit=spec.max_message_bytes,
                 cgroup=self.cgroup,
+                sandbox=self.box,
             )
         except FileNotFoundError:
             raise StartError(f"cannot start the server: command not found: {argv[0]!r}") from None
@@ -275,7 +283,7 @@ class Instance:
                 return
         if startup.cancelled_caught:
             raise StartError(
-                f"the server did not answer initialize within {spec.startup_timeout:g} s" + self._stderr_suffix()
+                f"the server did not answer initialize within {spec.startup_timeout:g} s" + stderr_suffix(self.process)
             )
 
     async def _serve(self, connection: ServerConnection, startup: anyio.CancelScope) -> None:
@@ -404,18 +412,7 @@ class Instance:
 
     def _exit_reason(self, when: str) -> str:
         assert self.process is not None
-        code = self.process.returncode
-        what = "is no longer connected" if code is None else f"exited with code {code}"
-        if code is not None and code < 0:
-            what = f"was killed by signal {-code}"
-        return (
-            f"instance {self.id} (seed {self.seed}): the server process {what}{' ' + when if when else ''}"
-            + self._stderr_suffix()
-        )
-
-    def _stderr_suffix(self) -> str:
-        tail = self.process.stderr_tail() if self.process is not None else ""
-        return f"; last stderr: {tail}" if tail else ""
+        return exit_reason(f"instance {self.id} (seed {self.seed})", self.process, when, self.box)
 
     async def _cleanup(self) -> None:
         if self.state == State.READY:
@@ -433,6 +430,8 @@ class Instance:
             await self.spec.tracker.remove_group(self.cgroup)
         if self.directory is not None:  # every process that could write to it is gone
             await anyio.to_thread.run_sync(remove_tree, self.directory)
+        if self.box is not None:
+            await anyio.to_thread.run_sync(self.box.close)
         if self.state != State.FAILED:
             self.state = State.EXITED
         self.ready.set()

@@ -36,6 +36,7 @@ from mcpsim.pool.workdir import InstanceDirs
 from mcpsim.proc.child import ChildProcess
 from mcpsim.proc.fork_client import ForkServer
 from mcpsim.proc.ports import PortAllocator
+from mcpsim.proc.sandbox import Sandbox
 from mcpsim.proc.spawn import Spawner, inherited_environment, raise_fd_limit
 from mcpsim.proc.tracking import ProcessTracker
 from mcpsim.protocol.mux import MuxObserver
@@ -92,6 +93,8 @@ class InstancePool:
         self.tracker = ProcessTracker(self.spawner, config.process_tracking)
         self.dirs = InstanceDirs(config.instance_root, keep_home=config.keep_home)
         """Every instance's private directory, under one root the pool removes at its end."""
+        self.sandbox: Sandbox | None = None
+        """`--sandbox standard|strict`: probed at the pool's start (`mcpsim.proc.sandbox`)."""
         self.preparation = Preparation(config, self.spawner, observer)
         """The command made runnable (environments, fork server): `prepared`, `prepare_error`, `forker`."""
 
@@ -127,6 +130,16 @@ class InstancePool:
             stack.push_async_callback(_shielded, self._watchdog.stop, eof_grace=2.0)
             stack.push_async_callback(_shielded, self.tracker.close)
             await self.tracker.start()
+            if self.config.sandbox.enabled:  # SandboxUnavailable here: never run instances without it
+                sandbox = Sandbox(self.config.sandbox)
+                await anyio.to_thread.run_sync(sandbox.start)
+                stack.callback(sandbox.close)
+                self.sandbox = self.preparation.sandbox = sandbox
+                if self.tracker.root is not None:
+                    self.preparation.cgroup_dirs = [str(self.tracker.root.path)]
+                logger.info(
+                    "sandbox %s: %s", sandbox.config.level, sandbox.describe(), extra={"event": "sandbox.ready"}
+                )
             if self.tracker.root is not None:
                 self._tell_watchdog(f"cgroup {self.tracker.root.path}\n")
             self.http_client = await stack.enter_async_context(shared_http_client())
@@ -258,6 +271,7 @@ class InstancePool:
             dirs=self.dirs,
             views=prepared.views,
             tracker=self.tracker,
+            sandbox=self.sandbox,
         )
         instance = Instance(spec, self, session_id=session_id, warm=warm)
         instance.owner = owner

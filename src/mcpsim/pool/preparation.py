@@ -22,6 +22,7 @@ from mcpsim.pool.config import PoolConfig
 from mcpsim.proc.cgroups import Cgroup
 from mcpsim.proc.child import ChildProcess
 from mcpsim.proc.fork_client import ForkServer
+from mcpsim.proc.sandbox import Sandbox, SandboxedStart
 from mcpsim.proc.spawn import Spawner
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,10 @@ PREPARE_RETRY_S = 60.0
 class Preparation:
     def __init__(self, config: PoolConfig, spawner: Spawner, observer: BuildObserver | None) -> None:
         self.config = config
+        self.sandbox: Sandbox | None = None
+        """Set by the pool once its sandbox passed its probe: the fork template then runs inside one."""
+        self.cgroup_dirs: list[str] = []
+        """The pool's tracking group, which a sandboxed template's children must be able to join."""
         self.spawner = spawner
         self.observer = observer
         self.prepared: Prepared | None = None
@@ -57,7 +62,9 @@ class Preparation:
             except StartError as exc:
                 self.error, self._failed_at = exc, time.monotonic()
                 raise
-            if self.config.fork_server:
+            if self.config.fork_server and self.sandbox is not None and not self.sandbox.as_root:
+                logger.warning("fork server not used: a sandboxed template needs root; instances are spawned")
+            elif self.config.fork_server:
                 self.forker = ForkServer(
                     prepared.argv,
                     prepared.python,
@@ -65,6 +72,8 @@ class Preparation:
                     cwd=prepared.cwd,
                     label=command.label,
                     preload=self.config.fork_preload,
+                    sandbox=self.sandbox,
+                    cgroup_dirs=self.cgroup_dirs,
                 )
                 await self.forker.start(task_group)
             self.prepared, self.error = prepared, None
@@ -84,15 +93,23 @@ class Preparation:
         stdout_is_protocol: bool,
         line_limit: int,
         cgroup: Cgroup | None = None,
+        sandbox: SandboxedStart | None = None,
     ) -> ChildProcess:
         """Fork from the template when there is a usable one, else (or if forking fails) spawn (a `Launcher`)."""
         if self.forker is not None and self.forker.usable:
             try:
-                return await self.forker.spawn(argv, env, log, cwd, stdout_is_protocol, line_limit, cgroup)
+                return await self.forker.spawn(argv, env, log, cwd, stdout_is_protocol, line_limit, cgroup, sandbox)
             except OSError as exc:
                 logger.warning("fork server failed (%s); spawning instead", exc, extra={"event": "forkserver.fallback"})
         return await self.spawner.spawn(
-            argv, env, log, cwd=cwd, stdout_is_protocol=stdout_is_protocol, line_limit=line_limit, cgroup=cgroup
+            argv,
+            env,
+            log,
+            cwd=cwd,
+            stdout_is_protocol=stdout_is_protocol,
+            line_limit=line_limit,
+            cgroup=cgroup,
+            sandbox=sandbox,
         )
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from mcpsim.pool.command import ServerCommand
 from mcpsim.pool.labels import DeclaredTools
 from mcpsim.pool.workdir import InstanceDirs
+from mcpsim.proc.sandbox import Sandbox
 from mcpsim.proc.spawn import Launcher
 from mcpsim.proc.tracking import ProcessTracker
 from mcpsim.protocol.mux import MuxObserver
@@ -67,5 +68,7 @@ class InstanceSpec:
     """Makes the instance's own directory (`{instance_dir}`, `HOME`, `TMPDIR`); None: no directory (unit use)."""
     views: dict[str, str] = field(default_factory=dict)
     """Variables of `env` naming a shared cache the instance gets a private view of (see `workdir.py`)."""
+    sandbox: Sandbox | None = None
+    """The pool's sandbox (`--sandbox standard|strict`), which makes this instance's; None: no sandbox."""
     tracker: ProcessTracker | None = None
     """Finds and ends the process's descendants (a control group, or the pool as their subreaper)."""

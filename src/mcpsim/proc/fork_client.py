@@ -18,7 +18,7 @@ import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyio.abc import TaskGroup
 
@@ -26,6 +26,9 @@ from mcpsim.proc import fork_template
 from mcpsim.proc.cgroups import Cgroup
 from mcpsim.proc.child import ChildProcess
 from mcpsim.proc.spawn import Spawner, inherited_environment
+
+if TYPE_CHECKING:
+    from mcpsim.proc.sandbox import Sandbox, SandboxedStart
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +74,14 @@ class ForkServer:
         cwd: str | None = None,
         label: str = "",
         preload: Sequence[str] = (),
+        sandbox: "Sandbox | None" = None,
+        cgroup_dirs: Sequence[str] = (),
     ) -> None:
         self.argv = tuple(argv)
+        self.sandbox = sandbox
+        """With `--sandbox`: the template runs inside a sandbox its children share (see `sandbox/bwrap.py`);
+        `cgroup_dirs` (the pool's tracking group) stay writable in it so a child can join its group."""
+        self.cgroup_dirs = list(cgroup_dirs)
         self.cwd = cwd
         self.label = label or " ".join(self.argv[:3])
         self.python = python
@@ -110,6 +119,9 @@ class ForkServer:
             *self.preload,
         ]
         env = inherited_environment({"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+        extra_fds: list[int] = []
+        if self.sandbox is not None:
+            argv, extra_fds = self.sandbox.template_command(argv, self.cwd, self.python, self.cgroup_dirs)
         try:
             self._template = await self.spawner.spawn(
                 argv,
@@ -117,11 +129,13 @@ class ForkServer:
                 lambda line: logger.info("template: %s", line),
                 cwd=self.cwd,
                 stdout_is_protocol=False,
-                pass_fds=(requests_child.fileno(), events_child.fileno()),
+                pass_fds=(requests_child.fileno(), events_child.fileno(), *extra_fds),
             )
         finally:
             requests_child.close()
             events_child.close()
+            for fd in extra_fds:
+                os.close(fd)
         self._requests, self._events = requests, events
         events.setblocking(False)
         loop = asyncio.get_running_loop()
@@ -209,6 +223,7 @@ class ForkServer:
         stdout_is_protocol: bool,
         line_limit: int,
         cgroup: Cgroup | None = None,
+        sandbox: "SandboxedStart | None" = None,
     ) -> ChildProcess:
         target = fork_target(self.argv)
         assert target is not None and self._requests is not None
@@ -226,6 +241,14 @@ class ForkServer:
         }
         control, control_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         control.setblocking(False)
+        if sandbox is not None:
+            request["env"].update(sandbox.env)
+            request["cwd"] = cwd or self.cwd or sandbox.work_dir
+            request["sandbox"] = {
+                "cgroups": sandbox.procs_files,
+                "rlimits": sandbox.child_rlimits,
+                "user": sandbox.drop_to,
+            }
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()

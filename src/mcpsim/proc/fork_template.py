@@ -13,7 +13,9 @@ has no mcpsim installed). Protocol, over two Unix socket pairs given as file des
   fourth, its end of the live-fork control socket (`live_fork.py`), when the request says `"fds": 4`;
   `{"id": n, "kind": "module"|"script", "target": ..., "argv": [...], "env": {...}, "cwd": ..., "cgroup": ...}`
   (`cgroup`: the `cgroup.procs` file of the instance's control group, or null; the child joins it before it
-  signals it is ready and long before it runs the server, so everything the server starts is in it)
+  signals it is ready and long before it runs the server, so everything the server starts is in it;
+  optional `sandbox`: `{"cgroups": [limit groups' procs files], "rlimits": [[name, soft, hard]], "user": uid}`,
+  applied by the child before it signals ready, see `enter_sandbox`)
 - events (to the pool): JSON lines: `{"hello": ...}` once, `{"id": n, "pid": p}` or `{"id": n, "error": ...}`
   per request, `{"exit": pid, "code": c}` when a child ends.
 When the request socket closes (the pool ended, however) every child's group is killed and the template exits.
@@ -44,6 +46,7 @@ _spec.loader.exec_module(live_fork)  # by path: an isolated venv's interpreter h
 PR_SET_PDEATHSIG = 1
 CONTROL_FD = 1000
 """Where a child keeps its live-fork control socket: above the fds a server opens, below the usual 1024 limit."""
+PR_SET_NO_NEW_PRIVS = 38
 ALWAYS_PRELOAD = (
     "anyio._backends._asyncio",
     "mcp.server.stdio",
@@ -173,6 +176,8 @@ class Template:
                 join = os.open(request["cgroup"], os.O_WRONLY)
                 os.write(join, b"0")
                 os.close(join)
+            if request.get("sandbox"):
+                self.enter_sandbox(request["sandbox"])
             os.write(ready_w, b"x")
             os.closerange(3, CONTROL_FD)  # close_range(2): one system call each
             os.closerange(CONTROL_FD + 1, 65536)
@@ -205,6 +210,27 @@ class Template:
                 sys.stdout.flush()
                 sys.stderr.flush()
             os._exit(code)
+
+    def enter_sandbox(self, sandbox: dict) -> None:
+        """In a sandboxed template (`mcpsim.proc.sandbox`): join the instance's limit groups, set its rlimits,
+        then become `nobody` for good (no capability, no_new_privs) before any server code runs."""
+        import resource
+
+        for procs_file in sandbox.get("cgroups") or []:
+            join = os.open(procs_file, os.O_WRONLY)
+            os.write(join, b"0")
+            os.close(join)
+        for name, soft, hard in sandbox.get("rlimits") or []:
+            resource.setrlimit(getattr(resource, name), (soft, hard))
+        user = sandbox.get("user")
+        if user is not None:
+            os.setgroups([])
+            os.setresgid(user, user, user)
+            os.setresuid(user, user, user)  # clears every capability
+            self.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+            self.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # a change of credentials cleared it
+            if os.getppid() != self.pid:
+                os._exit(1)
 
     def reap(self) -> None:
         while self.children:

@@ -26,11 +26,14 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from mcpsim.proc.cgroups import Cgroup
 from mcpsim.proc.child import STDOUT_LIMIT, ChildProcess
 from mcpsim.wire import TOKEN_VARIABLE
+
+if TYPE_CHECKING:
+    from mcpsim.proc.sandbox import SandboxedStart
 
 PR_SET_PDEATHSIG = 1
 _prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
@@ -59,14 +62,15 @@ CHILDREN = ChildRegistry()
 """Every child started by any `Spawner` of this process and not reaped yet (see the module docstring)."""
 
 
-def _child_setup(die_with_parent: bool, procs_file: str | None, parent: int) -> Callable[[], None] | None:
-    """What the child runs between fork and exec (no allocation, no locks): join its control group (so whatever
-    it starts is in it from the first instruction of the server on), then arm the parent-death signal."""
-    if procs_file is None and not die_with_parent:
+def _child_setup(die_with_parent: bool, procs_files: Sequence[str], parent: int) -> Callable[[], None] | None:
+    """What the child runs between fork and exec (no allocation, no locks): join its control groups (tracking,
+    and a sandbox's limit groups, so whatever it starts is in them from the first instruction of the server
+    on), then arm the parent-death signal."""
+    if not procs_files and not die_with_parent:
         return None
 
     def setup() -> None:
-        if procs_file is not None:
+        for procs_file in procs_files:
             fd = os.open(procs_file, os.O_WRONLY)
             os.write(fd, b"0")
             os.close(fd)
@@ -121,8 +125,10 @@ def _popen(
     die_with_parent: bool,
     pass_fds: Sequence[int],
     cgroup: Cgroup | None,
+    extra_groups: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
-    setup = _child_setup(die_with_parent, cgroup.procs_file if cgroup else None, os.getpid())
+    groups = [cgroup.procs_file] if cgroup is not None else []
+    setup = _child_setup(die_with_parent, [*groups, *extra_groups], os.getpid())
     with CHILDREN.starting() as children:
         try:
             popen = subprocess.Popen(
@@ -137,7 +143,9 @@ def _popen(
                 preexec_fn=setup,
             )
         except subprocess.SubprocessError as exc:  # only joining the control group can raise in the child
-            raise OSError(f"the process could not join its control group {cgroup}: {exc}") from None
+            raise OSError(
+                f"the process could not join its control groups {groups + list(extra_groups)}: {exc}"
+            ) from None
         children.add(popen.pid)
     return popen
 
@@ -155,6 +163,7 @@ class Launcher(Protocol):
         stdout_is_protocol: bool,
         line_limit: int,
         cgroup: Cgroup | None = None,
+        sandbox: "SandboxedStart | None" = None,
     ) -> ChildProcess: ...
 
 
@@ -184,12 +193,23 @@ class Spawner:
         pass_fds: Sequence[int] = (),
         line_limit: int = STDOUT_LIMIT,
         cgroup: Cgroup | None = None,
+        sandbox: "SandboxedStart | None" = None,
     ) -> "SpawnedProcess":
         """Start `argv` on the spawner's thread (in `cgroup`, if given) and attach its pipes to the running loop.
+        With `sandbox`, its command line (bwrap around `argv`) runs instead, in its limit groups too.
 
         Raises FileNotFoundError/PermissionError/OSError from exec as they are, for the caller to name.
         """
-        popen = await self.run(_popen, argv, env, cwd, die_with_parent, pass_fds, cgroup)
+        extra_groups: Sequence[str] = ()
+        if sandbox is not None:
+            argv, pass_fds, extra_groups = sandbox.argv, [*pass_fds, *sandbox.pass_fds], sandbox.procs_files
+            env = {**env, **sandbox.env}
+            cwd = None  # bwrap's --chdir sets it inside
+        try:
+            popen = await self.run(_popen, argv, env, cwd, die_with_parent, pass_fds, cgroup, extra_groups)
+        finally:
+            if sandbox is not None:
+                sandbox.started()
         child = SpawnedProcess(popen)
         try:
             assert popen.stdin and popen.stdout and popen.stderr

@@ -40,6 +40,7 @@ ANSWERS: dict[type[errors.MCPSimError], tuple[int, int | None]] = {
     errors.ClientGone: (499, None),
     errors.CapacityError: (503, CAPACITY_EXHAUSTED),
     errors.ShuttingDown: (503, CAPACITY_EXHAUSTED),
+    errors.LimitExceeded: (502, BACKEND_UNAVAILABLE),
     errors.StartError: (502, BACKEND_START_FAILED),
     errors.InstanceGone: (404, BACKEND_UNAVAILABLE),
     errors.TooManySeeds: (413, INVALID_REQUEST),

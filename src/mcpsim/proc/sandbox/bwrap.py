@@ -1,0 +1,184 @@
+"""The bwrap command line of a sandboxed instance, and the seccomp filter of `strict`.
+
+Why bwrap: it builds the namespaces a container would (user, mount, pid, ipc, uts, network) without a daemon or
+an image, in a few milliseconds, from a command line we can read in one place. When mcpsim is root, bwrap builds
+the sandbox with root's privileges (it must reach the interpreter under a 0700 /root, say) and the server then
+drops to a real `nobody` (65534) with no capability and `no_new_privs`, so it is nobody outside the sandbox too
+(an escape from the mount namespace still leaves an unprivileged user; a user namespace mapping nobody onto root
+would not). For anyone else bwrap makes a user namespace mapping them to nobody.
+
+The filesystem: `/` read-only, a fresh `/dev` and `/proc` (of the instance's pid namespace: it sees its own
+processes only), empty size-bounded tmpfs over `/tmp`, `/root`, `/home`, `/run` (so nothing of the user's files
+and no other instance's work dir is visible), then what the server needs from there bound back read-only (its
+interpreter's prefix, its Node project copy, its npm cache, its script), and its private work dir read-write.
+
+The fork server's template is wrapped differently (`template_argv`): it keeps the host's pid namespace (children
+report real pids and drop to `nobody` themselves after the fork, see `fork_template.py`), so it gets only the
+two capabilities that drop needs.
+"""
+
+import errno
+import os
+import platform
+import struct
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from mcpsim.proc.sandbox.config import SandboxConfig
+
+NOBODY = 65534
+HIDDEN = ("/tmp", "/root", "/home", "/run")
+"""Directories replaced by an empty tmpfs in every sandbox (then the needed paths bound back read-only)."""
+TMPFS_SIZE = 64 << 20
+"""Bound of each private tmpfs (`/tmp` and the others) when no `--limit-file-size` bounds it."""
+
+_ARCH = {"x86_64": (0xC000003E, 41, 425), "aarch64": (0xC00000B7, 198, 425)}
+"""Machine -> (AUDIT_ARCH, socket(2) number, io_uring_setup(2) number)."""
+
+
+def seccomp_filter() -> bytes:
+    """A classic-BPF seccomp program: `socket()` of any family but AF_UNIX fails with EAFNOSUPPORT, io_uring
+    (which can open sockets itself) fails too, and so does every syscall of a foreign ABI (32-bit calls on a
+    64-bit kernel could reach `socketcall`). Everything else is allowed. Raises OSError on an unknown machine."""
+    machine = platform.machine()
+    if machine not in _ARCH:
+        raise OSError(f"no seccomp filter for this machine ({machine})")
+    arch, sys_socket, sys_io_uring_setup = _ARCH[machine]
+    ld, jeq, ret = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K
+    allow, refuse = 0x7FFF0000, 0x00050000 | errno.EAFNOSUPPORT
+    program = [
+        (ld, 0, 0, 4),  # 0: A = arch
+        (jeq, 1, 0, arch),  # 1: native ABI -> 3
+        (ret, 0, 0, refuse),  # 2
+        (ld, 0, 0, 0),  # 3: A = syscall number
+        (jeq, 0, 3, sys_socket),  # 4: socket -> 5, else -> 8
+        (ld, 0, 0, 16),  # 5: A = low half of args[0] (the family)
+        (jeq, 3, 0, 1),  # 6: AF_UNIX -> 10
+        (ret, 0, 0, refuse),  # 7
+        (jeq, 0, 1, sys_io_uring_setup),  # 8: io_uring_setup -> 9, else -> 10
+        (ret, 0, 0, refuse),  # 9
+        (ret, 0, 0, allow),  # 10
+    ]
+    return b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
+
+
+def _tmpfs(config: SandboxConfig, path: str) -> list[str]:
+    size = min(config.file_size, TMPFS_SIZE) if config.file_size else TMPFS_SIZE
+    return ["--perms", "01777" if path == "/tmp" else "0755", "--size", str(size), "--tmpfs", path]
+
+
+def needed_paths(argv: Sequence[str], cwd: str | None, extra: Iterable[str]) -> list[str]:
+    """Existing paths under a hidden directory the server needs: its script and cwd, the interpreter's prefix,
+    PYTHONPATH and npm cache entries (`extra`). Bound back read-only after the tmpfs hid them."""
+    found: list[str] = []
+    candidates = [cwd or "", *extra, *(token for token in argv if token.startswith("/"))]
+    for candidate in candidates:
+        if not candidate:
+            continue
+        path = os.path.realpath(candidate)
+        if not any(path == hidden or path.startswith(hidden + "/") for hidden in HIDDEN):
+            continue
+        if Path(path).is_file():
+            path = str(Path(path).parent)
+        if Path(path).is_dir() and path not in found:
+            found.append(path)
+    found.sort()
+    return [path for path in found if not any(path.startswith(other + "/") for other in found)]
+
+
+def _common(config: SandboxConfig, ro_paths: Sequence[str]) -> list[str]:
+    """The filesystem: `/` read-only, fresh /dev and /proc, tmpfs over the hidden directories, the needed paths
+    bound back read-only (their new parents world-traversable: bwrap would make them 0700)."""
+    out = ["--hostname", "mcpsim", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    for hidden in HIDDEN:
+        out += _tmpfs(config, hidden)
+    made: set[str] = set(HIDDEN)
+    for path in ro_paths:
+        out += [*_parents(path, made), "--ro-bind", path, path]
+    return out
+
+
+def _parents(path: str, made: set[str]) -> list[str]:
+    """`--dir` for the ancestors of `path` inside a hidden directory (world-traversable, not bwrap's 0700)."""
+    out = []
+    for parent in (str(parent) for parent in reversed(Path(path).parents)):
+        if parent not in made and any(parent.startswith(hidden + "/") for hidden in HIDDEN):
+            out += ["--perms", "0755", "--dir", parent]
+            made.add(parent)
+    return out
+
+
+def _drop_privileges(as_root: bool) -> list[str]:
+    """Inside a sandbox built by root: become `nobody` without any capability, and never regain one (setuid
+    binaries included) before the server runs. Nothing when bwrap made a user namespace (it maps nobody)."""
+    if not as_root:
+        return []
+    ids = str(NOBODY)
+    return [
+        "setpriv",
+        "--reuid",
+        ids,
+        "--regid",
+        ids,
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+        "--",
+    ]
+
+
+def _namespaces(as_root: bool) -> list[str]:
+    """Root builds the sandbox with real privileges and the server drops to a real `nobody` (stronger than a
+    user namespace mapping nobody onto root); anyone else gets a user namespace that maps them to nobody."""
+    common = ["--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup-try", "--die-with-parent"]
+    if as_root:
+        return [*common, "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    return ["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY), *common]
+
+
+def instance_argv(
+    config: SandboxConfig,
+    argv: Sequence[str],
+    *,
+    work_dir: str,
+    cwd: str | None,
+    ro_paths: Sequence[str],
+    seccomp_fd: int | None,
+    limits: Sequence[str],
+    as_root: bool,
+) -> list[str]:
+    """`bwrap ... -- prlimit ... -- [setpriv ... --] argv`: one instance's command in its own sandbox.
+
+    `limits` are `prlimit` options, applied inside the sandbox; a pid namespace of its own (the server sees
+    only its own processes) and a new session (no terminal to inject keystrokes into)."""
+    out = ["bwrap", "--unshare-pid", "--new-session", *_namespaces(as_root), *_common(config, ro_paths)]
+    out += [*_parents(work_dir, set(HIDDEN)), "--bind", work_dir, work_dir, "--chdir", cwd or work_dir]
+    if seccomp_fd is not None:
+        out += ["--seccomp", str(seccomp_fd)]
+    return [*out, "--", "prlimit", *limits, "--", *_drop_privileges(as_root), *argv]
+
+
+def template_argv(
+    config: SandboxConfig,
+    argv: Sequence[str],
+    *,
+    work_root: str,
+    cgroup_dirs: Sequence[str],
+    cwd: str | None,
+    ro_paths: Sequence[str],
+    seccomp_fd: int | None,
+) -> list[str]:
+    """The fork server's template in a sandbox its children share: mount, ipc, uts and network namespaces, the
+    same filesystem rules, every instance's work dir (under `work_root`) and the instance control groups
+    writable (a child joins its groups, then drops to `nobody`), CAP_SETUID/CAP_SETGID and no other capability.
+    It keeps the host's pid namespace, so the pids the children report are real. Only for root: a user
+    namespace would map a single uid, leaving a child nothing to drop to."""
+    out = ["bwrap", *_namespaces(True), *_common(config, ro_paths), "--bind", work_root, work_root]
+    for directory in cgroup_dirs:
+        out += ["--bind", directory, directory]
+    if cwd:
+        out += ["--chdir", cwd]
+    if seccomp_fd is not None:
+        out += ["--seccomp", str(seccomp_fd)]
+    return [*out, "--", *argv]

@@ -1,0 +1,239 @@
+"""`Sandbox`: the pool's sandbox at run time. Probes at start, then makes each instance's `SandboxedStart`.
+
+`start` refuses loudly when the sandbox cannot be built here (no bwrap, no prlimit/setpriv, namespaces refused:
+it runs a real sandboxed `true`), so a configured sandbox is never silently skipped. Per instance,
+`open_instance` makes the private work dir (owned by nobody, removed at the end), the limit groups, the
+seccomp filter's pipe, and the command line; `SandboxedStart.explain` names the limit that ended the instance.
+"""
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from mcpsim.errors import SandboxUnavailable, StartError
+from mcpsim.proc.sandbox import bwrap
+from mcpsim.proc.sandbox.classify import classify
+from mcpsim.proc.sandbox.config import SandboxConfig
+from mcpsim.proc.sandbox.limits import InstanceLimits, LimitGroups, prlimit_options, rlimits
+
+PROBE_TIMEOUT = 10.0
+TOOLS = ("bwrap", "prlimit", "setpriv")
+"""bwrap builds the namespaces; prlimit (util-linux) sets the rlimits inside; setpriv (util-linux) drops root."""
+
+
+def interpreter_paths(python: str) -> list[str]:
+    """The directories an interpreter needs: its own prefix and its venv's base interpreter's prefix."""
+    found = []
+    for candidate in (python, os.path.realpath(python)):
+        prefix = Path(candidate).parent.parent
+        found.append(str(prefix))
+        config = prefix / "pyvenv.cfg"
+        with contextlib.suppress(OSError):
+            for line in config.read_text().splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() == "home":
+                    found.append(str(Path(value.strip()).parent))
+    return found
+
+
+@dataclass
+class SandboxedStart:
+    """One instance's sandbox: the command line, what the child must do before exec, and the cleanup."""
+
+    argv: list[str]
+    env: dict[str, str]
+    work_dir: str
+    config: SandboxConfig
+    limits: InstanceLimits
+    pass_fds: list[int] = field(default_factory=list)
+    procs_files: list[str] = field(default_factory=list)
+    """Limit groups the child joins before exec (besides its tracking group)."""
+    child_rlimits: list[tuple[str, int, int]] = field(default_factory=list)
+    """For a forked child: rlimits it sets on itself, and then `drop_to`."""
+    drop_to: int | None = None
+
+    def started(self) -> None:
+        """The process runs: close our copies of what it inherited (the seccomp pipe)."""
+        for fd in self.pass_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.pass_fds = []
+
+    def explain(self, returncode: int | None, stderr: str) -> str | None:
+        """The limit that ended the process, as a sentence for its session; None if no limit did."""
+        return classify(returncode, self.limits.hit(), stderr, self.config)
+
+    def close(self) -> None:
+        """Blocking: remove the limit groups and the work dir (after the processes are gone)."""
+        self.started()
+        self.limits.remove()
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+class Sandbox:
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.as_root = os.geteuid() == 0
+        self.groups = LimitGroups(config)
+        self.root: Path | None = None
+        """Where instances' work dirs are made (one directory per pool, removed at its end)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.config.describe(), "enforced_by": dict(self.groups.applied)}
+
+    # -- pool lifecycle (blocking: run off the loop) ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Probe: SandboxUnavailable naming the cause when an instance's sandbox cannot be built here."""
+        missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+        if missing:
+            raise SandboxUnavailable(
+                f"--sandbox {self.config.level} needs {', '.join(missing)} on PATH "
+                "(Debian: apt-get install bubblewrap util-linux; or `make sandbox-tools`)"
+            )
+        self.root = Path(tempfile.mkdtemp(prefix=f"mcpsim-sandbox-{os.getpid()}-"))
+        self.root.chmod(0o711)
+        try:
+            self.groups.start(self.as_root)
+            self._probe()
+        except BaseException:
+            self.close()
+            raise
+
+    def _probe(self) -> None:
+        box = self.open_instance("probe", [sys.executable, "-S", "-c", "print('ok')"], None, {}, sys.executable)
+        try:
+            result = subprocess.run(
+                box.argv,
+                env={**os.environ, **box.env},
+                pass_fds=box.pass_fds,
+                capture_output=True,
+                timeout=PROBE_TIMEOUT,
+                start_new_session=True,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SandboxUnavailable(f"--sandbox {self.config.level}: bwrap could not run here: {exc}") from None
+        finally:
+            box.close()
+        if result.returncode != 0 or result.stdout.strip() != b"ok":
+            detail = result.stderr.decode(errors="replace").strip()[-400:] or f"exit code {result.returncode}"
+            raise SandboxUnavailable(
+                f"--sandbox {self.config.level}: the sandbox cannot be built on this machine (user, mount or "
+                f"network namespaces refused?): {detail}"
+            )
+
+    def close(self) -> None:
+        self.groups.close()
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    # -- instances ----------------------------------------------------------------------------------------------
+
+    def _extra_paths(self, python: str, env: Mapping[str, str]) -> list[str]:
+        extra = interpreter_paths(python)
+        for variable in ("PYTHONPATH", "NODE_PATH"):
+            extra += [entry for entry in env.get(variable, os.environ.get(variable, "")).split(":") if entry]
+        for variable in ("npm_config_cache", "NPM_CONFIG_CACHE"):
+            if env.get(variable):
+                extra.append(env[variable])
+        return extra
+
+    def _work_dir(self, instance_id: str) -> str:
+        assert self.root is not None, "Sandbox.start first"
+        work = self.root / instance_id
+        work.mkdir(mode=0o770)
+        if self.as_root:  # nobody's, and group root's: bwrap (root without capabilities) must enter it
+            os.chown(work, bwrap.NOBODY, 0)
+        return str(work)
+
+    def _seccomp_fd(self) -> int | None:
+        if self.config.level != "strict":
+            return None
+        read, write = os.pipe()
+        os.write(write, bwrap.seccomp_filter())
+        os.close(write)
+        return read
+
+    async def open(
+        self, instance_id: str, argv: Sequence[str], cwd: str | None, env: Mapping[str, str], python: str
+    ) -> SandboxedStart:
+        """`open_instance` off the event loop; StartError if the sandbox cannot be made."""
+        try:
+            return await anyio.to_thread.run_sync(self.open_instance, instance_id, argv, cwd, env, python)
+        except OSError as exc:
+            raise StartError(f"cannot build the instance's sandbox: {exc}") from None
+
+    def open_instance(
+        self, instance_id: str, argv: Sequence[str], cwd: str | None, env: Mapping[str, str], python: str
+    ) -> SandboxedStart:
+        """Blocking: one instance's work dir, limit groups, and how to start it: `argv` (spawned), or
+        `child_rlimits` and `drop_to` (forked from the sandboxed template)."""
+        work = self._work_dir(instance_id)
+        try:
+            limits = self.groups.instance(instance_id)
+        except OSError:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        address_space = "memory" not in limits.groups
+        options = prlimit_options(self.config, address_space)
+        if "pids" in limits.groups or (self.as_root and "pids" in self.groups.roots):
+            options = [option for option in options if not option.startswith("--nproc")]
+        child_rlimits = rlimits(self.config, address_space)
+        if self.config.pids and not (self.as_root and "pids" in limits.groups):
+            child_rlimits.append(("RLIMIT_NPROC", self.config.pids, self.config.pids))
+        seccomp = self._seccomp_fd()
+        ro_paths = bwrap.needed_paths(argv, cwd, self._extra_paths(python, env))
+        command = bwrap.instance_argv(
+            self.config,
+            argv,
+            work_dir=work,
+            cwd=cwd,
+            ro_paths=ro_paths,
+            seccomp_fd=seccomp,
+            limits=options,
+            as_root=self.as_root,
+        )
+        return SandboxedStart(
+            argv=command,
+            env=_work_env(work),
+            work_dir=work,
+            config=self.config,
+            limits=limits,
+            pass_fds=[seccomp] if seccomp is not None else [],
+            procs_files=limits.procs_files,
+            child_rlimits=child_rlimits,
+            drop_to=bwrap.NOBODY if self.as_root else None,
+        )
+
+    def template_command(
+        self, argv: Sequence[str], cwd: str | None, python: str, cgroup_dirs: Sequence[str]
+    ) -> tuple[list[str], list[int]]:
+        """The fork server template's command line in its sandbox, and the fds it must inherit."""
+        assert self.root is not None, "Sandbox.start first"
+        dirs = [*cgroup_dirs, *(str(root.path) for root in self.groups.roots.values())]
+        seccomp = self._seccomp_fd()
+        ro_paths = bwrap.needed_paths(argv, cwd, self._extra_paths(python, {}))
+        command = bwrap.template_argv(
+            self.config,
+            argv,
+            work_root=str(self.root),
+            cgroup_dirs=dirs,
+            cwd=cwd,
+            ro_paths=ro_paths,
+            seccomp_fd=seccomp,
+        )
+        return command, [seccomp] if seccomp is not None else []
+
+
+def _work_env(work: str) -> dict[str, str]:
+    return {"HOME": work, "TMPDIR": work, "MCPSIM_INSTANCE_DIR": work}

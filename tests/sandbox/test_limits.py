@@ -1,0 +1,70 @@
+"""Resource limits: a fork bomb, a memory hog, a CPU spinner and a huge file writer each end their own instance
+with an error naming the limit, while a second session keeps working; nothing is left behind (the leak check of
+`serve_factory`). Limits are low so each attack ends in about a second."""
+
+import anyio
+import pytest
+from mcp import Client
+
+from helpers.serve import server_script
+
+HOSTILE = f"python {server_script('hostile.py')}"
+LIMITS = (
+    "--limit-memory",
+    "512M",
+    "--limit-pids",
+    "24",
+    "--limit-cpu-seconds",
+    "2",
+    "--limit-file-size",
+    "16M",
+)
+ATTACKS = [
+    ("fork_bomb", {}, "exceeded process limit 24"),
+    ("memory_hog", {"gigabytes": 4}, "exceeded memory limit 512M"),
+    ("cpu_spin", {}, "exceeded CPU time limit 2 s"),
+    ("write_big", {"gigabytes": 10}, "exceeded file size limit 16M"),
+]
+
+
+async def attack_while_another_session_works(mcp_url: str, tool: str, args: dict) -> tuple[str, int]:
+    """Run the attack in one session while another calls `echo` meanwhile; (attack's error, echoes done)."""
+    done = anyio.Event()
+    echoes = 0
+
+    async def bystander() -> None:
+        nonlocal echoes
+        async with Client(f"{mcp_url}?seed=2", mode="legacy") as client:
+            while not done.is_set():
+                result = await client.call_tool("echo", {"text": "still here"})
+                assert not result.is_error and "still here" in result.content[0].text
+                echoes += 1
+                await anyio.sleep(0.05)
+
+    error = ""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(bystander)
+        async with Client(f"{mcp_url}?seed=1", mode="legacy") as client:
+            with anyio.fail_after(60):
+                try:
+                    result = await client.call_tool(tool, args)
+                    error = f"no error: {result.content[0].text}"
+                except Exception as exc:
+                    error = str(exc)
+        done.set()
+    return error, echoes
+
+
+@pytest.mark.parametrize("fork_server", [False, True], ids=["spawn", "fork-server"])
+async def test_each_attack_ends_only_its_instance_with_the_limit_named(serve_factory, fork_server):
+    flags = ("--fork-server",) if fork_server else ()
+    serve = serve_factory("--server", HOSTILE, "--sandbox", "strict", *LIMITS, *flags)
+    for tool, args, expected in ATTACKS:
+        error, echoes = await attack_while_another_session_works(serve.mcp, tool, args)
+        assert expected in error, (tool, error)
+        assert echoes >= 1
+    health = serve.get("/health").json()
+    assert health["limits"]["sandbox"]["pids"] == 24
+    assert health["limits"]["sandbox"]["memory"] == "512M"
+    if fork_server:
+        assert "fork server ready" in serve.log() and "spawning instead" not in serve.log()

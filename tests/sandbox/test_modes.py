@@ -1,0 +1,66 @@
+"""The sandbox with the other start modes (a Node project's installed copy, the warm pool), and its refusals:
+no bwrap on PATH, an HTTP backend, a bad limit - each one clear line, before anything runs."""
+
+import os
+import subprocess
+import sys
+import time
+
+import anyio
+import pytest
+from mcp import Client
+
+from helpers.mcp_client import move
+from helpers.serve import REPO
+
+JS_PROJECT = REPO / "examples" / "js_frozen_lake"
+
+
+def serve_refusal(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mcpsim", "serve", "--port", "1", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_serve_refuses_to_start_without_bwrap_rather_than_run_unsandboxed(tmp_path):
+    result = serve_refusal("--sandbox", "strict", env={"PATH": str(tmp_path)})
+    assert result.returncode == 2
+    assert "--sandbox strict needs bwrap" in result.stderr and "make sandbox-tools" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--sandbox", "strict", "--server", "node server.js --port {port}"), "--sandbox strict refuses every network"),
+        (("--sandbox", "standard", "--backend-transport", "http"), "use a stdio backend"),
+        (("--sandbox", "strict", "--limit-memory", "12Q"), "--limit-memory: '12Q' is not a size"),
+        (("--sandbox", "strict", "--limit-pids", "2"), "--limit-pids must be an integer of at least 4"),
+        (("--sandbox", "strict", "--limit-cpu-seconds", "soon"), "--limit-cpu-seconds: 'soon' is not a whole number"),
+    ],
+)
+def test_bad_sandbox_flags_are_refused_in_one_line(args, message):
+    result = serve_refusal(*args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_a_node_project_and_warm_instances_run_sandboxed(serve_factory, tmp_path):
+    if not (JS_PROJECT / "node_modules").exists():
+        pytest.skip("the example's node_modules (make node-deps) is missing")
+    env = {"MCPSIM_CACHE_DIR": str(tmp_path / "cache")}
+    serve = serve_factory("--server", str(JS_PROJECT), "--sandbox", "strict", "--warm", "2", env=env)
+    deadline = time.monotonic() + 120  # the project's copy is installed first
+    while sum(item["warm"] and item["state"] == "ready" for item in serve.get("/api/instances").json()) < 2:
+        assert time.monotonic() < deadline, serve.log()[-3000:]
+        await anyio.sleep(0.1)
+    async with Client(f"{serve.mcp}", mode="legacy") as client:  # no seed: served by a warm instance
+        text, meta, is_error = await move(client, "LEFT")
+        assert not is_error and meta["step"] == 1, text
+        listing = serve.get("/api/instances").json()
+    assert listing and all(item["sandbox"]["level"] == "strict" for item in listing)
+    assert "claimed by a session" in serve.log()
