@@ -67,7 +67,7 @@ class Instance:
     def __init__(
         self, spec: InstanceSpec, hooks: InstanceHooks, session_id: str | None = None, warm: bool = False
     ) -> None:
-        self.id = secrets.token_hex(6)
+        self.id = secrets.token_hex(16)  # 128 bits: the id is a bearer handle (SEP-2567)
         self.spec = spec
         self.seed = spec.seed
         self.config = spec.config

@@ -5,6 +5,9 @@
   --stdio`. `api.py`: `/api/instances`, start, announce, list and end over plain JSON.
 - `starts.py` (a start abandoned by its client leaves nothing), `params.py` (the config of a request),
   `bodies.py` (bounded body reading, JSON parsing).
+- `modern.py`: the 2026-07-28 path of `/mcp` and `/envs/{handle}/mcp` (episodes addressed by handles), with
+  `translate.py` (one request and its answer in each era), `exchange.py` (one request to an instance),
+  `listings.py` (handle-less discover and lists, from one probe per config).
 """
 
 from typing import TYPE_CHECKING
@@ -14,12 +17,14 @@ from mcpsim.faces import lazy_names
 if TYPE_CHECKING:
     from mcpsim.server.fronts.api import api_routes, describe
     from mcpsim.server.fronts.handles import HandleFront
+    from mcpsim.server.fronts.modern import ModernFront
     from mcpsim.server.fronts.sessions import SessionFront
     from mcpsim.server.fronts.sse import SseFront
     from mcpsim.server.fronts.stdio import serve_stdio
 
 __all__ = [
     "HandleFront",
+    "ModernFront",
     "SessionFront",
     "SseFront",
     "api_routes",
@@ -33,6 +38,7 @@ __getattr__ = lazy_names(
         "api_routes": "api",
         "describe": "api",
         "HandleFront": "handles",
+        "ModernFront": "modern",
         "SessionFront": "sessions",
         "SseFront": "sse",
         "serve_stdio": "stdio",

@@ -1,0 +1,259 @@
+"""The 2026-07-28 (stateless) path of `/mcp` and `/envs/{handle}/mcp`: episodes addressed by handles.
+
+The fronts hand a POST here when `translate.is_modern` says so (a non-handshake `MCP-Protocol-Version`, or the
+envelope without any version header); everything else stays on the handshake-era path, byte for byte.
+
+Each request is checked as the spec's ladder says (the SDK's `classify_inbound_request`: envelope, headers
+against the body, version; then the per-version method gate), then routed by its handle:
+- a handle (the `/envs/<handle>/mcp` URL or `_meta["mcpsim/handle"]`, which must agree) reaches that
+  instance; an unknown one, or another principal's, answers -31010, an ended one -31011;
+- without one, `server/discover` and the four list methods are answered from the listing cache (no instance
+  starts); `subscriptions/listen` needs a handle (-31013); anything else gets a fresh instance with the URL's
+  `seed` and `config`, and the result names its handle and URL in `_meta` (`mcpsim/handle`, `mcpsim/url`).
+The backend connection is the instance's handshake-era one; `translate` turns the request and the answer
+into each era. Answers are JSON (no stream): progress and log notifications are not relayed on this path, and
+a backend's server request (sampling, elicitation) is refused, as on an `/envs` request of the handshake era.
+
+An instance started by a handle-less request whose handle nobody uses again ends after `--orphan-timeout`
+(the client may have crashed before reading its answer); a handle used once lives like any instance (idle
+timeout, DELETE on its URL, server exit). Every instance counts against `--max-instances`: a flood of
+handle-less requests gets 503 (-31014) once it is reached, and the orphans are reclaimed.
+"""
+
+import contextlib
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from mcp.shared.inbound import (
+    MCP_PROTOCOL_VERSION_HEADER,
+    InboundLadderRejection,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+)
+from mcp.types import JSONRPCError
+from mcp_types.methods import validate_client_request
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from mcpsim.errors import (
+    CapacityError,
+    ClientGone,
+    HandleConflict,
+    HandleEnded,
+    HandleRequired,
+    NoFreshInstance,
+    ParseError,
+    ProtocolRejection,
+    UnknownHandle,
+    UnsupportedMediaType,
+)
+from mcpsim.pool import Instance, InstancePool, State
+from mcpsim.server.edge import modern_status, note_request_id
+from mcpsim.server.fronts import translate
+from mcpsim.server.fronts.bodies import parse_json
+from mcpsim.server.fronts.exchange import ask
+from mcpsim.server.fronts.listings import ListingCache
+from mcpsim.server.fronts.params import parse_config
+from mcpsim.server.fronts.starts import start_for_request
+from mcpsim.server.principals import principal_of
+from mcpsim.wire import parse_seed
+
+logger = logging.getLogger(__name__)
+
+HANDLE = re.compile(r"[0-9a-f]{32}")
+MAX_ENDED_REMEMBERED = 4096
+"""Handles minted here that have ended are remembered (most recent first) so they answer "ended", not "unknown"."""
+HEADER_MISMATCH = -32020
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+
+
+def modern_header(request: Request) -> str | None:
+    """The request's `MCP-Protocol-Version` if it names no handshake-era version (so the modern path), else None."""
+    version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER)
+    return version if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS else None
+
+
+def peek_json(body: bytes) -> Any:
+    """The body's JSON value, or None if it is none (the handshake path then answers the parse error itself)."""
+    try:
+        return parse_json(body)
+    except ParseError:
+        return None
+
+
+class ModernFront:
+    """Serves 2026-07-28 requests for both HTTP fronts; `running()` (the app's lifespan) reaps orphans."""
+
+    def __init__(self, pool: InstancePool, orphan_timeout: float = 60.0) -> None:
+        self.pool = pool
+        self.orphan_timeout = orphan_timeout
+        self.listings = ListingCache(pool)
+        self.orphans: dict[str, float] = {}
+        """Handles minted by a handle-less request and not used since, with when they were minted."""
+        self.minted: OrderedDict[str, None] = OrderedDict()
+        self.requests = 0
+        self.created = 0
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._reap_orphans)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+
+    async def _reap_orphans(self) -> None:
+        interval = max(0.05, min(1.0, self.orphan_timeout / 4))
+        while True:
+            await anyio.sleep(interval)
+            now = time.monotonic()
+            for handle, minted in list(self.orphans.items()):
+                instance = self.pool.instances.get(handle)
+                if instance is None:
+                    self.orphans.pop(handle, None)
+                elif now - minted > self.orphan_timeout:
+                    self.orphans.pop(handle, None)
+                    instance.log.info(
+                        "handle never used after %.0f s, ending it", now - minted, extra={"event": "handle.orphaned"}
+                    )
+                    instance.stop()
+
+    async def serve(
+        self, scope: Scope, receive: Receive, send: Send, message: Any, url_handle: str | None = None
+    ) -> None:
+        """Answer one 2026-07-28 POST whose body is `message` (already read); raises mcpsim errors for the edge."""
+        self.requests += 1
+        if not Request(scope).headers.get("content-type", "").startswith("application/json"):
+            raise UnsupportedMediaType("Unsupported Media Type: Content-Type must be application/json")
+        if isinstance(message, dict) and "method" in message and "id" not in message:
+            await Response(status_code=202)(scope, receive, send)  # a notification: nothing to do statelessly
+            return
+        if not isinstance(message, dict) or not isinstance(message.get("method"), str):
+            if isinstance(message, dict) and ("result" in message or "error" in message):
+                await Response(status_code=202)(scope, receive, send)  # an answer to nothing we asked
+                return
+            raise ProtocolRejection("Invalid Request: a 2026-07-28 POST carries one JSON-RPC request", INVALID_REQUEST)
+        note_request_id(scope, message.get("id"))
+        self._check(scope, message)
+        method: str = message["method"]
+        params = message.get("params") if isinstance(message.get("params"), dict) else None
+        handle = self._handle(url_handle, translate.handle_in(message))
+        request = Request(scope, receive)
+        if handle is None and method in ("server/discover", *translate.LISTING_METHODS):
+            await self._from_cache(request, message, params, scope, receive, send)
+            return
+        if handle is None and method == "subscriptions/listen":
+            raise HandleRequired(
+                'subscriptions/listen needs an episode: pass _meta["mcpsim/handle"] or use /envs/<handle>/mcp'
+            )
+        instance = self._resolve(scope, handle) if handle is not None else await self._fresh(request, receive)
+        url = f"{request.url.scheme}://{request.url.netloc}/envs/{instance.id}/mcp"
+        server_info = instance.init_result.get("serverInfo")
+        if method == "server/discover":
+            body = {"result": translate.discover_result(instance.init_result)}
+            result = body["result"]
+            body["result"] = translate.stamp(result, server_info, instance.id, url)
+            await self._respond(message, body, scope, receive, send)
+            return
+        reply = await ask(instance, "stateless", method, translate.backend_params(params), message["id"])
+        if isinstance(reply, JSONRPCError):
+            body = {"error": translate.modern_error(reply.error.model_dump(exclude_none=True), params)}
+        else:
+            body = {"result": translate.modern_result(method, reply.result, server_info, instance.id, url)}
+        await self._respond(message, body, scope, receive, send)
+
+    # -- the steps ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check(scope: Scope, message: dict[str, Any]) -> None:
+        """The ladder and the method gate; the version served, else `ProtocolRejection` with the spec's code."""
+        raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
+        duplicated = find_duplicated_routing_header(raw)
+        if duplicated is not None:
+            raise ProtocolRejection(f"the {duplicated} header is given more than once", HEADER_MISMATCH)
+        route = classify_inbound_request(message, headers={k.lower(): v for k, v in raw})
+        if isinstance(route, InboundLadderRejection):
+            raise ProtocolRejection(route.message, route.code, route.data)
+        try:
+            validate_client_request(message["method"], route.protocol_version, message.get("params"))
+        except KeyError:
+            raise ProtocolRejection("Method not found", METHOD_NOT_FOUND, message["method"][:100]) from None
+        except ValidationError as exc:
+            first = exc.errors()[0] if exc.errors() else {}
+            where = ".".join(str(part) for part in first.get("loc", ()))
+            raise ProtocolRejection(f"Invalid params: {where} {first.get('msg', '')}".strip(), INVALID_PARAMS) from None
+
+    @staticmethod
+    def _handle(url_handle: str | None, meta_handle: Any) -> str | None:
+        if meta_handle is not None and not isinstance(meta_handle, str):
+            raise UnknownHandle('_meta["mcpsim/handle"] must be a string naming an episode', None, "not a string")
+        if url_handle is not None and meta_handle is not None and meta_handle != url_handle:
+            raise HandleConflict(
+                f'the URL names handle {url_handle} but _meta["mcpsim/handle"] names another', url_handle, "conflict"
+            )
+        return url_handle or meta_handle
+
+    def _resolve(self, scope: Scope, handle: str) -> Instance:
+        shown = handle[:40]
+        instance = self.pool.instances.get(handle) if HANDLE.fullmatch(handle) else None
+        if instance is None or not principal_of(scope).may_use(instance):
+            if instance is None and handle in self.minted:
+                raise HandleEnded(f"the episode {shown} has ended", handle, "ended")
+            raise UnknownHandle(f"no episode has the handle {shown!r}: it never existed", shown, "unknown")
+        if instance.ended.is_set() or instance.state in (State.EXITED, State.FAILED, State.STOPPING):
+            reason = instance.failure or str(instance.state)
+            raise HandleEnded(f"the episode {shown} has ended: {reason}", handle, reason)
+        self.orphans.pop(handle, None)
+        return instance
+
+    async def _fresh(self, request: Request, receive: Receive) -> Instance:
+        seed = parse_seed(request.query_params.get("seed"))
+        config = parse_config(request.query_params.get("config"))
+        try:
+            instance = await start_for_request(self.pool, receive, seed, config, owner=principal_of(request.scope).name)
+        except CapacityError as exc:
+            raise NoFreshInstance(f"no instance for this handle-less request: {exc}") from exc
+        if instance is None:
+            raise ClientGone("the client left while its instance was starting")
+        self.created += 1
+        self.orphans[instance.id] = time.monotonic()
+        self.minted[instance.id] = None
+        while len(self.minted) > MAX_ENDED_REMEMBERED:
+            self.minted.popitem(last=False)
+        instance.log.info("handle minted", extra={"event": "handle.minted"})
+        return instance
+
+    async def _from_cache(
+        self, request: Request, message: dict[str, Any], params: Any, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        method = message["method"]
+        config = parse_config(request.query_params.get("config"))
+        if method == "server/discover":
+            init_result = await self.listings.init_result(config, receive)
+            body = {"result": translate.discover_result(init_result)}
+        else:
+            listing, answer = await self.listings.answer(method, params, config, receive)
+            server_info = listing.init_result.get("serverInfo")
+            if "error" in answer:
+                body = {"error": answer["error"]}
+            else:
+                body = {"result": translate.modern_result(method, answer["result"], server_info)}
+        await self._respond(message, body, scope, receive, send)
+
+    @staticmethod
+    async def _respond(
+        message: dict[str, Any], body: dict[str, Any], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        status = modern_status(body["error"].get("code", 0)) if "error" in body else 200
+        await JSONResponse({"jsonrpc": "2.0", "id": message.get("id"), **body}, status)(scope, receive, send)
