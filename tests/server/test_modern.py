@@ -184,7 +184,7 @@ def test_a_handle_is_bound_to_its_token(tmp_path, front):
         headers = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "lake_move"}
         alice = {**headers, "authorization": "Bearer alice-token-0123456789"}
         bob = {**headers, "authorization": "Bearer bob-token-0123456789"}
-        first = httpx.post(serve.mcp, json=body, headers=alice, timeout=30)
+        first = httpx.post(serve.mcp + "?seed=13", json=body, headers=alice, timeout=30)
         assert first.status_code == 200
         handle = first.json()["result"]["_meta"]["mcpsim/handle"]
         target = serve.mcp if front == "mcp" else f"{serve.url}/envs/{handle}/mcp"

@@ -22,6 +22,7 @@ from starlette.types import Receive
 
 from mcpsim.errors import CapacityError, ClientGone, NoFreshInstance
 from mcpsim.pool import Instance, InstancePool
+from mcpsim.pool.eras import MODERN, envelope
 from mcpsim.server.fronts.exchange import ask
 from mcpsim.server.fronts.starts import start_for_request
 from mcpsim.server.fronts.translate import LISTING_METHODS
@@ -41,6 +42,9 @@ class Listing:
     """One config's probe: the backend's initialize result and its answers (`{"result"}` or `{"error"}`)."""
 
     init_result: dict[str, Any]
+    discovered: dict[str, Any] | None = None
+    """The server's own `server/discover` result if it speaks 2026-07-28 (its answers are then passed as they
+    are); None for a handshake-era server (its answers are translated)."""
     answers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
 
@@ -55,9 +59,22 @@ class ListingCache:
     def _key(config: dict[str, Any]) -> str:
         return json.dumps(config, sort_keys=True, separators=(",", ":"))
 
-    async def init_result(self, config: dict[str, Any], receive: Receive) -> dict[str, Any]:
-        """The initialize result of `config`'s server (probing once if needed)."""
-        return (await self._listing(config, receive, None)).init_result
+    async def listing(self, config: dict[str, Any], receive: Receive) -> Listing:
+        """The probe of `config`'s server (probing once if needed)."""
+        return await self._listing(config, receive, None)
+
+    async def tool(self, instance: Instance, name: Any) -> dict[str, Any] | None:
+        """The tool `name` of `instance`'s server (for its `x-mcp-header` arguments): from the cached listing of
+        its config, else from the instance itself (once per config)."""
+        key = self._key(instance.config)
+        listing = self._entries.get(key)
+        if listing is None:
+            listing = Listing(dict(instance.init_result), instance.discovered)
+            listing.answers[("tools/list", "null")] = await self._fetch(instance, "tools/list", None)
+            self._entries[key] = listing  # only the tools page: a discover or other list still probes
+        answer = listing.answers.get(("tools/list", "null")) or {}
+        tools = (answer.get("result") or {}).get("tools") or []
+        return next((tool for tool in tools if isinstance(tool, dict) and tool.get("name") == name), None)
 
     async def answer(self, method: str, params: Any, config: dict[str, Any], receive: Receive) -> Listing | Any:
         """(`Listing`, `{"result"}` or `{"error"}`) for a handle-less list request of `config`."""
@@ -69,12 +86,12 @@ class ListingCache:
     async def _listing(self, config: dict[str, Any], receive: Receive, page: tuple[str, str] | None) -> Listing:
         key = self._key(config)
         listing = self._entries.get(key)
-        if listing is not None and (page is None or page in listing.answers):
+        if listing is not None and (page is None or page in listing.answers) and len(listing.answers) > 1:
             self._entries.move_to_end(key)
             return listing
         async with self._lock:
             listing = self._entries.get(key)
-            if listing is None or (page is not None and page not in listing.answers):
+            if listing is None or len(listing.answers) <= 1 or (page is not None and page not in listing.answers):
                 listing = await self._probe(config, receive, listing, page)
                 self._entries[key] = listing
                 while len(self._entries) > MAX_CONFIGS:
@@ -85,7 +102,7 @@ class ListingCache:
         self, config: dict[str, Any], receive: Receive, listing: Listing | None, page: tuple[str, str] | None
     ) -> Listing:
         try:
-            instance = await start_for_request(self.pool, receive, None, config)
+            instance = await start_for_request(self.pool, receive, None, config, protocol_version=MODERN)
         except CapacityError as exc:
             raise NoFreshInstance(f"no instance free to answer a handle-less listing: {exc}") from exc
         if instance is None:
@@ -97,8 +114,8 @@ class ListingCache:
             instance.stop()
 
     async def _fill(self, instance: Instance, listing: Listing | None, page: tuple[str, str] | None) -> Listing:
-        if listing is None:
-            listing = Listing(dict(instance.init_result))
+        if listing is None or len(listing.answers) <= 1:
+            listing = Listing(dict(instance.init_result), instance.discovered)
             capabilities = listing.init_result.get("capabilities") or {}
             for method in LISTING_METHODS:
                 if CAPABILITY_OF[method] in capabilities:
@@ -114,6 +131,8 @@ class ListingCache:
 
     @staticmethod
     async def _fetch(instance: Instance, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
+        if instance.era == MODERN:
+            params = {**(params or {}), "_meta": envelope()}
         reply = await ask(instance, "probe", method, params, "probe")
         if isinstance(reply, JSONRPCError):
             return {"error": reply.error.model_dump(exclude_none=True)}

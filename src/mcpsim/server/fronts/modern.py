@@ -34,8 +34,9 @@ from mcp.shared.inbound import (
     InboundLadderRejection,
     classify_inbound_request,
     find_duplicated_routing_header,
+    validate_mcp_param_headers,
 )
-from mcp.types import JSONRPCError
+from mcp.types import JSONRPCError, JSONRPCResponse
 from mcp_types.methods import validate_client_request
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
@@ -56,10 +57,11 @@ from mcpsim.errors import (
     UnsupportedMediaType,
 )
 from mcpsim.pool import Instance, InstancePool, State
+from mcpsim.pool.eras import MODERN
 from mcpsim.server.edge import modern_status, note_request_id
 from mcpsim.server.fronts import translate
 from mcpsim.server.fronts.bodies import parse_json
-from mcpsim.server.fronts.exchange import ask
+from mcpsim.server.fronts.exchange import exchange, relay
 from mcpsim.server.fronts.listings import ListingCache
 from mcpsim.server.fronts.params import parse_config
 from mcpsim.server.fronts.starts import start_for_request
@@ -157,21 +159,38 @@ class ModernFront:
             raise HandleRequired(
                 'subscriptions/listen needs an episode: pass _meta["mcpsim/handle"] or use /envs/<handle>/mcp'
             )
+        handle = self._state_handle(handle, params)
         instance = self._resolve(scope, handle) if handle is not None else await self._fresh(request, receive)
         url = f"{request.url.scheme}://{request.url.netloc}/envs/{instance.id}/mcp"
-        server_info = instance.init_result.get("serverInfo")
+        passthrough = instance.era == MODERN
+        server_info = None if passthrough else instance.init_result.get("serverInfo")
         if method == "server/discover":
-            body = {"result": translate.discover_result(instance.init_result)}
-            result = body["result"]
-            body["result"] = translate.stamp(result, server_info, instance.id, url)
-            await self._respond(message, body, scope, receive, send)
+            result = instance.discovered if passthrough else translate.discover_result(instance.init_result)
+            body = {
+                "jsonrpc": "2.0",
+                "id": message["id"],
+                "result": translate.stamp(result or {}, None, instance.id, url),
+            }
+            await JSONResponse(body)(scope, receive, send)
             return
-        reply = await ask(instance, "stateless", method, translate.backend_params(params), message["id"])
-        if isinstance(reply, JSONRPCError):
-            body = {"error": translate.modern_error(reply.error.model_dump(exclude_none=True), params)}
-        else:
-            body = {"result": translate.modern_result(method, reply.result, server_info, instance.id, url)}
-        await self._respond(message, body, scope, receive, send)
+        if method == "tools/call":
+            await self._check_param_headers(scope, instance, params)
+        forwarded = translate.passthrough_params(params) if passthrough else translate.backend_params(params)
+
+        def finish(reply: JSONRPCResponse | JSONRPCError) -> tuple[dict[str, Any], int]:
+            if isinstance(reply, JSONRPCError):
+                error = reply.error.model_dump(exclude_none=True)
+                error = error if passthrough else translate.modern_error(error, params)
+                return {"jsonrpc": "2.0", "id": message["id"], "error": error}, modern_status(error["code"])
+            if passthrough:
+                result = translate.stamp(translate.wrap_state(reply.result, instance.id), None, instance.id, url)
+            else:
+                result = translate.modern_result(method, reply.result, server_info, instance.id, url)
+            return {"jsonrpc": "2.0", "id": message["id"], "result": result}, 200
+
+        streaming = "text/event-stream" in request.headers.get("accept", "")
+        async with exchange(instance, "stateless", method, forwarded, message["id"]) as events:
+            await relay(events, finish, streaming, scope, receive, send)
 
     # -- the steps ---------------------------------------------------------------------------------------------
 
@@ -193,6 +212,31 @@ class ModernFront:
             first = exc.errors()[0] if exc.errors() else {}
             where = ".".join(str(part) for part in first.get("loc", ()))
             raise ProtocolRejection(f"Invalid params: {where} {first.get('msg', '')}".strip(), INVALID_PARAMS) from None
+
+    @staticmethod
+    def _state_handle(handle: str | None, params: dict[str, Any] | None) -> str | None:
+        """The handle a wrapped `requestState` names (an MRTR retry finds its instance), checked against `handle`."""
+        named = translate.state_handle(params)
+        if named is None:
+            return handle
+        if named is False:
+            raise ProtocolRejection("Invalid or expired requestState", INVALID_PARAMS)
+        if handle is not None and named != handle:
+            raise HandleConflict("the requestState belongs to another episode than the handle", handle, "conflict")
+        return named
+
+    async def _check_param_headers(self, scope: Scope, instance: Instance, params: dict[str, Any] | None) -> None:
+        """`Mcp-Param-*` headers against the tool's `x-mcp-header` arguments (the backend sees no headers)."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        tool = await self.listings.tool(instance, (params or {}).get("name"))
+        if tool is None:
+            return
+        arguments = (params or {}).get("arguments")
+        rejection = validate_mcp_param_headers(
+            tool.get("inputSchema"), arguments if isinstance(arguments, dict) else {}, headers
+        )
+        if rejection is not None:
+            raise ProtocolRejection(rejection.message, rejection.code, rejection.data)
 
     @staticmethod
     def _handle(url_handle: str | None, meta_handle: Any) -> str | None:
@@ -240,13 +284,16 @@ class ModernFront:
         method = message["method"]
         config = parse_config(request.query_params.get("config"))
         if method == "server/discover":
-            init_result = await self.listings.init_result(config, receive)
-            body = {"result": translate.discover_result(init_result)}
+            listing = await self.listings.listing(config, receive)
+            if listing.discovered is not None:
+                body = {"result": listing.discovered}
+            else:
+                body = {"result": translate.discover_result(listing.init_result)}
         else:
             listing, answer = await self.listings.answer(method, params, config, receive)
             server_info = listing.init_result.get("serverInfo")
-            if "error" in answer:
-                body = {"error": answer["error"]}
+            if "error" in answer or listing.discovered is not None:
+                body = answer
             else:
                 body = {"result": translate.modern_result(method, answer["result"], server_info)}
         await self._respond(message, body, scope, receive, send)

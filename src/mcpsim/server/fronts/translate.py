@@ -63,6 +63,45 @@ def backend_params(params: Any) -> dict[str, Any] | None:
     return out
 
 
+def passthrough_params(params: Any) -> dict[str, Any] | None:
+    """The params a 2026-07-28 backend gets: as sent, but for `mcpsim/*` keys and mcpsim's requestState wrap."""
+    if not isinstance(params, dict):
+        return None
+    out = dict(params)
+    meta = out.get("_meta")
+    if isinstance(meta, dict):
+        out["_meta"] = {k: v for k, v in meta.items() if not k.startswith(MCPSIM_PREFIX)}
+    state = out.get("requestState")
+    if isinstance(state, str) and state.startswith(STATE_PREFIX):
+        out["requestState"] = state.split(".", 2)[2]
+    return out
+
+
+STATE_PREFIX = "mcpsim1."
+"""An `input_required` result's `requestState` is wrapped as `mcpsim1.<handle>.<the server's state>`, so the
+retry reaches the same instance even if the client never learnt the handle; the inner state is the server's
+own (it protects it: mcpsim only routes)."""
+
+
+def wrap_state(result: Any, handle: str) -> Any:
+    """`result` with its `requestState` (if any) wrapped with `handle`."""
+    if isinstance(result, dict) and isinstance(result.get("requestState"), str):
+        return {**result, "requestState": f"{STATE_PREFIX}{handle}.{result['requestState']}"}
+    return result
+
+
+def state_handle(params: Any) -> str | bool | None:
+    """The handle a retry's wrapped `requestState` names; None if it carries no wrapped state, False if the
+    wrap is malformed (answered like a tampered state)."""
+    state = params.get("requestState") if isinstance(params, dict) else None
+    if not isinstance(state, str) or not state.startswith("mcpsim"):
+        return None
+    parts = state.split(".", 2)
+    if len(parts) != 3 or parts[0] + "." != STATE_PREFIX or len(parts[1]) != 32:
+        return False
+    return parts[1]
+
+
 def stamp(result: dict[str, Any], server_info: Any, handle: str | None, url: str | None) -> dict[str, Any]:
     """`result` with the serverInfo stamp and, for an episode, its handle and URL in `_meta`."""
     meta = dict(result.get("_meta") or {}) if isinstance(result.get("_meta"), dict) else {}
