@@ -223,6 +223,8 @@ class _Assembler:
         trajectory.reward_source = str(record.get("reward_source", "environment"))
         trajectory.usage = dict(record.get("usage") or {})
         trajectory.connect_ms = record.get("connect_ms")
+        protocol = record.get("protocol")
+        trajectory.protocol = protocol if isinstance(protocol, str) else None
         if record.get("duration_s") is not None:
             trajectory.started_at, trajectory.finished_at = 0.0, float(record["duration_s"])
         trajectory.initial_observation = self.resolve(record.get("initial_observation") or [], lineno)

@@ -265,7 +265,8 @@ class ModernFront:
         seed = parse_seed(request.query_params.get("seed"))
         config = parse_config(request.query_params.get("config"))
         try:
-            instance = await start_for_request(self.pool, receive, seed, config, owner=principal_of(request.scope).name)
+            owner = principal_of(request.scope).name
+            instance = await start_for_request(self.pool, receive, seed, config, owner=owner, protocol_version=MODERN)
         except CapacityError as exc:
             raise NoFreshInstance(f"no instance for this handle-less request: {exc}") from exc
         if instance is None:
