@@ -184,7 +184,8 @@ def start_target(args: argparse.Namespace, work: Path) -> tuple[str, list[subpro
     process = start(argv, port, work / "serve.log")
     base = f"http://127.0.0.1:{port}"
     if args.front == "envs":
-        instance = httpx.post(f"{base}/api/instances", json={"seed": 1}, timeout=60).raise_for_status().json()
+        body = {"seed": 1, **({"protocol": "2026-07-28"} if args.requirements == "2026-07-28" else {})}
+        instance = httpx.post(f"{base}/api/instances", json=body, timeout=60).raise_for_status().json()
         return base + instance["url"], [process]
     return f"{base}/mcp", [process]
 
