@@ -16,8 +16,7 @@ MCPSimError                     root: the CLI prints these in one line; anything
 │   ├── HandleError             a 2026-07-28 request whose episode handle cannot be used
 │   │   ├── UnknownHandle       no such handle, or another principal's (the same answer)
 │   │   ├── HandleEnded         the handle's instance has ended
-│   │   ├── HandleConflict      the URL and `_meta["mcpsim/handle"]` name different handles
-│   │   └── HandleRequired      a method that needs an episode, sent without a handle
+│   │   └── HandleConflict      the URL and `_meta["mcpsim/handle"]` name different handles
 │   ├── NotFound                no such session, handle, frame or blob
 │   ├── NotReady                the instance exists but cannot take requests yet
 │   ├── TooLarge                a body over its documented limit
@@ -141,10 +140,6 @@ class HandleEnded(HandleError):
 
 class HandleConflict(HandleError):
     """`/envs/<h>/mcp` and `_meta["mcpsim/handle"]` name two different handles."""
-
-
-class HandleRequired(HandleError):
-    """A method that only makes sense inside an episode (`subscriptions/listen`) arrived without a handle."""
 
 
 class NotFound(RequestError):

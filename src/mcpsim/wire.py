@@ -101,8 +101,6 @@ HANDLE_ENDED = -31011
 """The handle's instance has ended; `data.reason` says how."""
 HANDLE_CONFLICT = -31012
 """The URL's handle and `_meta["mcpsim/handle"]` disagree."""
-HANDLE_REQUIRED = -31013
-"""The method needs an episode (`subscriptions/listen`): pass a handle."""
 HANDLE_CAPACITY = -31014
 """A handle-less request needed a fresh instance and `--max-instances` was reached (HTTP 503)."""
 

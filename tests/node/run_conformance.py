@@ -178,7 +178,7 @@ def start_target(args: argparse.Namespace, work: Path) -> tuple[str, list[subpro
     if args.target == "alone":
         process = start([sys.executable, str(SERVER), "--port", str(port)], port, work / "server.log")
         return f"http://127.0.0.1:{port}/mcp", [process]
-    template = f"{sys.executable} {SERVER}" + (" --port {port}" if args.backend == "http" else "")
+    template = f"{{python}} {SERVER}" + (" --port {port}" if args.backend == "http" else "")  # {python}: forkable
     argv = [sys.executable, "-m", "mcpsim", "serve", "--port", str(port), "--server", template, "--fork-server"]
     argv += ["--port-range", f"{port + 1}-{port + 49}"]
     process = start(argv, port, work / "serve.log")

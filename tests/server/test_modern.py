@@ -4,6 +4,7 @@ The clients are the official SDK's `Client` in `mode="2026-07-28"` and `"auto"` 
 trajectory in the handshake era); the raw-HTTP tests pin the wire: status codes, error codes, `_meta` keys.
 """
 
+import json
 import re
 import time
 
@@ -125,7 +126,19 @@ def test_the_2026_wire_of_the_fronts(frozen_lake_server):
     unknown = move_call(mcp, "UP", handle="0" * 32)
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == -31010
     listen = post(mcp, "subscriptions/listen", {"notifications": {"toolsListChanged": True}})
-    assert listen.status_code == 400 and listen.json()["error"]["code"] == -31013
+    assert listen.status_code == 400, "a listen is a stream: without text/event-stream in Accept it is refused"
+    headers = {
+        "MCP-Protocol-Version": "2026-07-28",
+        "Mcp-Method": "subscriptions/listen",
+        "accept": "text/event-stream",
+    }
+    body = {"jsonrpc": "2.0", "id": "l1", "method": "subscriptions/listen", "params": {"_meta": ENVELOPE}}
+    body["params"]["notifications"] = {"toolsListChanged": True}
+    with httpx.stream("POST", mcp, json=body, headers=headers, timeout=30) as stream:
+        first = next(line for line in stream.iter_lines() if line.startswith("data:"))
+    ack = json.loads(first[5:])
+    assert ack["method"] == "notifications/subscriptions/acknowledged" and ack["params"]["notifications"] == {}
+    assert ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "l1"
     assert frozen_lake_server.get("/health").status_code == 200
 
 

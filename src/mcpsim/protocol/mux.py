@@ -46,10 +46,14 @@ from mcpsim.protocol.messages import (
     malformed_result,
     message_kind,
     request_id_of,
+    retag_subscription,
+    subscription_of,
 )
 from mcpsim.wire import BACKEND_TIMEOUT, BACKEND_UNAVAILABLE, NO_BACK_CHANNEL
 
 logger = logging.getLogger(__name__)
+OPEN_ENDED = frozenset({"subscriptions/listen"})
+"""Requests that last as long as the client wants (no `--request-timeout`: a quiet stream is not a hung server)."""
 
 
 class Channel(Protocol):
@@ -184,7 +188,7 @@ class Multiplexer:
         token = meta.get("progressToken") if isinstance(meta, dict) else None
         tool = params.get("name") if msg.method == "tools/call" and isinstance(params.get("name"), str) else None
         pending = _Pending(channel, msg.id, msg.method, tool, token)
-        if self.request_timeout is not None and channel is not self._internal:
+        if self.request_timeout is not None and channel is not self._internal and msg.method not in OPEN_ENDED:
             self._set_deadline(pending)
         self._pending[server_id] = pending
         self._by_client[(id(channel), msg.id)] = server_id
@@ -246,6 +250,11 @@ class Multiplexer:
                 meta = ServerMessageMetadata(related_request_id=pending.client_id)
                 await self._deliver(pending.channel, SessionMessage(msg, meta))
                 return
+        listen = subscription_of(params)  # a 2026 listen stream's frame: to the listen's channel, retagged
+        if isinstance(listen, int) and (pending := self._pending.get(listen)) is not None:
+            meta = ServerMessageMetadata(related_request_id=pending.client_id)
+            await self._deliver(pending.channel, SessionMessage(retag_subscription(msg, pending.client_id), meta))
+            return
         if msg.method == "notifications/cancelled":
             request_id = request_id_of(params.get("requestId"))
             channel = self._server_requests.pop(request_id, None) if request_id is not None else None

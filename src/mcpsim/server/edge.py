@@ -31,7 +31,6 @@ from mcpsim.wire import (
     HANDLE_CAPACITY,
     HANDLE_CONFLICT,
     HANDLE_ENDED,
-    HANDLE_REQUIRED,
     HANDLE_UNKNOWN,
     INTERNAL_FAILURE,
 )
@@ -43,7 +42,6 @@ ANSWERS: dict[type[errors.MCPSimError], tuple[int, int | None]] = {
     errors.UnknownHandle: (404, HANDLE_UNKNOWN),
     errors.HandleEnded: (404, HANDLE_ENDED),
     errors.HandleConflict: (400, HANDLE_CONFLICT),
-    errors.HandleRequired: (400, HANDLE_REQUIRED),
     errors.NoFreshInstance: (503, HANDLE_CAPACITY),
     errors.BadRequest: (400, INVALID_REQUEST),
     errors.NotFound: (404, None),

@@ -34,6 +34,7 @@ class ReplyChannel:
     def __init__(self, name: str) -> None:
         self.name = name
         self._send, self.events = anyio.create_memory_object_stream[Event](MAX_EVENTS)
+        self.answered = False
 
     async def deliver(self, message: SessionMessage) -> None:
         msg = message.message
@@ -41,6 +42,7 @@ class ReplyChannel:
             with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 self._send.send_nowait(msg)
             if not isinstance(msg, JSONRPCNotification):
+                self.answered = True
                 self._send.close()
 
 
@@ -59,6 +61,11 @@ async def exchange(
         await mux.from_client(channel, SessionMessage(request))
         yield channel.events
     finally:
+        if not channel.answered:  # the client left first (a listen stream closed): the server stops too
+            cancel = {"requestId": request_id, "reason": "the client closed its request"}
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                notice = JSONRPCNotification(jsonrpc="2.0", method="notifications/cancelled", params=cancel)
+                await mux.from_client(channel, SessionMessage(notice))
         mux.detach(channel)
 
 

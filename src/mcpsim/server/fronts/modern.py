@@ -8,7 +8,8 @@ against the body, version; then the per-version method gate), then routed by its
 - a handle (the `/envs/<handle>/mcp` URL or `_meta["mcpsim/handle"]`, which must agree) reaches that
   instance; an unknown one, or another principal's, answers -31010, an ended one -31011;
 - without one, `server/discover` and the four list methods are answered from the listing cache (no instance
-  starts); `subscriptions/listen` needs a handle (-31013); anything else gets a fresh instance with the URL's
+  starts); `subscriptions/listen` gets a stream that honours no notification (there is no
+  episode whose lists could change: its acknowledgement says so); anything else gets a fresh instance with the URL's
   `seed` and `config`, and the result names its handle and URL in `_meta` (`mcpsim/handle`, `mcpsim/url`).
 The backend connection is the instance's handshake-era one; `translate` turns the request and the answer
 into each era. Answers are JSON (no stream): progress and log notifications are not relayed on this path, and
@@ -41,15 +42,15 @@ from mcp_types.methods import validate_client_request
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from mcpsim.errors import (
+    BadRequest,
     CapacityError,
     ClientGone,
     HandleConflict,
     HandleEnded,
-    HandleRequired,
     NoFreshInstance,
     ParseError,
     ProtocolRejection,
@@ -58,10 +59,11 @@ from mcpsim.errors import (
 )
 from mcpsim.pool import Instance, InstancePool, State
 from mcpsim.pool.eras import MODERN
+from mcpsim.protocol.messages import SUBSCRIPTION_ID_KEY
 from mcpsim.server.edge import modern_status, note_request_id
 from mcpsim.server.fronts import translate
 from mcpsim.server.fronts.bodies import parse_json
-from mcpsim.server.fronts.exchange import exchange, relay
+from mcpsim.server.fronts.exchange import exchange, relay, sse_frame
 from mcpsim.server.fronts.listings import ListingCache
 from mcpsim.server.fronts.params import parse_config
 from mcpsim.server.fronts.starts import start_for_request
@@ -77,6 +79,7 @@ HEADER_MISMATCH = -32020
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
+MAX_EMPTY_LISTEN = 3600.0
 
 
 def modern_header(request: Request) -> str | None:
@@ -91,6 +94,23 @@ def peek_json(body: bytes) -> Any:
         return parse_json(body)
     except ParseError:
         return None
+
+
+def empty_listen(request_id: Any) -> StreamingResponse:
+    """A handle-less `subscriptions/listen`: acknowledged with no notification honoured, then held open until the
+    client closes it (at most `MAX_EMPTY_LISTEN` seconds). Events belong to episodes, so only a listen with a
+    handle receives any."""
+
+    async def frames() -> AsyncIterator[bytes]:
+        ack = {
+            "jsonrpc": "2.0",
+            "method": "notifications/subscriptions/acknowledged",
+            "params": {"notifications": {}, "_meta": {SUBSCRIPTION_ID_KEY: request_id}},
+        }
+        yield sse_frame(ack)
+        await anyio.sleep(MAX_EMPTY_LISTEN)
+
+    return StreamingResponse(frames(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
 
 class ModernFront:
@@ -156,9 +176,12 @@ class ModernFront:
             await self._from_cache(request, message, params, scope, receive, send)
             return
         if handle is None and method == "subscriptions/listen":
-            raise HandleRequired(
-                'subscriptions/listen needs an episode: pass _meta["mcpsim/handle"] or use /envs/<handle>/mcp'
-            )
+            if "text/event-stream" not in request.headers.get("accept", ""):
+                raise BadRequest(
+                    "subscriptions/listen answers with an SSE stream: Accept must include text/event-stream"
+                )
+            await empty_listen(message["id"])(scope, receive, send)
+            return
         handle = self._state_handle(handle, params)
         instance = self._resolve(scope, handle) if handle is not None else await self._fresh(request, receive)
         url = f"{request.url.scheme}://{request.url.netloc}/envs/{instance.id}/mcp"
@@ -189,6 +212,8 @@ class ModernFront:
             return {"jsonrpc": "2.0", "id": message["id"], "result": result}, 200
 
         streaming = "text/event-stream" in request.headers.get("accept", "")
+        if method == "subscriptions/listen" and not streaming:
+            raise BadRequest("subscriptions/listen answers with an SSE stream: Accept must include text/event-stream")
         async with exchange(instance, "stateless", method, forwarded, message["id"]) as events:
             await relay(events, finish, streaming, scope, receive, send)
 
