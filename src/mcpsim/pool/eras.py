@@ -5,12 +5,20 @@ the per-request envelope. A server that answers it speaks the stateless revision
 stays in that era (a stdio process is locked to the era of its first request): mcpsim then passes 2026 requests
 through, envelope included, and the server's own `input_required` results, `ttlMs` and `serverInfo` reach the
 client unchanged. Any error means a handshake-era server: the pool initializes it on the same connection, and
-the modern front translates. Only stdio backends are probed: the HTTP client transport's messages carry no
-per-message headers through the multiplexer, so an HTTP backend is always initialized (and translated).
+the modern front translates. Stdio and streamable-HTTP backends are probed (an HTTP backend gets the 2026
+routing headers per message, `modern_headers`); SSE backends speak only the handshake era.
 """
 
 from typing import Any
 
+from mcp.shared.inbound import (
+    MCP_METHOD_HEADER,
+    MCP_NAME_HEADER,
+    MCP_PROTOCOL_VERSION_HEADER,
+    NAME_BEARING_METHODS,
+    encode_header_value,
+)
+from mcp.shared.message import ClientMessageMetadata
 from mcp_types import (
     CLIENT_CAPABILITIES_META_KEY,
     CLIENT_INFO_META_KEY,
@@ -36,7 +44,25 @@ def envelope(capabilities: Any = None) -> dict[str, Any]:
 
 
 def wants_modern(protocol_version: str, transport: str) -> bool:
-    return protocol_version in MODERN_PROTOCOL_VERSIONS and transport == "stdio"
+    return protocol_version in MODERN_PROTOCOL_VERSIONS and transport in ("stdio", "http")
+
+
+def modern_headers(method: str, params: Any, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The HTTP headers a 2026-07-28 POST of `method` carries (`MCP-Protocol-Version`, `Mcp-Method`,
+    `Mcp-Name`), plus `extra` (the client's `Mcp-Param-*` headers, which the server checks itself)."""
+    headers = {MCP_PROTOCOL_VERSION_HEADER: MODERN, MCP_METHOD_HEADER: method}
+    key = NAME_BEARING_METHODS.get(method)
+    name = params.get(key) if key is not None and isinstance(params, dict) else None
+    if isinstance(name, str):
+        headers[MCP_NAME_HEADER] = encode_header_value(name)
+    return {**headers, **(extra or {})}
+
+
+def metadata_for(transport: str, method: str, params: Any, extra: dict[str, str] | None = None) -> Any:
+    """What a 2026-07-28 request to a backend carries besides its body: headers over HTTP, nothing on stdio."""
+    if transport != "http":
+        return None
+    return ClientMessageMetadata(headers=modern_headers(method, params, extra))
 
 
 def handshake_version(protocol_version: str) -> str:
@@ -44,10 +70,11 @@ def handshake_version(protocol_version: str) -> str:
     return LATEST_HANDSHAKE_VERSION if protocol_version in MODERN_PROTOCOL_VERSIONS else protocol_version
 
 
-async def discover(mux: Multiplexer) -> dict[str, Any] | None:
+async def discover(mux: Multiplexer, transport: str) -> dict[str, Any] | None:
     """The server's `server/discover` result if it serves 2026-07-28, else None (then initialize it)."""
     try:
-        result = await mux.request("server/discover", {"_meta": envelope()})
+        params = {"_meta": envelope()}
+        result = await mux.request("server/discover", params, metadata_for(transport, "server/discover", params))
     except BackendError:
         return None
     versions = result.get("supportedVersions")

@@ -272,7 +272,7 @@ class Instance:
     async def _handshake(self, mux: Multiplexer) -> str | None:
         """Initialize the server as its client would; returns why it failed, or None when it is ready."""
         if eras.wants_modern(self.spec.protocol_version, self.transport):  # see pool/eras.py
-            self.discovered = await eras.discover(mux)
+            self.discovered = await eras.discover(mux, self.transport)
             if self.discovered is not None:
                 self.init_result, self.era = eras.as_init_result(self.discovered), eras.MODERN
                 return None

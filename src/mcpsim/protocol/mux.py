@@ -162,7 +162,7 @@ class Multiplexer:
         self.last_activity = time.monotonic()
         self._count("client", msg)
         if isinstance(msg, JSONRPCRequest):
-            await self._forward_request(channel, msg)
+            await self._forward_request(channel, msg, message.metadata)  # per-message HTTP headers (2026)
         elif isinstance(msg, JSONRPCResponse | JSONRPCError):
             if msg.id is not None:
                 self._server_requests.pop(msg.id, None)
@@ -178,7 +178,7 @@ class Multiplexer:
                 msg = msg.model_copy(update={"params": {**(msg.params or {}), "requestId": server_id}})
             await self._to_server(SessionMessage(msg))
 
-    async def _forward_request(self, channel: Channel, msg: JSONRPCRequest) -> None:
+    async def _forward_request(self, channel: Channel, msg: JSONRPCRequest, metadata: Any = None) -> None:
         if self.closed_reason is not None:
             await channel.deliver(error_message(msg.id, BACKEND_UNAVAILABLE, self.closed_reason))
             return
@@ -196,7 +196,7 @@ class Multiplexer:
             self._progress[hashable_token(token)] = server_id
         if self.observer is not None:
             self.observer.on_request(msg.method, tool)
-        await self._to_server(SessionMessage(msg.model_copy(update={"id": server_id})))
+        await self._to_server(SessionMessage(msg.model_copy(update={"id": server_id}), metadata=metadata))
 
     async def _to_server(self, message: SessionMessage) -> None:
         try:
@@ -388,7 +388,7 @@ class Multiplexer:
 
     # -- the proxy's own traffic ------------------------------------------------------------------------------
 
-    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def request(self, method: str, params: dict[str, Any] | None = None, metadata: Any = None) -> dict[str, Any]:
         """Send a request of the proxy's own over the connection and wait for its result.
 
         The caller bounds the wait (`anyio.fail_after`); a cancelled wait leaves nothing pending behind.
@@ -399,7 +399,7 @@ class Multiplexer:
         self._internal.waiting[client_id] = (event, box)
         try:
             await self._forward_request(
-                self._internal, JSONRPCRequest(jsonrpc="2.0", id=client_id, method=method, params=params)
+                self._internal, JSONRPCRequest(jsonrpc="2.0", id=client_id, method=method, params=params), metadata
             )
             await event.wait()
         finally:

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from mcpsim.errors import HandleEnded
-from mcpsim.pool import Instance
+from mcpsim.pool import Instance, eras
 
 MAX_EVENTS = 256
 Reply = JSONRPCResponse | JSONRPCError
@@ -48,7 +48,12 @@ class ReplyChannel:
 
 @contextlib.asynccontextmanager
 async def exchange(
-    instance: Instance, name: str, method: str, params: dict[str, Any] | None, request_id: RequestId
+    instance: Instance,
+    name: str,
+    method: str,
+    params: dict[str, Any] | None,
+    request_id: RequestId,
+    headers: dict[str, str] | None = None,
 ) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
     """Send `method` to `instance`; yields the stream of its related notifications, ending with the answer."""
     mux = instance.mux
@@ -58,7 +63,10 @@ async def exchange(
     fields: dict[str, Any] = {"params": params} if params is not None else {}
     request = JSONRPCRequest(jsonrpc="2.0", id=request_id, method=method, **fields)
     try:
-        await mux.from_client(channel, SessionMessage(request))
+        metadata = (
+            eras.metadata_for(instance.transport, method, params, headers) if instance.era == eras.MODERN else None
+        )
+        await mux.from_client(channel, SessionMessage(request, metadata=metadata))
         yield channel.events
     finally:
         if not channel.answered:  # the client left first (a listen stream closed): the server stops too

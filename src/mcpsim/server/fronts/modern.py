@@ -214,7 +214,8 @@ class ModernFront:
         streaming = "text/event-stream" in request.headers.get("accept", "")
         if method == "subscriptions/listen" and not streaming:
             raise BadRequest("subscriptions/listen answers with an SSE stream: Accept must include text/event-stream")
-        async with exchange(instance, "stateless", method, forwarded, message["id"]) as events:
+        params_headers = {k: v for k, v in request.headers.items() if k.startswith("mcp-param-")}
+        async with exchange(instance, "stateless", method, forwarded, message["id"], params_headers) as events:
             await relay(events, finish, streaming, scope, receive, send)
 
     # -- the steps ---------------------------------------------------------------------------------------------
