@@ -181,6 +181,8 @@ def start_target(args: argparse.Namespace, work: Path) -> tuple[str, list[subpro
     template = f"{{python}} {SERVER}" + (" --port {port}" if args.backend == "http" else "")  # {python}: forkable
     argv = [sys.executable, "-m", "mcpsim", "serve", "--port", str(port), "--server", template, "--fork-server"]
     argv += ["--port-range", f"{port + 1}-{port + 49}"]
+    # at 2026-07-28 every handle-less call is a fresh instance the suite never addresses again: reclaim them soon
+    argv += ["--orphan-timeout", "5"]
     process = start(argv, port, work / "serve.log")
     base = f"http://127.0.0.1:{port}"
     if args.front == "envs":

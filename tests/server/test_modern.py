@@ -209,3 +209,22 @@ def test_a_handle_is_bound_to_its_token(tmp_path, front):
     finally:
         serve.stop()
     assert not survivors(serve.seen_descendants)
+
+
+@pytest.mark.parametrize("mode", ["2026-07-28", "auto", "legacy"])
+async def test_serve_stdio_speaks_the_revision_of_its_clients_first_message(mode):
+    import sys
+
+    from mcp import StdioServerParameters
+
+    argv = ["-m", "mcpsim", "serve", "--stdio", "--env", "frozen_lake", "--seed", "13", "--log-level", "warning"]
+    import os
+
+    params = StdioServerParameters(command=sys.executable, args=argv, env=dict(os.environ))  # this checkout's mcpsim
+    async with Client(params, mode=mode) as client:
+        assert client.protocol_version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
+        first = await client.read_resource("game://initial_state")
+        assert "@FFF" in first.contents[0].text
+        moved = await client.call_tool("lake_move", {"action": "RIGHT"})
+        moved = await client.call_tool("lake_move", {"action": "RIGHT"})
+        assert moved.meta["mcpsim"]["step"] == 2 and "row 0, column 2" in moved.content[0].text

@@ -129,8 +129,8 @@ class SessionFront:
         if method != "initialize":
             if method == "server/discover":
                 raise MethodNotServed(
-                    "server/discover is not served on /mcp: every session is its own instance, so open one with "
-                    "initialize (or use an /envs/{id}/mcp handle)"
+                    "server/discover without the 2026-07-28 envelope: send it with the MCP-Protocol-Version header "
+                    "and params._meta (the stateless path), or open a handshake-era session with initialize"
                 )
             raise BadRequest("Bad Request: no session yet; the first request must be initialize")
         session_id = uuid.uuid4().hex
