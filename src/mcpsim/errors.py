@@ -12,7 +12,12 @@ MCPSimError                     root: the CLI prints these in one line; anything
 │   │   ├── ParseError          the body is not JSON
 │   │   ├── InvalidParams       a seed or config that cannot be used
 │   │   │   └── InvalidSeed     not an integer in [0, 2**63)
-│   │   └── MethodNotServed     a method this endpoint does not serve (`server/discover` on /mcp)
+│   │   ├── MethodNotServed     a method this endpoint does not serve (`server/discover` on /mcp)
+│   │   └── ProtocolRejection   a 2026-07-28 request the SDK's envelope ladder refuses (its code and data)
+│   ├── HandleError             a 2026-07-28 request whose episode handle cannot be used
+│   │   ├── UnknownHandle       no such handle, or another principal's (the same answer)
+│   │   ├── HandleEnded         the handle's instance has ended
+│   │   └── HandleConflict      the URL and `_meta["mcpsim/handle"]` name different handles
 │   ├── NotFound                no such session, handle, frame or blob
 │   ├── NotReady                the instance exists but cannot take requests yet
 │   ├── TooLarge                a body over its documented limit
@@ -23,7 +28,8 @@ MCPSimError                     root: the CLI prints these in one line; anything
 │   └── ClientGone              the client left before its answer was ready
 ├── PoolError                   an instance the pool cannot provide
 │   ├── CapacityError           --max-instances reached: retrying later can succeed
-│   │   └── PortsExhausted      every port of --port-range is taken
+│   │   ├── PortsExhausted      every port of --port-range is taken
+│   │   └── NoFreshInstance     the same, met by a handle-less 2026-07-28 request (its own code)
 │   ├── ShuttingDown            the server is stopping
 │   ├── StartError              the server command failed to start or to answer initialize
 │   │   ├── BuildError          an isolated environment could not be built
@@ -118,6 +124,35 @@ class MethodNotServed(BadRequest):
     """A method this endpoint does not serve (`server/discover` on `/mcp`, where every session is an instance)."""
 
 
+class ProtocolRejection(BadRequest):
+    """A 2026-07-28 request refused by the envelope ladder or the version gate: `code` and `data` are the spec's
+    (-32602 missing envelope, -32020 header mismatch, -32022 unsupported version, -32601 removed method)."""
+
+    def __init__(self, message: str, code: int, data: Any = None) -> None:
+        super().__init__(message)
+        self.code, self.data = code, data
+
+
+class HandleError(RequestError):
+    """A 2026-07-28 request whose episode handle cannot be used; `data` names the handle and why."""
+
+    def __init__(self, message: str, handle: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.data = {"handle": handle, "reason": reason or message}
+
+
+class UnknownHandle(HandleError):
+    """No instance has this handle, or it belongs to another principal (answered alike: no existence oracle)."""
+
+
+class HandleEnded(HandleError):
+    """The handle's instance has ended (DELETE, idle or orphan timeout, the server exited)."""
+
+
+class HandleConflict(HandleError):
+    """`/envs/<h>/mcp` and `_meta["mcpsim/handle"]` name two different handles."""
+
+
 class NotFound(RequestError):
     """No such session, handle, frame or blob (or one the caller may not see: the same answer)."""
 
@@ -163,6 +198,10 @@ class CapacityError(PoolError):
 
 class PortsExhausted(CapacityError):
     """Every port of `--port-range` is leased or taken by another program."""
+
+
+class NoFreshInstance(CapacityError):
+    """A handle-less 2026-07-28 request needed a fresh instance and `--max-instances` was reached."""
 
 
 class ShuttingDown(PoolError):

@@ -94,6 +94,23 @@ MESSAGE_TOO_LARGE = -32015
 INTERNAL_FAILURE = -32016
 """mcpsim failed unexpectedly while serving this request (a bug: the log has its traceback)."""
 
+# The 2026-07-28 revision reserves -32020..-32099 and asks new implementations to keep out of -32768..-32000,
+# so the handle errors of the modern front have codes of their own, in -31010..-31014.
+
+HANDLE_UNKNOWN = -31010
+"""No episode has this handle (or it is another principal's: the same answer)."""
+HANDLE_ENDED = -31011
+"""The handle's instance has ended; `data.reason` says how."""
+HANDLE_CONFLICT = -31012
+"""The URL's handle and `_meta["mcpsim/handle"]` disagree."""
+HANDLE_CAPACITY = -31014
+"""A handle-less request needed a fresh instance and `--max-instances` was reached (HTTP 503)."""
+
+HANDLE_META_KEY = "mcpsim/handle"
+"""`_meta` key naming an episode's handle: on every 2026-07-28 result of an episode, and on requests to it."""
+URL_META_KEY = "mcpsim/url"
+"""`_meta` key of a 2026-07-28 result: the absolute `/envs/<handle>/mcp` URL of its episode."""
+
 # -- sizes --------------------------------------------------------------------------------------------------------
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024

@@ -178,13 +178,16 @@ def start_target(args: argparse.Namespace, work: Path) -> tuple[str, list[subpro
     if args.target == "alone":
         process = start([sys.executable, str(SERVER), "--port", str(port)], port, work / "server.log")
         return f"http://127.0.0.1:{port}/mcp", [process]
-    template = f"{sys.executable} {SERVER}" + (" --port {port}" if args.backend == "http" else "")
+    template = f"{{python}} {SERVER}" + (" --port {port}" if args.backend == "http" else "")  # {python}: forkable
     argv = [sys.executable, "-m", "mcpsim", "serve", "--port", str(port), "--server", template, "--fork-server"]
     argv += ["--port-range", f"{port + 1}-{port + 49}"]
+    # at 2026-07-28 every handle-less call is a fresh instance the suite never addresses again: reclaim them soon
+    argv += ["--orphan-timeout", "5"]
     process = start(argv, port, work / "serve.log")
     base = f"http://127.0.0.1:{port}"
     if args.front == "envs":
-        instance = httpx.post(f"{base}/api/instances", json={"seed": 1}, timeout=60).raise_for_status().json()
+        body = {"seed": 1, **({"protocol": "2026-07-28"} if args.requirements == "2026-07-28" else {})}
+        instance = httpx.post(f"{base}/api/instances", json=body, timeout=60).raise_for_status().json()
         return base + instance["url"], [process]
     return f"{base}/mcp", [process]
 

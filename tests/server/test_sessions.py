@@ -136,10 +136,11 @@ async def test_delete_ends_the_process_within_two_seconds(frozen_lake_server):
         await anyio.sleep(0.02)
 
 
-async def test_default_client_mode_falls_back_from_discover_to_a_session(frozen_lake_server):
+async def test_default_client_mode_speaks_2026_through_discover(frozen_lake_server):
     async with Client(f"{frozen_lake_server.mcp}?seed=9") as client:  # mode="auto": probes server/discover first
+        assert client.protocol_version == "2026-07-28"
         result = await client.call_tool("lake_move", {"action": "RIGHT"})
-        assert result.meta["mcpsim"]["step"] == 1
+        assert result.meta["mcpsim"]["step"] == 1 and len(result.meta["mcpsim/handle"]) == 32
 
 
 async def test_unknown_session_id_is_404_with_a_json_rpc_error(frozen_lake_server):

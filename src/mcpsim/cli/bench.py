@@ -24,6 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--matrix", action="store_true", help="instead: per-call latency for every front/backend transport pair"
     )
+    p.add_argument(
+        "--protocol",
+        choices=["2026-07-28", "2025-11-25"],
+        help="instead: per-call latency of lake_move through mcpsim's /mcp in this MCP era (--steps calls),"
+        " beside a standalone server in the same era",
+    )
     p.add_argument("--json", metavar="FILE", default="bench.json", help="where to write the results")
     p.set_defaults(handler=run)
 
@@ -31,6 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mcpsim.bench import BenchSettings, print_report, run_bench
 
+    if args.protocol:
+        from mcpsim.bench.eras import print_protocol, run_protocol
+
+        result = anyio.run(run_protocol, args.protocol, args.steps)
+        _write(args.json, result)
+        print_protocol(result)
+        return 0
     if args.matrix:
         from mcpsim.bench.matrix import print_matrix, run_matrix
 

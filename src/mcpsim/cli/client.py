@@ -63,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="record prompt and completion token ids and the generated-token mask (vLLM/SGLang servers)",
     )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds for any one MCP request")
+    add_protocol_option(p)
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
     p.set_defaults(handler=run_rollout)
 
@@ -77,6 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--url", required=True, help="MCP endpoint to audit")
     p.add_argument("--max-concurrency", type=int, default=16)
     p.add_argument("--lenient", action="store_true", help="audit the complete episodes of a damaged file")
+    add_protocol_option(p)
     p.set_defaults(handler=run_audit)
 
     p = sub.add_parser("report", help="success, reward, steps, latency and tokens of one or more recordings")
@@ -202,7 +204,9 @@ def run_rollout(args: argparse.Namespace) -> int:
 
     console = _console()
     policy = policy_from_spec(args.policy, args)
-    envs = make(args.url, dataset=_dataset(args, policy), samples=args.samples, timeout=args.timeout)
+    envs = make(
+        args.url, dataset=_dataset(args, policy), samples=args.samples, timeout=args.timeout, protocol=args.protocol
+    )
     if args.record:
         try:
             Path(args.record).parent.mkdir(parents=True, exist_ok=True)
@@ -256,12 +260,25 @@ def run_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_protocol_option(p: argparse.ArgumentParser) -> None:
+    from mcpsim.client.env import PROTOCOLS
+
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="auto",
+        help="MCP revision: auto (2026-07-28 if the server speaks it, else the handshake), 2026-07-28, legacy",
+    )
+
+
 def run_audit(args: argparse.Namespace) -> int:
     from mcpsim.client import audit
 
     console = _console()
     recording = read_recording(args.file, strict=not args.lenient)
-    report = anyio.run(lambda: audit(recording, args.url, max_concurrency=args.max_concurrency, progress=None))
+    report = anyio.run(
+        lambda: audit(recording, args.url, max_concurrency=args.max_concurrency, progress=None, protocol=args.protocol)
+    )
     console.print(report.summary(), markup=False, soft_wrap=True)
     console.print("deterministic: every replayed step matched" if report.ok else "NOT deterministic (see above)")
     return 0 if report.ok else 1

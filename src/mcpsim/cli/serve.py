@@ -49,6 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="with --stdio: the instance's config as a JSON object")
     p.add_argument("--json-response", action="store_true", help="answer /mcp requests with JSON bodies, not SSE")
     p.add_argument(
+        "--orphan-timeout",
+        type=float,
+        default=60.0,
+        help="seconds after which an instance started by a handle-less 2026-07-28 request ends if its handle is"
+        " never used again (default 60)",
+    )
+    p.add_argument(
         "--fork-server",
         action="store_true",
         help="start Python servers as forks of one template that imported them once (falls back to spawn)",
@@ -160,7 +167,12 @@ def run(args: argparse.Namespace) -> int:
         seed = args.seed if args.seed is not None else _env_seed(os.environ.get(SEED_VARIABLE))
         return anyio.run(serve_stdio, pool, seed, _stdio_config(args.config))
     config = ServeConfig(  # refuses a non-loopback bind without a token, up front
-        pool=pool, host=args.host, port=args.port, json_response=args.json_response, credentials=credentials(args)
+        pool=pool,
+        host=args.host,
+        port=args.port,
+        json_response=args.json_response,
+        credentials=credentials(args),
+        orphan_timeout=args.orphan_timeout,
     )
     anyio.run(serve, config)
     return 0

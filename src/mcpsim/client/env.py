@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+import anyio
 import httpx2
 from jsonschema import Draft202012Validator, SchemaError
 from jsonschema.exceptions import best_match
@@ -25,15 +26,26 @@ from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import Implementation
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcpsim.client.content import block_dict, blocks_from_content, blocks_from_resource
 from mcpsim.client.dataset import DatasetSource, assign_env_ids, load_rows, seed_rows
 from mcpsim.errors import ConfigError, ConnectError, EnvError, InvalidAction, describe_exception
 from mcpsim.trajectory import Action, Observation, Row
-from mcpsim.wire import CONFIG_VARIABLE, INITIAL_STATE_URI, META_KEY, SEED_VARIABLE, VERSION
+from mcpsim.wire import (
+    CONFIG_VARIABLE,
+    HANDLE_META_KEY,
+    INITIAL_STATE_URI,
+    META_KEY,
+    SEED_VARIABLE,
+    URL_META_KEY,
+    VERSION,
+)
 
 STDIO_PREFIX = "stdio:"
 PAGE_CAP = 100
+PROTOCOLS = ("auto", *MODERN_PROTOCOL_VERSIONS, "legacy")
+"""What `make(..., protocol=)` and `--protocol` accept: the SDK client's modes."""
 DEFAULT_TIMEOUT = 120.0
 
 
@@ -118,6 +130,24 @@ class EnvSession:
         self.initial_observation = initial
         self.instructions: str | None = client.instructions
         self._validators: dict[str, Any] = {}
+        self.protocol: str | None = getattr(client, "protocol_version", None)
+        """The revision the session speaks: 2026-07-28, or a handshake-era version (recorded per episode)."""
+        self.handle: str | None = None
+        """In a 2026-07-28 session with mcpsim, the episode's handle (`_meta["mcpsim/handle"]` of its results),
+        sent with every later request; None elsewhere (and then nothing changes)."""
+        self.handle_url: str | None = None
+
+    def follow(self, meta: Mapping[str, Any] | None) -> None:
+        """Remember the episode's handle from a result's `_meta` (mcpsim names it on every 2026 result)."""
+        handle = (meta or {}).get(HANDLE_META_KEY)
+        if isinstance(handle, str) and self.protocol in MODERN_PROTOCOL_VERSIONS:
+            self.handle = handle
+            url = (meta or {}).get(URL_META_KEY)
+            self.handle_url = url if isinstance(url, str) else None
+
+    @property
+    def handle_meta(self) -> dict[str, Any] | None:
+        return {HANDLE_META_KEY: self.handle} if self.handle else None
 
     @property
     def tool_names(self) -> list[str]:
@@ -162,11 +192,15 @@ class EnvSession:
     async def step(self, action: Action, step: int) -> StepResult:
         started = time.perf_counter()
         try:
-            result = await self._client.call_tool(action.tool, action.arguments)
+            result = await self._client.call_tool(action.tool, action.arguments, meta=self.handle_meta)
         except Exception as exc:
             raise EnvError(f"tools/call {action.tool!r} failed: {mcp_error_text(exc)}", step=step) from exc
         latency_ms = (time.perf_counter() - started) * 1000
         meta = dict(result.meta) if result.meta else None
+        self.follow(meta)
+        if meta is not None:  # the handle is mcpsim's routing, not the environment's info
+            meta.pop(HANDLE_META_KEY, None)
+            meta.pop(URL_META_KEY, None)
         info = (meta or {}).get(META_KEY) or {}
         if not isinstance(info, Mapping):
             info = {}
@@ -213,6 +247,13 @@ class Environment:
     timeout: float = DEFAULT_TIMEOUT
     """Seconds for any one MCP request (including the handshake, which waits for the instance to start)."""
     client_name: str = "mcpsim"
+    protocol: str = "auto"
+    """The MCP revision to speak: `auto` (2026-07-28 if the server speaks it, else the handshake), `2026-07-28`,
+    or `legacy` (the handshake). `/sse` and `stdio:` URLs always use the handshake."""
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
 
     @property
     def env_id(self) -> str:
@@ -240,9 +281,10 @@ class Environment:
             target = sse_client(self.session_url, timeout=self.timeout, sse_read_timeout=max(self.timeout, 300.0))
         elif http_client is not None:
             target = streamable_http_client(self.session_url, http_client=http_client)
+        legacy = self.uses_sse or self.url.startswith(STDIO_PREFIX)
         return Client(
             target,
-            mode="legacy",
+            mode="legacy" if legacy else self.protocol,  # type: ignore[arg-type]
             cache=None,
             read_timeout_seconds=self.timeout,
             client_info=Implementation(name=self.client_name, version=VERSION),
@@ -259,10 +301,14 @@ class Environment:
             try:
                 client = await stack.enter_async_context(self._client(http_client))
                 tools = await self._list_tools(client)
-                initial = await self._initial_observation(client)
+                session = EnvSession(client, self, tools, [])
+                session.initial_observation = await self._initial_observation(client, session)
             except Exception as exc:
                 raise ConnectError(f"cannot open an MCP session at {self.session_url}: {mcp_error_text(exc)}") from exc
-            yield EnvSession(client, self, tools, initial)
+            try:
+                yield session
+            finally:
+                await end_handle(session, http_client)
 
     async def _list_tools(self, client: Any) -> list[dict[str, Any]]:
         tools: list[dict[str, Any]] = []
@@ -275,18 +321,35 @@ class Environment:
                 break
         return tools
 
-    async def _initial_observation(self, client: Any) -> Observation:
+    async def _initial_observation(self, client: Any, session: EnvSession) -> Observation:
         uri = self.initial_resource
         if uri is None:
             capabilities = client.server_capabilities
-            if capabilities is None or capabilities.resources is None:
+            unknown = self.protocol in MODERN_PROTOCOL_VERSIONS  # no discover: the capabilities are not known
+            if (capabilities is None or capabilities.resources is None) and not unknown:
                 return []
-            listed = await client.list_resources()
+            try:
+                listed = await client.list_resources()
+            except Exception:  # a server without resources: no initial observation
+                return []
             uri = choose_initial_resource([block_dict(r) for r in listed.resources])
             if uri is None:
                 return []
         result = await client.read_resource(uri)
+        session.follow(result.meta)
         return blocks_from_resource(result.contents)
+
+
+async def end_handle(session: EnvSession, http_client: httpx2.AsyncClient | None) -> None:
+    """End a 2026-07-28 episode at once (DELETE on its handle URL), best effort: the idle timeout would too."""
+    if session.handle_url is None:
+        return
+    with contextlib.suppress(httpx2.HTTPError, OSError), anyio.CancelScope(shield=True), anyio.move_on_after(5):
+        if http_client is not None:
+            await http_client.delete(session.handle_url)
+        else:
+            async with httpx2.AsyncClient(timeout=5) as client:
+                await client.delete(session.handle_url)
 
 
 def shared_http_client(max_concurrency: int) -> httpx2.AsyncClient:
@@ -306,6 +369,7 @@ def make(
     samples: int = 1,
     initial_resource: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    protocol: str = "auto",
 ) -> list[Environment]:
     """Environments for `url`, one per dataset row (times `samples`); nothing is connected yet.
 
@@ -318,6 +382,6 @@ def make(
         raise ConfigError("give exactly one of dataset= (rows or a JSONL path) or seeds=")
     rows = load_rows(seed_rows(seeds) if seeds is not None else dataset)  # type: ignore[arg-type]
     return [
-        Environment(url, row, initial_resource=initial_resource, timeout=timeout)
+        Environment(url, row, initial_resource=initial_resource, timeout=timeout, protocol=protocol)
         for row in assign_env_ids(rows, samples)
     ]

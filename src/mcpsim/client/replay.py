@@ -139,6 +139,7 @@ async def audit(
     max_concurrency: int = 16,
     request_timeout: float = DEFAULT_TIMEOUT,
     progress: bool | None = None,
+    protocol: str = "auto",
 ) -> AuditReport:
     """Replay the recorded actions of every complete episode against fresh instances at `url` and compare."""
     if isinstance(path, Recording):
@@ -153,7 +154,7 @@ async def audit(
     rows = [row for row in recording.dataset if str(row.get("env_id")) in wanted]
     if len(rows) != len(recorded):
         rows = [t.row.to_record() if t.row else {"env_id": t.env_id, "seed": t.seed} for t in recorded]
-    envs = make(url, dataset=rows, timeout=request_timeout)
+    envs = make(url, dataset=rows, timeout=request_timeout, protocol=protocol)
     longest = max((len(t.steps) for t in recorded), default=0)
     policy = PlaybackPolicy(recording)
     live = await rollout(envs, policy, steps=max(longest, 1), max_concurrency=max_concurrency, progress=progress)

@@ -65,6 +65,7 @@ class _Episode:
         started = time.perf_counter()
         async with self.env.connect(http_client) as session:
             trajectory.connect_ms = (time.perf_counter() - started) * 1000
+            trajectory.protocol = session.protocol
             trajectory.initial_observation = session.initial_observation
             episode = EpisodeContext(
                 env_id=self.env.env_id,

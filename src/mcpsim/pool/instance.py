@@ -29,9 +29,10 @@ from anyio.abc import TaskStatus
 
 from mcpsim.errors import BackendError, MessageTooLarge, StartError
 from mcpsim.isolation.cache import remove_tree
+from mcpsim.pool import eras
 from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_for_listener
-from mcpsim.pool.history import CallHistory
 from mcpsim.pool.exits import exit_reason, stderr_suffix
+from mcpsim.pool.history import CallHistory
 from mcpsim.pool.spec import ContextLog, InstanceSpec, State
 from mcpsim.pool.stats import InstanceStats
 from mcpsim.proc.cgroups import Cgroup
@@ -74,7 +75,7 @@ class Instance:
     def __init__(
         self, spec: InstanceSpec, hooks: InstanceHooks, session_id: str | None = None, warm: bool = False
     ) -> None:
-        self.id = secrets.token_hex(6)
+        self.id = secrets.token_hex(16)  # 128 bits: the id is a bearer handle (SEP-2567)
         self.spec = spec
         self.seed = spec.seed
         self.config = spec.config
@@ -89,6 +90,9 @@ class Instance:
         self.ready_at: float | None = None
         self.pid: int | None = None
         self.init_result: dict[str, Any] = {}
+        self.era: str | None = None
+        """The revision its connection speaks once ready: 2026-07-28 (pool/eras.py) or the handshake's version."""
+        self.discovered: dict[str, Any] | None = None
         self.failure: str | None = None
         self.exit_code: int | None = None
         self.process: ChildProcess | None = None
@@ -317,8 +321,13 @@ class Instance:
 
     async def _handshake(self, mux: Multiplexer) -> str | None:
         """Initialize the server as its client would; returns why it failed, or None when it is ready."""
+        if eras.wants_modern(self.spec.protocol_version, self.transport):  # see pool/eras.py
+            self.discovered = await eras.discover(mux, self.transport)
+            if self.discovered is not None:
+                self.init_result, self.era = eras.as_init_result(self.discovered), eras.MODERN
+                return None
         params = {
-            "protocolVersion": self.spec.protocol_version,
+            "protocolVersion": eras.handshake_version(self.spec.protocol_version),
             "capabilities": HANDSHAKE_CAPABILITIES,
             "clientInfo": self.spec.client_info or {"name": "mcpsim", "version": VERSION},
         }
@@ -327,6 +336,7 @@ class Instance:
         except BackendError as exc:
             return mux.closed_reason or f"the server refused initialize: {exc.message}"
         await mux.notify("notifications/initialized")
+        self.era = str(self.init_result.get("protocolVersion"))
         capabilities = self.init_result.get("capabilities")
         if isinstance(capabilities, dict) and "tools" in capabilities and self.spec.tools.should_ask():
             with anyio.move_on_after(TOOLS_PROBE_TIMEOUT):

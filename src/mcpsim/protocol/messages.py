@@ -79,3 +79,20 @@ def malformed_result(method: str, result: dict[str, Any]) -> str | None:
     if not isinstance(flag, bool):
         return f"malformed: 'isError' must be a boolean, got {type(flag).__name__}"
     return None
+
+
+SUBSCRIPTION_ID_KEY = "io.modelcontextprotocol/subscriptionId"
+"""`_meta` key of every frame of a 2026-07-28 `subscriptions/listen` stream: the listen request's id."""
+
+
+def subscription_of(params: dict[str, Any]) -> Any:
+    """The listen request id a server notification is tagged with (2026-07-28), else None."""
+    meta = params.get("_meta")
+    return meta.get(SUBSCRIPTION_ID_KEY) if isinstance(meta, dict) else None
+
+
+def retag_subscription(msg: JSONRPCNotification, client_id: Any) -> JSONRPCNotification:
+    """`msg` with its subscription id replaced by the client's id of the listen request."""
+    params = msg.params or {}
+    meta = {**params.get("_meta", {}), SUBSCRIPTION_ID_KEY: client_id}
+    return msg.model_copy(update={"params": {**params, "_meta": meta}})

@@ -46,10 +46,14 @@ from mcpsim.protocol.messages import (
     malformed_result,
     message_kind,
     request_id_of,
+    retag_subscription,
+    subscription_of,
 )
 from mcpsim.wire import BACKEND_TIMEOUT, BACKEND_UNAVAILABLE, NO_BACK_CHANNEL
 
 logger = logging.getLogger(__name__)
+OPEN_ENDED = frozenset({"subscriptions/listen"})
+"""Requests that last as long as the client wants (no `--request-timeout`: a quiet stream is not a hung server)."""
 
 
 class Channel(Protocol):
@@ -163,7 +167,7 @@ class Multiplexer:
         self.last_activity = time.monotonic()
         self._count("client", msg)
         if isinstance(msg, JSONRPCRequest):
-            await self._forward_request(channel, msg)
+            await self._forward_request(channel, msg, message.metadata)  # per-message HTTP headers (2026)
         elif isinstance(msg, JSONRPCResponse | JSONRPCError):
             if msg.id is not None:
                 self._server_requests.pop(msg.id, None)
@@ -179,7 +183,7 @@ class Multiplexer:
                 msg = msg.model_copy(update={"params": {**(msg.params or {}), "requestId": server_id}})
             await self._to_server(SessionMessage(msg))
 
-    async def _forward_request(self, channel: Channel, msg: JSONRPCRequest) -> None:
+    async def _forward_request(self, channel: Channel, msg: JSONRPCRequest, metadata: Any = None) -> None:
         if self.closed_reason is not None:
             await channel.deliver(error_message(msg.id, BACKEND_UNAVAILABLE, self.closed_reason))
             return
@@ -189,7 +193,7 @@ class Multiplexer:
         token = meta.get("progressToken") if isinstance(meta, dict) else None
         tool = params.get("name") if msg.method == "tools/call" and isinstance(params.get("name"), str) else None
         pending = _Pending(channel, msg.id, msg.method, tool, token, params if tool is not None else None)
-        if self.request_timeout is not None and channel is not self._internal:
+        if self.request_timeout is not None and channel is not self._internal and msg.method not in OPEN_ENDED:
             self._set_deadline(pending)
         self._pending[server_id] = pending
         self._by_client[(id(channel), msg.id)] = server_id
@@ -197,7 +201,7 @@ class Multiplexer:
             self._progress[hashable_token(token)] = server_id
         if self.observer is not None:
             self.observer.on_request(msg.method, tool)
-        await self._to_server(SessionMessage(msg.model_copy(update={"id": server_id})))
+        await self._to_server(SessionMessage(msg.model_copy(update={"id": server_id}), metadata=metadata))
 
     async def _to_server(self, message: SessionMessage) -> None:
         try:
@@ -253,6 +257,11 @@ class Multiplexer:
                 meta = ServerMessageMetadata(related_request_id=pending.client_id)
                 await self._deliver(pending.channel, SessionMessage(msg, meta))
                 return
+        listen = subscription_of(params)  # a 2026 listen stream's frame: to the listen's channel, retagged
+        if isinstance(listen, int) and (pending := self._pending.get(listen)) is not None:
+            meta = ServerMessageMetadata(related_request_id=pending.client_id)
+            await self._deliver(pending.channel, SessionMessage(retag_subscription(msg, pending.client_id), meta))
+            return
         if msg.method == "notifications/cancelled":
             request_id = request_id_of(params.get("requestId"))
             channel = self._server_requests.pop(request_id, None) if request_id is not None else None
@@ -386,7 +395,7 @@ class Multiplexer:
 
     # -- the proxy's own traffic ------------------------------------------------------------------------------
 
-    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def request(self, method: str, params: dict[str, Any] | None = None, metadata: Any = None) -> dict[str, Any]:
         """Send a request of the proxy's own over the connection and wait for its result.
 
         The caller bounds the wait (`anyio.fail_after`); a cancelled wait leaves nothing pending behind.
@@ -397,7 +406,7 @@ class Multiplexer:
         self._internal.waiting[client_id] = (event, box)
         try:
             await self._forward_request(
-                self._internal, JSONRPCRequest(jsonrpc="2.0", id=client_id, method=method, params=params)
+                self._internal, JSONRPCRequest(jsonrpc="2.0", id=client_id, method=method, params=params), metadata
             )
             await event.wait()
         finally:

@@ -16,7 +16,7 @@ from mcpsim.pool import InstancePool
 from mcpsim.server.auth import AccessGuard, is_loopback
 from mcpsim.server.config import ServeConfig
 from mcpsim.server.edge import exception_handlers
-from mcpsim.server.fronts import HandleFront, SessionFront, SseFront, api_routes, control_routes
+from mcpsim.server.fronts import HandleFront, ModernFront, SessionFront, SseFront, api_routes, control_routes
 from mcpsim.server.ops import Metrics, ResourceSampler, dashboard_routes, ops_routes
 
 
@@ -25,8 +25,9 @@ def create_app(config: ServeConfig) -> Starlette:
     credentials = config.credentials
     metrics = Metrics()
     pool = InstancePool(config.pool, observer=metrics)
-    sessions = SessionFront(pool, json_response=config.json_response)
-    handles = HandleFront(pool)
+    modern = ModernFront(pool, orphan_timeout=config.orphan_timeout)
+    sessions = SessionFront(pool, json_response=config.json_response, modern=modern)
+    handles = HandleFront(pool, modern=modern)
     sse = SseFront(pool)
     resources = ResourceSampler(pool)
     metrics.collect_from(pool, sessions, resources)  # what /metrics reads at each scrape
@@ -38,7 +39,7 @@ def create_app(config: ServeConfig) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with pool, sessions.running(), anyio.create_task_group() as background:
+        async with pool, sessions.running(), modern.running(), anyio.create_task_group() as background:
             background.start_soon(resources.run)
             serving.set()
             try:
@@ -65,6 +66,7 @@ def create_app(config: ServeConfig) -> Starlette:
     )
     app.state.pool = pool
     app.state.sessions = sessions
+    app.state.modern = modern
     app.state.sse = sse
     app.state.metrics = metrics
     app.state.resources = resources

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from mcpsim.errors import ConfigError
 from mcpsim.pool import PoolConfig
 from mcpsim.server.auth import required_token
 from mcpsim.server.principals import Credentials
@@ -25,5 +26,11 @@ class ServeConfig:
     """Several principals' tokens (`--auth-token-file`); when set, `auth_token` is not used. After
     construction, the tokens requests must carry: `auth_token` folded in, None when none is needed."""
 
+    orphan_timeout: float = 60.0
+    """Seconds after which an instance started by a handle-less 2026-07-28 request, whose handle was never used
+    again, ends (`--orphan-timeout`)."""
+
     def __post_init__(self) -> None:
+        if not self.orphan_timeout > 0:
+            raise ConfigError("--orphan-timeout must be positive")
         object.__setattr__(self, "credentials", required_token(self.host, self.credentials or self.auth_token))

@@ -16,6 +16,7 @@ means the error has no JSON-RPC code of its own: REST bodies then carry no `code
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
 from mcp.types import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, ErrorData
 from mcp.types import JSONRPCError as JSONRPCErrorMessage
 from starlette.requests import Request
@@ -23,12 +24,25 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from mcpsim import errors
-from mcpsim.wire import BACKEND_START_FAILED, BACKEND_UNAVAILABLE, CAPACITY_EXHAUSTED, INTERNAL_FAILURE
+from mcpsim.wire import (
+    BACKEND_START_FAILED,
+    BACKEND_UNAVAILABLE,
+    CAPACITY_EXHAUSTED,
+    HANDLE_CAPACITY,
+    HANDLE_CONFLICT,
+    HANDLE_ENDED,
+    HANDLE_UNKNOWN,
+    INTERNAL_FAILURE,
+)
 
 ANSWERS: dict[type[errors.MCPSimError], tuple[int, int | None]] = {
     errors.ParseError: (400, PARSE_ERROR),
     errors.InvalidParams: (400, INVALID_PARAMS),
     errors.MethodNotServed: (400, METHOD_NOT_FOUND),
+    errors.UnknownHandle: (404, HANDLE_UNKNOWN),
+    errors.HandleEnded: (404, HANDLE_ENDED),
+    errors.HandleConflict: (400, HANDLE_CONFLICT),
+    errors.NoFreshInstance: (503, HANDLE_CAPACITY),
     errors.BadRequest: (400, INVALID_REQUEST),
     errors.NotFound: (404, None),
     errors.NotReady: (409, INVALID_REQUEST),
@@ -59,11 +73,21 @@ REQUEST_ID_KEY = "mcpsim.request_id"
 
 
 def answer(exc: errors.MCPSimError) -> tuple[int, int | None]:
-    """(HTTP status, JSON-RPC code or None) for `exc`: its own class's entry, else its nearest ancestor's."""
+    """(HTTP status, JSON-RPC code or None) for `exc`: its own class's entry, else its nearest ancestor's.
+
+    A `ProtocolRejection` carries the spec's code; its status is the one the SDK's table gives that code."""
+    if isinstance(exc, errors.ProtocolRejection):
+        return modern_status(exc.code, 400), exc.code
     for cls in type(exc).__mro__:
         if cls in ANSWERS:
             return ANSWERS[cls]  # type: ignore[index]
     return ANSWERS[errors.MCPSimError]
+
+
+def modern_status(code: int, default: int = 200) -> int:
+    """The HTTP status of a 2026-07-28 JSON-RPC error with `code` (the SDK's table: 400s, 404 for -32601),
+    for errors mcpsim raises and for errors a backend answered; others keep `default`."""
+    return ERROR_CODE_HTTP_STATUS.get(code, default)
 
 
 def rpc_code(exc: errors.MCPSimError) -> int:
@@ -81,7 +105,9 @@ def note_request_id(scope: Scope, request_id: Any) -> None:
 def rpc_error_response(exc: errors.MCPSimError, request_id: Any = None) -> Response:
     """The JSON-RPC error answer to `exc` (for MCP clients)."""
     status, _ = answer(exc)
-    body = JSONRPCErrorMessage(jsonrpc="2.0", id=request_id, error=ErrorData(code=rpc_code(exc), message=str(exc)))
+    data = getattr(exc, "data", None)  # the modern front's errors say more (the spec's data, the handle)
+    error = ErrorData(code=rpc_code(exc), message=str(exc), **({"data": data} if data is not None else {}))
+    body = JSONRPCErrorMessage(jsonrpc="2.0", id=request_id, error=error)
     return Response(body.model_dump_json(by_alias=True), status, media_type="application/json")
 
 

@@ -19,9 +19,11 @@ from typing import Any
 import anyio
 from mcp.shared.message import SessionMessage
 from mcp.types import PARSE_ERROR, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
+from mcp_types import UNSUPPORTED_PROTOCOL_VERSION
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from mcpsim.pool import Instance
+from mcpsim.pool.eras import MODERN
 from mcpsim.protocol.messages import IncomingMessages, OutgoingMessages, error_message
 from mcpsim.protocol.mux import Multiplexer
 from mcpsim.wire import INTERNAL_FAILURE
@@ -76,7 +78,14 @@ async def bridge(
                 await channel.deliver(error_message(None, PARSE_ERROR, f"Parse error: {str(item)[:300]}"))
                 continue
             msg = item.message
-            if isinstance(msg, JSONRPCRequest) and msg.method == "initialize":
+            if isinstance(msg, JSONRPCRequest) and msg.method == "initialize" and instance.era == MODERN:
+                # no reverse translation: this instance's connection speaks only 2026-07-28 (pool/eras.py)
+                reason = (
+                    f"instance {instance.id} serves the 2026-07-28 protocol; the initialize handshake is not accepted"
+                )
+                data = {"supported": [MODERN], "requested": (msg.params or {}).get("protocolVersion")}
+                await channel.deliver(error_message(msg.id, UNSUPPORTED_PROTOCOL_VERSION, reason, data))
+            elif isinstance(msg, JSONRPCRequest) and msg.method == "initialize":
                 requested = (msg.params or {}).get("protocolVersion")
                 answer = JSONRPCResponse(jsonrpc="2.0", id=msg.id, result=initialize_answer(instance, requested))
                 await channel.deliver(SessionMessage(answer))

@@ -244,6 +244,8 @@ class Trajectory:
     usage: dict[str, int] = field(default_factory=dict)
     """Tokens over every policy call of the episode, including calls that produced no step."""
     connect_ms: float | None = None
+    protocol: str | None = None
+    """The MCP revision the episode's session spoke (`2026-07-28`, `2025-11-25`, ...); optional in the format."""
     reward_source: str = "environment"
     """`environment` (summed `_meta` rewards) or `reward_fn` (the rollout's reward function set the total)."""
     started_at: float | None = None
@@ -319,6 +321,8 @@ class Trajectory:
             record["usage"] = self.usage
         if self.connect_ms is not None:
             record["connect_ms"] = round(self.connect_ms, 3)
+        if self.protocol is not None:
+            record["protocol"] = self.protocol
         if self.duration_s is not None:
             record["duration_s"] = round(self.duration_s, 4)
         return record

@@ -260,6 +260,8 @@ class _Assembler:
         trajectory.group_id = str(group) if group is not None else None
         trajectory.sampling = record.get("sampling") if isinstance(record.get("sampling"), dict) else None
         trajectory.tools = record.get("tools") if isinstance(record.get("tools"), list) else None
+        protocol = record.get("protocol")
+        trajectory.protocol = protocol if isinstance(protocol, str) else None
         if record.get("duration_s") is not None:
             trajectory.started_at, trajectory.finished_at = 0.0, float(record["duration_s"])
         trajectory.initial_observation = self.resolve(record.get("initial_observation") or [], lineno)

@@ -6,6 +6,9 @@
   `/control/*`, an eval-protocol server's control plane, forwarded to the session's instance.
 - `starts.py` (a start abandoned by its client leaves nothing), `params.py` (the config of a request),
   `bodies.py` (bounded body reading, JSON parsing).
+- `modern.py`: the 2026-07-28 path of `/mcp` and `/envs/{handle}/mcp` (episodes addressed by handles), with
+  `translate.py` (one request and its answer in each era), `exchange.py` (one request to an instance),
+  `listings.py` (handle-less discover and lists, from one probe per config).
 """
 
 from typing import TYPE_CHECKING
@@ -16,12 +19,14 @@ if TYPE_CHECKING:
     from mcpsim.server.fronts.api import api_routes, describe
     from mcpsim.server.fronts.control import control_routes
     from mcpsim.server.fronts.handles import HandleFront
+    from mcpsim.server.fronts.modern import ModernFront
     from mcpsim.server.fronts.sessions import SessionFront
     from mcpsim.server.fronts.sse import SseFront
     from mcpsim.server.fronts.stdio import serve_stdio
 
 __all__ = [
     "HandleFront",
+    "ModernFront",
     "SessionFront",
     "SseFront",
     "api_routes",
@@ -37,6 +42,7 @@ __getattr__ = lazy_names(
         "describe": "api",
         "control_routes": "control",
         "HandleFront": "handles",
+        "ModernFront": "modern",
         "SessionFront": "sessions",
         "SseFront": "sse",
         "serve_stdio": "stdio",

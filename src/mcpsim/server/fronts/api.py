@@ -9,6 +9,7 @@ announces seeds to start ahead (202), at most `MAX_SEEDS_PER_ANNOUNCE` per reque
 
 from typing import Any
 
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -23,7 +24,7 @@ from mcpsim.wire import parse_seed
 
 
 def describe(instance: Instance) -> dict[str, Any]:
-    return {**instance.describe(), "owner": instance.owner, "url": f"/envs/{instance.id}/mcp"}
+    return {**instance.describe(), "owner": instance.owner, "url": f"/envs/{instance.id}/mcp", "protocol": instance.era}
 
 
 def api_routes(pool: InstancePool) -> list[Route]:
@@ -37,7 +38,12 @@ def api_routes(pool: InstancePool) -> list[Route]:
         if "seeds" in payload:
             return announce(payload)
         seed, config = parse_seed(payload.get("seed")), parse_config(payload.get("config"))
-        instance = await start_for_request(pool, request.receive, seed, config, owner=principal_of(request.scope).name)
+        protocol = payload.get("protocol")  # "2026-07-28": opened in that era if the server speaks it (pool/eras.py)
+        if protocol is not None and protocol not in MODERN_PROTOCOL_VERSIONS:
+            raise BadRequest(f"protocol must be one of {', '.join(MODERN_PROTOCOL_VERSIONS)} (or absent)")
+        options = {"protocol_version": protocol} if protocol else {}
+        owner = principal_of(request.scope).name
+        instance = await start_for_request(pool, request.receive, seed, config, owner=owner, **options)
         if instance is None:  # the client left while it started: nobody will use it (already ended)
             raise ClientGone("the client closed the request before its instance was ready")
         return JSONResponse(describe(instance), 201)

@@ -18,19 +18,23 @@ from starlette.types import Receive, Scope, Send
 from mcpsim.errors import MCPSimError, NotFound, NotReady
 from mcpsim.pool import InstancePool, State
 from mcpsim.server.edge import respond_error
-from mcpsim.server.fronts.bodies import read_body, replaying
+from mcpsim.server.fronts.bodies import parse_json, read_body, replaying
+from mcpsim.server.fronts.modern import ModernFront, modern_header, peek_json
+from mcpsim.server.fronts.translate import is_modern
 from mcpsim.server.principals import owned, principal_of
 from mcpsim.server.proxy import bridge
 
-INSTANCE_ID = re.compile(r"[0-9a-f]{12}")
+INSTANCE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class HandleFront:
     """ASGI app mounted at `/envs`; routes `/{instance_id}/mcp`."""
 
-    def __init__(self, pool: InstancePool, json_response: bool = True) -> None:
+    def __init__(self, pool: InstancePool, json_response: bool = True, modern: ModernFront | None = None) -> None:
         self.pool = pool
         self.json_response = json_response
+        self.modern = modern
+        """Where 2026-07-28 requests go (`fronts/modern.py`); None: this front serves the handshake era only."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -44,9 +48,13 @@ class HandleFront:
         if parts and parts[0] == "envs":
             parts = parts[1:]
         if len(parts) != 2 or parts[1] != "mcp" or not INSTANCE_ID.fullmatch(parts[0]):
-            raise NotFound("Not found: instance handles look like /envs/<12 hex digits>/mcp")
-        instance = owned(self.pool, parts[0], principal_of(scope))
+            raise NotFound("Not found: instance handles look like /envs/<32 hex digits>/mcp")
         request = Request(scope, receive)
+        if self.modern is not None and request.method == "POST" and modern_header(request) is not None:
+            body = await read_body(receive, self.pool.config.max_message_bytes, scope)
+            await self.modern.serve(scope, receive, send, parse_json(body), url_handle=parts[0])
+            return
+        instance = owned(self.pool, parts[0], principal_of(scope))
         if request.method == "DELETE":
             await self.pool.end(instance.id)
             await JSONResponse({"id": instance.id, "state": str(instance.state), "exit_code": instance.exit_code})(
@@ -56,6 +64,9 @@ class HandleFront:
         if instance.state != State.READY and instance.mux is None:
             raise NotReady(f"instance {instance.id} is {instance.state}, not ready")
         body = await read_body(receive, self.pool.config.max_message_bytes, scope) if request.method == "POST" else b""
+        if self.modern is not None and body and is_modern(None, message := peek_json(body)):
+            await self.modern.serve(scope, receive, send, message, url_handle=parts[0])
+            return
         transport = StreamableHTTPServerTransport(None, is_json_response_enabled=self.json_response)
         async with transport.connect() as (read_stream, write_stream), anyio.create_task_group() as tg:
             tg.start_soon(

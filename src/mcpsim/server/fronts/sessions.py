@@ -39,8 +39,10 @@ from mcpsim.errors import (
 from mcpsim.pool import Instance, InstancePool
 from mcpsim.server.edge import note_request_id, respond_error
 from mcpsim.server.fronts.bodies import parse_json, read_body, replaying
+from mcpsim.server.fronts.modern import ModernFront, modern_header
 from mcpsim.server.fronts.params import query_values, start_params
 from mcpsim.server.fronts.starts import start_for_request
+from mcpsim.server.fronts.translate import is_modern
 from mcpsim.server.principals import principal_of
 from mcpsim.server.proxy import serve_client
 from mcpsim.wire import MAX_VERSION_LENGTH
@@ -61,9 +63,11 @@ class SessionFront:
     """ASGI app for `/mcp`; serves while `running()` (the app's lifespan) is entered, which owns the task group
     every session's task runs in: leaving it ends every session, and so every session's instance."""
 
-    def __init__(self, pool: InstancePool, json_response: bool = False) -> None:
+    def __init__(self, pool: InstancePool, json_response: bool = False, modern: ModernFront | None = None) -> None:
         self.pool = pool
         self.json_response = json_response
+        self.modern = modern
+        """Where 2026-07-28 requests go (`fronts/modern.py`); None: `/mcp` serves the handshake era only."""
         self.sessions: dict[str, Session] = {}
         self.client_keys: dict[str, str] = {}
         """Client key (`clientInfo.session_id`) -> session id; the newest session wins a key two sessions share."""
@@ -85,7 +89,10 @@ class SessionFront:
         request = Request(scope, receive)
         session_id = request.headers.get(MCP_SESSION_ID_HEADER)
         try:
-            if session_id is not None:
+            if self.modern is not None and request.method == "POST" and modern_header(request) is not None:
+                body = await read_body(receive, self.pool.config.max_message_bytes, scope)
+                await self.modern.serve(scope, receive, send, parse_json(body))
+            elif session_id is not None:
                 await self._existing(session_id, scope, receive, send)
             elif request.method == "POST":
                 await self._open(request, scope, receive, send)
@@ -128,11 +135,14 @@ class SessionFront:
         request_id = message.get("id") if isinstance(message, dict) else None
         note_request_id(scope, request_id)  # an error answer from here on carries the request's id
         method = message.get("method") if isinstance(message, dict) else None
+        if self.modern is not None and is_modern(None, message):  # the envelope without a version header
+            await self.modern.serve(scope, receive, send, message)
+            return
         if method != "initialize":
             if method == "server/discover":
                 raise MethodNotServed(
-                    "server/discover is not served on /mcp: every session is its own instance, so open one with "
-                    "initialize (or use an /envs/{id}/mcp handle)"
+                    "server/discover without the 2026-07-28 envelope: send it with the MCP-Protocol-Version header "
+                    "and params._meta (the stateless path), or open a handshake-era session with initialize"
                 )
             raise BadRequest("Bad Request: no session yet; the first request must be initialize")
         session_id = uuid.uuid4().hex

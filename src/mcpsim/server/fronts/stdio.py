@@ -4,6 +4,12 @@ Tools that can only launch stdio servers (desktop clients, agent frameworks) get
 instance per launch, with the same proxy, cleanup and watchdog as over HTTP. Logs go to stderr; stdout carries
 only MCP messages. If the instance cannot start, the client's first request is answered with the cause.
 
+The revision is the client's, fixed by its first message as the spec says for stdio: a request carrying the
+2026-07-28 envelope (not `initialize`) makes the instance open in that era (`pool/eras.py`), and every message
+then passes through unchanged (one stdio client is one episode: no handle is needed). If the server speaks only
+the handshake era, that first request is answered -32022 naming the handshake versions, so an SDK client in
+`mode="auto"` falls back to `initialize` on the same process, which the instance (initialized meanwhile) answers.
+
 stdin is read in lines bounded by `--max-message-bytes` (the SDK's `stdio_server` reads any line whole): a longer
 line is dropped as it streams in and its request, when its id can be seen, is answered with an error.
 """
@@ -22,12 +28,16 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 from mcp.types import JSONRPCRequest
+from mcp_types import UNSUPPORTED_PROTOCOL_VERSION
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from mcpsim.errors import MessageTooLarge, PoolError
 from mcpsim.pool import InstancePool, PoolConfig
+from mcpsim.pool.eras import MODERN
 from mcpsim.protocol.framing import decode_line, encode_message, read_line
 from mcpsim.protocol.messages import IncomingMessages, OutgoingMessages, error_message
 from mcpsim.server.edge import rpc_code
+from mcpsim.server.fronts.translate import is_modern
 from mcpsim.server.proxy import serve_client
 from mcpsim.wire import MESSAGE_TOO_LARGE
 
@@ -43,14 +53,37 @@ async def serve_stdio(pool_config: PoolConfig, seed: int | None, config: dict[st
         write_stream,
     ):
         # (closing the write stream on the way out lets the stdout writer, and so the transport, finish)
+        first = await anext(aiter(read_stream), None)
+        if first is None:
+            return 0
+        modern = isinstance(first, SessionMessage) and is_modern(None, first.message.model_dump(by_alias=True))
         try:
-            instance = await pool.start(seed, config, session_id="stdio")
+            instance = await pool.start(seed, config, session_id="stdio", protocol_version=MODERN if modern else None)
         except PoolError as exc:
             logger.error("cannot serve: %s", exc, extra={"event": "stdio.start_failed"})
-            await refuse_first_request(read_stream, write_stream, exc)
+            await refuse_first_request(Replayed(first, read_stream), write_stream, exc)
             return 1
-        await serve_client(instance, read_stream, write_stream, name=f"stdio {instance.id}")
+        if modern and instance.era != MODERN and isinstance(first, SessionMessage):
+            data = {"supported": list(HANDSHAKE_PROTOCOL_VERSIONS), "requested": MODERN}
+            reason = "this server speaks only the handshake era: open with initialize"
+            await write_stream.send(error_message(first.message.id, UNSUPPORTED_PROTOCOL_VERSION, reason, data))
+            incoming: IncomingMessages = read_stream
+        else:
+            incoming = Replayed(first, read_stream)
+        await serve_client(instance, incoming, write_stream, name=f"stdio {instance.id}")
     return 0
+
+
+class Replayed:
+    """A read stream with its first message (read to choose the era) put back in front."""
+
+    def __init__(self, first: SessionMessage | Exception, rest: IncomingMessages) -> None:
+        self.first, self.rest = first, rest
+
+    async def __aiter__(self) -> AsyncIterator[SessionMessage | Exception]:
+        yield self.first
+        async for item in self.rest:
+            yield item
 
 
 @contextlib.asynccontextmanager

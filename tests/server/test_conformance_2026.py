@@ -1,0 +1,135 @@
+"""Conformance parity at both revisions: the suite 0.2.0-alpha.12, alone vs through mcpsim, on both fronts.
+
+`tests/node/run_conformance.py` runs `@modelcontextprotocol/conformance@0.2.0-alpha.12` (`conformance-next`,
+Node 22) with `--requirements 2026-07-28` and `2025-11-25` against `tests/servers/conformance_server.py` alone
+(streamable HTTP) and through `mcpsim serve` on `/mcp` (stdio and HTTP backends) and on one instance's
+`/envs/{id}/mcp`. The scenario set is the suite's own, not a list here. The claim tested: every scenario green
+alone is green through mcpsim with every check at the same verdict, except the gaps listed in `KNOWN_GAPS`
+with their reason (and a listed gap must still be a gap, so the list cannot go stale). The tables are written
+to `test-artifacts/conformance-2026/` (markdown), which is where the issue's note takes them from.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers.serve import ARTIFACTS, TESTS
+
+RUNNER = TESTS / "node" / "run_conformance.py"
+spec = importlib.util.spec_from_file_location("run_conformance", RUNNER)
+assert spec is not None and spec.loader is not None
+runner = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runner)
+
+TARGETS = {
+    "alone": ["--target", "alone"],
+    "mcpsim /mcp, stdio": ["--target", "mcpsim", "--backend", "stdio", "--front", "mcp"],
+    "mcpsim /mcp, HTTP": ["--target", "mcpsim", "--backend", "http", "--front", "mcp"],
+    "mcpsim /envs/{id}/mcp, stdio": ["--target", "mcpsim", "--backend", "stdio", "--front", "envs"],
+}
+HANDSHAKE_JSON = "the handshake-era /envs front answers in JSON: no wire for notifications or server requests"
+SESSIONLESS = "the /envs handle is sessionless in the handshake era: the suite skips its Mcp-Session-Id checks"
+KNOWN_GAPS: dict[tuple[str, str], dict[str, str]] = {
+    ("2025-11-25", "mcpsim /envs/{id}/mcp, stdio"): {
+        "tools-call-sampling": HANDSHAKE_JSON,
+        "tools-call-elicitation": HANDSHAKE_JSON,
+        "elicitation-sep1034-defaults": HANDSHAKE_JSON,
+        "elicitation-sep1330-enums": HANDSHAKE_JSON,
+        "tools-call-with-logging": HANDSHAKE_JSON,
+        "tools-call-with-progress": HANDSHAKE_JSON,
+        "server-initialize": SESSIONLESS,
+        "server-session-lifecycle": SESSIONLESS,
+        "server-sse-multiple-streams": SESSIONLESS,
+        "server-sse-polling": SESSIONLESS,
+    },
+}
+"""(requirements, target) -> scenario -> why it passes alone but not (or not every check alike) through mcpsim."""
+TWO_EPISODES = (
+    "on /mcp a handle-less listen and a handle-less trigger are two episodes (each handle-less call is its own "
+    "instance): the listen is acknowledged with nothing honoured, so the SHOULD-level change never reaches it"
+)
+CHECK_GAPS: dict[str, dict[str, str]] = {
+    target: {
+        "sep-2575-server-sends-tools-list-changed-on-subscription": TWO_EPISODES,
+        "sep-2575-server-sends-prompts-list-changed-on-subscription": TWO_EPISODES,
+    }
+    for target in ("mcpsim /mcp, stdio", "mcpsim /mcp, HTTP")
+}
+"""Target -> check id -> why that check (a warning, not a failure) differs at 2026-07-28 in `server-stateless`."""
+
+
+def run(requirements: str, target: str, out: Path) -> dict[str, list[dict]]:
+    """One suite run; scenario -> its checks (a crashed scenario: one failed check)."""
+    command = [sys.executable, str(RUNNER), *TARGETS[target], "--requirements", requirements, "--out", str(out)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    output = (out / "suite-output.txt").read_text()
+    return {**runner.crashed(output), **runner.read_checks(out / "results")}
+
+
+def verdicts(checks: list[dict]) -> dict[str, str]:
+    return {item["id"]: item["status"] for item in checks if item["status"] in ("SUCCESS", "FAILURE", "WARNING")}
+
+
+def cell(checks: list[dict] | None) -> str:
+    if checks is None:
+        return "-"
+    row = runner.summarize({"x": checks})["x"]
+    judged = int(row["passed"]) + int(row["failed"])
+    warn = f" ({row['warnings']}w)" if row["warnings"] else ""
+    verdict = "pass" if row["verdict"] == "pass" else "**fail**"
+    return f"{verdict} {row['passed']}/{judged}{warn}"
+
+
+def write_table(requirements: str, runs: dict[str, dict[str, list[dict]]]) -> str:
+    names = list(runs)
+    lines = [f"### --requirements {requirements}", "", "| scenario | " + " | ".join(names) + " |"]
+    lines.append("| --- |" + " --- |" * len(names))
+    scenarios = sorted(set().union(*(set(r) for r in runs.values())))
+    for scenario in scenarios:
+        lines.append(f"| {scenario} | " + " | ".join(cell(runs[n].get(scenario)) for n in names) + " |")
+    totals = []
+    for name in names:
+        rows = runner.summarize(runs[name])
+        green = sum(row["verdict"] == "pass" for row in rows.values())
+        passed = sum(int(row["passed"]) for row in rows.values())
+        failed = sum(int(row["failed"]) for row in rows.values())
+        totals.append(f"**{green}/{len(rows)}** ({passed}, {failed})")
+    lines.append("| **scenarios green** (checks passed, failed) | " + " | ".join(totals) + " |")
+    text = "\n".join(lines) + "\n"
+    folder = ARTIFACTS / "conformance-2026"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"table-{requirements}.md").write_text(text)
+    (folder / f"runs-{requirements}.json").write_text(json.dumps(runs, indent=1))
+    return text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("requirements", ["2026-07-28", "2025-11-25"])
+def test_every_scenario_green_alone_is_green_through_mcpsim(requirements, tmp_path):
+    if not runner.NODE22.exists() or not runner.SUITE_NEXT.exists():
+        pytest.fail("conformance-next or Node 22 is missing: run `make node-tools` (npm ci --prefix tests/node)")
+    runs = {target: run(requirements, target, tmp_path / f"run{i}") for i, target in enumerate(TARGETS)}
+    print(write_table(requirements, runs))
+    alone = runs["alone"]
+    green = {s for s, checks in alone.items() if not any(c["status"] == "FAILURE" for c in checks)}
+    assert len(green) >= (30 if requirements == "2025-11-25" else 37), "the server alone lost scenarios"
+    problems = []
+    for target, result in runs.items():
+        gaps = KNOWN_GAPS.get((requirements, target), {})
+        for scenario in sorted(green):
+            mine = verdicts(result.get(scenario, []))
+            theirs = verdicts(alone[scenario])
+            differing = {c for c in theirs.keys() | mine.keys() if theirs.get(c) != mine.get(c)}
+            if requirements == "2026-07-28":
+                differing -= set(CHECK_GAPS.get(target, {}))
+            if scenario in gaps:
+                if not differing and not any(s == "FAILURE" for s in mine.values()):
+                    problems.append(f"{target}: {scenario} is listed as a gap but passes now: remove it")
+            elif differing:
+                problems.append(f"{target}: {scenario}: checks {sorted(differing)[:4]} differ from the server alone")
+    assert not problems, "\n".join(problems)
