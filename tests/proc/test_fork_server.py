@@ -4,6 +4,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import anyio
 import httpx
@@ -13,6 +14,7 @@ from mcp import Client
 
 from helpers.mcp_client import initial_map, lake, move
 from helpers.serve import server_script, start_serve, survivors
+from mcpsim.proc.fork_client import fork_target
 
 ACTIONS = ["RIGHT", "DOWN", "RIGHT", "DOWN", "LEFT", "DOWN", "RIGHT", "RIGHT", "UP", "DOWN"]
 
@@ -74,13 +76,70 @@ async def test_config_read_at_module_level_is_per_instance(serve_factory):
 
 
 async def test_a_command_that_is_not_python_falls_back_to_spawn_and_says_why(serve_factory):
-    serve = serve_factory("--server", f"{sys.executable} {server_script('toolbox.py')}", "--fork-server")
+    # `env` runs Python, but mcpsim cannot know what a wrapper runs: a plain spawn, reported in /health too
+    serve = serve_factory("--server", f"env {sys.executable} {server_script('toolbox.py')}", "--fork-server")
     async with Client(f"{serve.mcp}?seed=2", mode="legacy") as client:
         result = await client.call_tool("echo", {"text": "hi"})
         assert "seed=2" in result.content[0].text
         (item,) = serve.get("/api/instances").json()
         assert psutil.Process(item["pid"]).ppid() == serve.process.pid
     assert "fork server not used" in serve.log() and "does not run Python code" in serve.log()
+    fork = serve.get("/health").json()["fork_server"]
+    assert fork["enabled"] and not fork["active"] and fork["state"] == "fallback"
+    assert "does not run Python code" in fork["fallback_reason"] and fork["spawned_instead"] == 1
+    overview = serve.get("/api/overview").json()  # what the dashboard renders
+    assert overview["health"]["fork_server"]["fallback_reason"] == fork["fallback_reason"]
+
+
+async def test_an_interpreter_named_by_absolute_path_is_forked(serve_factory):
+    # the shared venv's own python, by path (a venv python is a symlink: the template must run the link itself)
+    assert Path(sys.executable).is_absolute()
+    serve = serve_factory("--server", f"{sys.executable} {server_script('toolbox.py')}", "--fork-server")
+    async with Client(f"{serve.mcp}?seed=2", mode="legacy") as client:
+        result = await client.call_tool("echo", {"text": "hi"})
+        assert "seed=2" in result.content[0].text
+        (item,) = serve.get("/api/instances").json()
+        template = psutil.Process(psutil.Process(item["pid"]).ppid())
+        assert "fork_template" in " ".join(template.cmdline())
+        assert template.cmdline()[0] == sys.executable
+    fork = serve.get("/health").json()["fork_server"]
+    assert fork == {
+        "enabled": True,
+        "active": True,
+        "state": "active",
+        "fallback_reason": None,
+        "spawned_instead": 0,
+        "last_fork_error": None,
+    }
+
+
+def test_health_reports_the_fork_server_off_when_not_asked_for(frozen_lake_server, serve_factory):
+    deadline = time.monotonic() + 60
+    while (state := frozen_lake_server.get("/health").json()["fork_server"]["state"]) == "preparing":
+        assert time.monotonic() < deadline, "the fork template did not finish preloading"
+        time.sleep(0.1)
+    assert state == "active"
+    plain = serve_factory("--server", f"python {server_script('toolbox.py')}")
+    fork = plain.get("/health").json()["fork_server"]
+    assert not fork["enabled"] and not fork["active"] and fork["state"] == "off"
+
+
+@pytest.mark.parametrize(
+    ("argv", "target"),
+    [
+        (["{python}", "-m", "pkg.server"], ("module", "pkg.server", 3)),
+        (["python3.12", "server.py", "--seed", "{seed}"], ("script", "server.py", 2)),
+        (["/opt/venvs/a/bin/python", "-m", "srv"], ("module", "srv", 3)),
+        (["./.venv/bin/python3", "s.py"], ("script", "s.py", 2)),
+        (["python3", "-c", "print(1)"], None),
+        (["node", "server.js"], None),
+        (["/usr/bin/env", "python", "s.py"], None),
+        (["pythonista", "s.py"], None),
+        (["{python}"], None),
+    ],
+)
+def test_fork_target_recognises_python_interpreters_by_name_or_path(argv, target):
+    assert fork_target(argv) == target
 
 
 async def test_template_death_fails_its_sessions_clearly_and_new_ones_spawn(serve_factory):

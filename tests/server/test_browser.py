@@ -242,3 +242,11 @@ def test_viewer_steps_through_a_lunar_lander_episode_with_its_frames(viewer, pag
     assert page.inner_text("#step-label") == "step 1 / 3"
     assert "lake map after 1 moves" in page.inner_text("#observation")
     assert page.query_selector("#observation img") is None
+
+
+def test_dashboard_shows_a_fork_server_fallback_and_its_reason(serve_factory, page):
+    # `env python ...` cannot be forked (mcpsim cannot see what a wrapper runs): instances spawn, and the page says so
+    serve = serve_factory("--server", f"env {sys.executable} {server_script('painter.py')}", "--fork-server")
+    page.goto(f"{serve.url}/")
+    page.wait_for_function("document.querySelector('#fork-server').textContent === 'plain spawn'")
+    assert "does not run Python code" in page.inner_text("#fork-reason")

@@ -13,7 +13,8 @@ time is a stdio start of the server by the client), `managed` (plain spawn per s
 open session).
 
 `settings.py` (what to run, `MODES`), `run.py` (`run_bench`), `targets.py` (the servers measured), `measure.py`
-(the phases), `report.py` (the table), `matrix.py` (`--matrix`). `run_bench` and `print_report` are imported on
+(the phases), `report.py` (the table), `matrix.py` (`--matrix`), `rollout.py` and `rollout_client.py`
+(`--rollout N`: whole rollouts end to end, CPU per step by process). `run_bench` and `print_report` are imported on
 first use (`mcpsim.faces`), so the command line builds its parser from `MODES` without importing the MCP SDK.
 """
 

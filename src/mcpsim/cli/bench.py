@@ -30,6 +30,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="instead: per-call latency of lake_move through mcpsim's /mcp in this MCP era (--steps calls),"
         " beside a standalone server in the same era",
     )
+    p.add_argument(
+        "--rollout",
+        type=int,
+        metavar="N",
+        help="instead: N-episode rollouts end to end (fork server, in-process ceiling, plain spawn): steps/s and "
+        "CPU per step by process",
+    )
+    p.add_argument("--rollout-concurrency", type=int, default=64, help="episodes at once in --rollout")
+    p.add_argument("--rollout-steps", type=int, default=30, help="maximum steps per episode in --rollout")
+    p.add_argument(
+        "--rollout-modes",
+        default="managed-fork,in-process,managed",
+        help="--rollout modes, interleaved per round: managed-fork, in-process, managed, managed-fork-json",
+    )
+    p.add_argument("--rounds", type=int, default=1, help="--rollout rounds (medians and per-round ratios)")
     p.add_argument("--json", metavar="FILE", default="bench.json", help="where to write the results")
     p.set_defaults(handler=run)
 
@@ -43,6 +58,20 @@ def run(args: argparse.Namespace) -> int:
         result = anyio.run(run_protocol, args.protocol, args.steps)
         _write(args.json, result)
         print_protocol(result)
+        return 0
+    if args.rollout is not None:
+        from mcpsim.bench.rollout import RolloutSettings, print_rollout, run_rollout_bench
+
+        rollout_settings = RolloutSettings(
+            episodes=args.rollout,
+            concurrency=args.rollout_concurrency,
+            steps=args.rollout_steps,
+            rounds=args.rounds,
+            modes=tuple(args.rollout_modes.split(",")),
+        )
+        rollout_report = anyio.run(run_rollout_bench, rollout_settings)
+        _write(args.json, rollout_report)
+        print_rollout(rollout_report)
         return 0
     if args.matrix:
         from mcpsim.bench.matrix import print_matrix, run_matrix

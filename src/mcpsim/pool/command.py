@@ -3,8 +3,9 @@
 A template is split like a shell would (`shlex`), but never run through one: the seed and port replace the
 `{seed}` and `{port}` placeholders inside the template's own arguments and are integers, so nothing from a
 request can add an argument; `{instance_dir}` is the instance's private directory (see `workdir.py`), a path
-mcpsim made. `python`/`python3` as the program means the interpreter of the instance's
-isolation (by default the one running mcpsim), so a template works the same in every environment.
+mcpsim made. `python`/`python3` as the program means the interpreter of the instance's isolation (by default the
+one running mcpsim), so a template works the same in every environment; any other interpreter (`python3.12`,
+`/path/to/venv/bin/python`) is run as named, and the fork server forks it too.
 """
 
 import json

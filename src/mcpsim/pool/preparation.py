@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -42,6 +43,10 @@ class Preparation:
         self.prepared: Prepared | None = None
         self.error: StartError | None = None
         self.forker: ForkServer | None = None
+        self.fork_fallbacks = 0
+        """Instances spawned although `--fork-server` was asked for (not Python, template unusable or gone)."""
+        self.fork_error: str | None = None
+        """The last fork request the template refused (that instance was spawned instead)."""
         self._failed_at = 0.0
         self._lock = anyio.Lock()
 
@@ -100,7 +105,10 @@ class Preparation:
             try:
                 return await self.forker.spawn(argv, env, log, cwd, stdout_is_protocol, line_limit, cgroup, sandbox)
             except OSError as exc:
+                self.fork_error = str(exc)
                 logger.warning("fork server failed (%s); spawning instead", exc, extra={"event": "forkserver.fallback"})
+        if self.config.fork_server:
+            self.fork_fallbacks += 1
         return await self.spawner.spawn(
             argv,
             env,
@@ -111,6 +119,27 @@ class Preparation:
             cgroup=cgroup,
             sandbox=sandbox,
         )
+
+    def fork_status(self) -> dict[str, Any]:
+        """`/health`'s `fork_server`: whether it was asked for and is in use, and if not why instances spawn, so a
+        silent fallback (a 20x slower start) shows where operators look, not only in the log."""
+        forker = self.forker
+        if not self.config.fork_server:
+            state, reason = "off", None
+        elif forker is None or not (forker.usable or forker.reason):
+            state, reason = "preparing", None  # environments being built, or the template preloading
+        elif forker.usable:
+            state, reason = "active", None
+        else:
+            state, reason = "fallback", forker.reason
+        return {
+            "enabled": self.config.fork_server,
+            "active": state == "active",
+            "state": state,
+            "fallback_reason": reason,
+            "spawned_instead": self.fork_fallbacks,
+            "last_fork_error": self.fork_error,
+        }
 
     async def close(self) -> None:
         if self.forker is not None:

@@ -1,9 +1,11 @@
 """The pool's side of the fork server (`--fork-server`): start the template, ask it for children, learn exits.
 
-Only commands that run Python code (`{python} -m module ...` or `{python} script.py ...`) can be forked; the
-template runs the same interpreter, and is a stdlib-only script so an isolated venv's interpreter can run it.
+Only commands that run Python code (`PYTHON -m module ...` or `PYTHON script.py ...`) can be forked, where
+PYTHON is `{python}` (the isolation's interpreter) or any program named like a CPython interpreter - `python`,
+`python3`, `python3.12`, by name on PATH or by path, a venv's `bin/python` included (`is_python`). The template
+runs that same interpreter, and is a stdlib-only script so an isolated venv's interpreter can run it.
 If the template cannot be used - the command is not Python, preloading left threads running, or the template
-died - instances fall back to a plain spawn, and the log says why once.
+died - instances fall back to a plain spawn; the log says why once and `reason` keeps it for `/health`.
 
 A forked child is not our child, so its exit is reported by the template (which reaps it, after killing what
 is left of its process group); if the template itself dies, every child it had dies with it (parent-death
@@ -15,6 +17,8 @@ import itertools
 import json
 import logging
 import os
+import re
+import shutil
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -33,9 +37,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+_PYTHON_NAME = re.compile(r"python(\d+(\.\d+)?)?")
+"""File names of CPython interpreters: python, python3, python3.12 (a venv's bin/ has the same names)."""
+
+
+def is_python(program: str) -> bool:
+    """Whether a command's program is a Python interpreter: `{python}`, or a name or path named like one."""
+    return program == "{python}" or bool(_PYTHON_NAME.fullmatch(Path(program).name))
+
+
 def fork_target(argv: Sequence[str]) -> tuple[str, str, int] | None:
     """('module'|'script', target, index of the first server argument) if the command runs Python code."""
-    if not argv or argv[0] != "{python}" or len(argv) < 2:
+    if not argv or not is_python(argv[0]) or len(argv) < 2:
         return None
     if argv[1] == "-m" and len(argv) >= 3:
         return "module", argv[2], 3
@@ -89,6 +102,9 @@ class ForkServer:
         self.preload = list(preload)
         self.usable = False
         self.reason = ""
+        """Why instances spawn instead (empty while the fork server is usable or not started yet)."""
+        self.interpreter = python
+        self._closing = False
         self._template: ChildProcess | None = None
         self._requests: socket.socket | None = None
         self._events: socket.socket | None = None
@@ -103,14 +119,20 @@ class ForkServer:
         the reason logged) when it cannot be used."""
         target = fork_target(self.argv)
         if target is None:
-            self.reason = f"{self.label!r} does not run Python code ({{python}} -m module or a .py script)"
-            logger.warning("fork server not used: %s; instances start with a plain spawn", self.reason)
-            return False
+            return self._unusable(
+                f"{self.label!r} does not run Python code (a python interpreter with -m module or a .py script)"
+            )
         kind, name, _ = target
+        program = self.argv[0]
+        # by path: the venv's own `bin/python` (not resolved: a venv's python is a symlink out of the venv)
+        found = self.python if program == "{python}" else shutil.which(program)
+        if found is None:
+            return self._unusable(f"the interpreter {program!r} was not found or is not executable")
+        self.interpreter = found
         requests, requests_child = socket.socketpair()
         events, events_child = socket.socketpair()
         argv = [
-            self.python,
+            self.interpreter,
             str(Path(fork_template.__file__)),
             str(requests_child.fileno()),
             str(events_child.fileno()),
@@ -205,6 +227,9 @@ class ForkServer:
 
     def _template_gone(self) -> None:
         """Without its template every forked child died too (parent-death signal): say so to everyone waiting."""
+        if self.usable and not self._closing:
+            self.reason = "the fork template exited" + self._template_tail()
+            logger.warning("fork server lost: %s; instances start with a plain spawn", self.reason)
         self.usable = False
         for future in self._waiting.values():
             if not future.done():
@@ -289,6 +314,7 @@ class ForkServer:
         return child
 
     async def close(self) -> None:
+        self._closing = True
         if self._requests is not None:
             self._requests.close()  # the template kills its children's groups and exits
         if self._template is not None:

@@ -2,6 +2,7 @@
 
 `/health` is `ok`, or `degraded` when a start failed in the last five minutes or the pool is at 90 % of
 `--max-instances` or of its port range; it answers 503 while the server is starting up or shutting down.
+`fork_server` says whether `--fork-server` is in use and, when instances fall back to a plain spawn, why.
 """
 
 import time
@@ -39,6 +40,9 @@ def health(pool: InstancePool, phase: str, public: bool = False) -> tuple[int, d
         "error": str(pool.prepare_error) if pool.prepare_error and not public else None,
     }
     degraded = degraded or pool.prepare_error is not None
+    fork_server = pool.preparation.fork_status()
+    if public and fork_server["fallback_reason"] is not None:  # reasons quote the command line
+        fork_server = {**fork_server, "fallback_reason": "not usable", "last_fork_error": None}
     status = phase if phase != "serving" else ("degraded" if degraded else "ok")
     counts = pool.counts()
     body: dict[str, Any] = {
@@ -58,6 +62,7 @@ def health(pool: InstancePool, phase: str, public: bool = False) -> tuple[int, d
         },
         "server": {"transport": config.command.transport, "process_tracking": pool.tracker.mode},
         "environment": environment,
+        "fork_server": fork_server,
         "recent_spawn_failures": [
             {key: value for key, value in failure.items() if key != "error"} if public else failure
             for failure in recent
