@@ -36,12 +36,12 @@ class ServerCommand:
     def uses_port(self) -> bool:
         return self.transport != "stdio"
 
-    def expand(self, *, seed: int, port: int | None, python: str, instance_dir: str = "") -> list[str]:
+    def expand(self, *, seed: int, port: int | None, python: str, instance_dir: str | None = None) -> list[str]:
         values = {
             "{seed}": str(seed),
             "{port}": "" if port is None else str(port),
             "{python}": python,
-            "{instance_dir}": instance_dir,
+            "{instance_dir}": instance_dir or "",
         }
         out = []
         for token in self.argv:

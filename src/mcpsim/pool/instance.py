@@ -21,14 +21,12 @@ import secrets
 import signal
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskStatus
 
 from mcpsim.errors import BackendError, MessageTooLarge, StartError
-from mcpsim.isolation.cache import remove_tree
 from mcpsim.pool import eras
 from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_for_listener
 from mcpsim.pool.exits import exit_reason, stderr_suffix
@@ -96,8 +94,7 @@ class Instance:
         self.failure: str | None = None
         self.exit_code: int | None = None
         self.process: ChildProcess | None = None
-        self.directory: Path | None = None
-        """Its private directory (`{instance_dir}`), removed at its end."""
+        self.directory: str | None = None  # its private `{instance_dir}`, removed at its end
         self.cgroup: Cgroup | None = None
         self.box: SandboxedStart | None = None
         """Its sandbox (`--sandbox`): work dir, limit groups; names the limit that ended it."""
@@ -243,8 +240,7 @@ class Instance:
         env = inherited_environment({**spec.env, SEED_VARIABLE: spec.seed, INSTANCE_VARIABLE: self.id})
         if spec.dirs is not None:  # StartError if it cannot be made
             self.directory, env = await anyio.to_thread.run_sync(spec.dirs.prepare, self.id, env, spec.views)
-        directory = "" if self.directory is None else str(self.directory)
-        argv = spec.command.expand(seed=spec.seed, port=spec.port, python=spec.python, instance_dir=directory)
+        argv = spec.command.expand(seed=spec.seed, port=spec.port, python=spec.python, instance_dir=self.directory)
         if spec.port is not None:
             env[PORT_VARIABLE] = str(spec.port)
         if spec.config:
@@ -438,8 +434,8 @@ class Instance:
             self._hooks.process_ended(self.process.pgid)
         if self.cgroup is not None and self.spec.tracker is not None:
             await self.spec.tracker.remove_group(self.cgroup)
-        if self.directory is not None:  # every process that could write to it is gone
-            await anyio.to_thread.run_sync(remove_tree, self.directory)
+        if self.directory is not None and self.spec.dirs is not None:  # no process can write to it any more
+            await anyio.to_thread.run_sync(self.spec.dirs.remove, self.directory)
         if self.box is not None:
             await anyio.to_thread.run_sync(self.box.close)
         if self.state != State.FAILED:

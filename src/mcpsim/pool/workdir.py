@@ -70,7 +70,7 @@ class InstanceDirs:
 
     def prepare(
         self, instance_id: str, base: Mapping[str, str], views: Mapping[str, str]
-    ) -> tuple[Path, dict[str, str]]:
+    ) -> tuple[str, dict[str, str]]:
         """The instance's new directory, and `base` made its environment: `MCPSIM_INSTANCE_DIR`, its own
         `HOME`/`TMPDIR` (unless the caller's are kept), and each variable of `views` pointing at a private view
         of the cache it named. Blocking: run it in a thread."""
@@ -85,7 +85,11 @@ class InstanceDirs:
             view = path / f"view-{variable}"
             private_view(Path(source), view)
             env[variable] = str(view)
-        return path, env
+        return str(path), env
+
+    def remove(self, path: str) -> None:
+        """Remove an instance's directory, whatever its server left in it. Blocking: run it in a thread."""
+        remove_tree(Path(path))
 
 
 def private_view(source: Path, target: Path) -> None:

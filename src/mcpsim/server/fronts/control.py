@@ -42,9 +42,7 @@ def control_routes(sessions: SessionFront) -> list[Route]:
             raise NotFound(f"Session not found: {key[:64]!r} ended or never existed")
         instance = session.instance
         if instance.port is None or instance.transport == "stdio":
-            raise NotFound(
-                f"instance {instance.id} has a stdio server: /control/* is forwarded only to HTTP backends"
-            )
+            raise NotFound(f"instance {instance.id} has a stdio server: /control/* is forwarded only to HTTP backends")
         limit = sessions.pool.config.max_message_bytes
         body = await read_body(request.receive, limit, request.scope) if request.method in ("POST", "PUT") else b""
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
