@@ -250,7 +250,7 @@ class Instance:
         if spec.tracker is not None and self.adopted is None:
             self.cgroup = await spec.tracker.instance_group(self.id)  # StartError if it cannot be created
         if spec.sandbox is not None:  # StartError if it cannot be built
-            self.box = await spec.sandbox.open(self.id, argv, spec.command.cwd, env, spec.python)
+            self.box = await spec.sandbox.open(self.id, argv, spec.command.cwd, env, spec.python, self.directory)
         try:
             self.process = self.adopted or await spec.launch(
                 argv,

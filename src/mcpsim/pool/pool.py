@@ -134,6 +134,8 @@ class InstancePool:
                 sandbox = Sandbox(self.config.sandbox)
                 await anyio.to_thread.run_sync(sandbox.start)
                 stack.callback(sandbox.close)
+                if self.dirs.root is not None:
+                    sandbox.share_work_root(str(self.dirs.root))
                 self.sandbox = self.preparation.sandbox = sandbox
                 if self.tracker.root is not None:
                     self.preparation.cgroup_dirs = [str(self.tracker.root.path)]

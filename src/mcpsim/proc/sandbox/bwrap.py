@@ -163,19 +163,19 @@ def template_argv(
     config: SandboxConfig,
     argv: Sequence[str],
     *,
-    work_root: str,
+    work_roots: Sequence[str],
     cgroup_dirs: Sequence[str],
     cwd: str | None,
     ro_paths: Sequence[str],
     seccomp_fd: int | None,
 ) -> list[str]:
     """The fork server's template in a sandbox its children share: mount, ipc, uts and network namespaces, the
-    same filesystem rules, every instance's work dir (under `work_root`) and the instance control groups
+    same filesystem rules, every instance's work dir (under one of `work_roots`) and the instance control groups
     writable (a child joins its groups, then drops to `nobody`), CAP_SETUID/CAP_SETGID and no other capability.
     It keeps the host's pid namespace, so the pids the children report are real. Only for root: a user
     namespace would map a single uid, leaving a child nothing to drop to."""
-    out = ["bwrap", *_namespaces(True), *_common(config, ro_paths), "--bind", work_root, work_root]
-    for directory in cgroup_dirs:
+    out = ["bwrap", *_namespaces(True), *_common(config, ro_paths)]
+    for directory in [*work_roots, *cgroup_dirs]:
         out += ["--bind", directory, directory]
     if cwd:
         out += ["--chdir", cwd]

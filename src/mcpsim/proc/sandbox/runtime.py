@@ -86,6 +86,8 @@ class Sandbox:
         self.groups = LimitGroups(config)
         self.root: Path | None = None
         """Where instances' work dirs are made (one directory per pool, removed at its end)."""
+        self.shared_roots: list[str] = []
+        """Other directories holding instances' own directories (the pool's `{instance_dir}` root)."""
 
     def describe(self) -> dict[str, Any]:
         return {**self.config.describe(), "enforced_by": dict(self.groups.applied)}
@@ -148,7 +150,18 @@ class Sandbox:
                 extra.append(env[variable])
         return extra
 
-    def _work_dir(self, instance_id: str) -> str:
+    def share_work_root(self, path: str) -> None:
+        """Instances' own directories live under `path`: the fork template binds it, and a child dropped to
+        nobody may pass through it (0711: it lists nothing; the names under it are 128-bit handles)."""
+        if self.as_root:
+            os.chmod(path, 0o711)
+        self.shared_roots.append(path)
+
+    def _work_dir(self, instance_id: str, given: str | None) -> str:
+        if given is not None:  # the instance's own directory (`{instance_dir}`): nobody must be able to enter it
+            if self.as_root:
+                _give_dirs_to_nobody(given)
+            return given
         assert self.root is not None, "Sandbox.start first"
         work = self.root / instance_id
         work.mkdir(mode=0o770)
@@ -165,20 +178,35 @@ class Sandbox:
         return read
 
     async def open(
-        self, instance_id: str, argv: Sequence[str], cwd: str | None, env: Mapping[str, str], python: str
+        self,
+        instance_id: str,
+        argv: Sequence[str],
+        cwd: str | None,
+        env: Mapping[str, str],
+        python: str,
+        work_dir: str | None = None,
     ) -> SandboxedStart:
         """`open_instance` off the event loop; StartError if the sandbox cannot be made."""
         try:
-            return await anyio.to_thread.run_sync(self.open_instance, instance_id, argv, cwd, env, python)
+            return await anyio.to_thread.run_sync(
+                self.open_instance, instance_id, argv, cwd, env, python, work_dir
+            )
         except OSError as exc:
             raise StartError(f"cannot build the instance's sandbox: {exc}") from None
 
     def open_instance(
-        self, instance_id: str, argv: Sequence[str], cwd: str | None, env: Mapping[str, str], python: str
+        self,
+        instance_id: str,
+        argv: Sequence[str],
+        cwd: str | None,
+        env: Mapping[str, str],
+        python: str,
+        work_dir: str | None = None,
     ) -> SandboxedStart:
         """Blocking: one instance's work dir, limit groups, and how to start it: `argv` (spawned), or
-        `child_rlimits` and `drop_to` (forked from the sandboxed template)."""
-        work = self._work_dir(instance_id)
+        `child_rlimits` and `drop_to` (forked from the sandboxed template). `work_dir`: the instance's own
+        directory (`pool/workdir.py`), whose variables its environment already has; else one is made here."""
+        work = self._work_dir(instance_id, work_dir)
         try:
             limits = self.groups.instance(instance_id)
         except OSError:
@@ -205,7 +233,7 @@ class Sandbox:
         )
         return SandboxedStart(
             argv=command,
-            env=_work_env(work),
+            env={} if work_dir is not None else _work_env(work),
             work_dir=work,
             config=self.config,
             limits=limits,
@@ -226,13 +254,22 @@ class Sandbox:
         command = bwrap.template_argv(
             self.config,
             argv,
-            work_root=str(self.root),
+            work_roots=[str(self.root), *self.shared_roots],
             cgroup_dirs=dirs,
             cwd=cwd,
             ro_paths=ro_paths,
             seccomp_fd=seccomp,
         )
         return command, [seccomp] if seccomp is not None else []
+
+
+def _give_dirs_to_nobody(top: str) -> None:
+    """Nobody's and group root's, mode 0770, as `_work_dir` makes its own (bwrap, root without capabilities,
+    enters it by the group). Directories only: a file there may be a hard link into a shared cache (an npm
+    view), never re-owned."""
+    for directory, _dirs, _files in os.walk(top):  # symlinks not followed
+        os.chown(directory, bwrap.NOBODY, 0)
+        os.chmod(directory, 0o770)
 
 
 def _work_env(work: str) -> dict[str, str]:
