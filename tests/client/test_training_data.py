@@ -109,9 +109,20 @@ async def test_hosted_logprobs_come_without_token_ids_and_are_recorded(frozen_la
     assert "return_token_ids" not in api.requests[0]
 
 
+async def test_an_older_vllm_gives_token_ids_through_its_logprob_tokens(frozen_lake_server):
+    with FakeOpenAI(lake_brain, flavor="vllm-0.9") as api:  # ignores return_token_ids
+        policy = policy_for(api, logprobs=True, token_ids=True)
+        (trajectory,) = await mcpsim.rollout(mcpsim.make(frozen_lake_server.mcp, seeds=[1]), policy, steps=20)
+        await policy.aclose()
+        tokenizer = api.tokenizer
+    assert trajectory.error is None and trajectory.success
+    for turn in trajectory.turns:
+        assert tokenizer.decode(turn.token_ids).startswith("<tool_call>")  # the ids of `token_id:N` tokens
+        assert turn.prompt_ids is None and turn.mask == [1] * len(turn.token_ids)  # no prompt ids to be had
+
+
 async def test_asking_for_token_ids_from_a_server_that_returns_none_fails_the_episode(frozen_lake_server):
-    with FakeOpenAI(lake_brain) as api:
-        api.flavor = "vllm-without-token-ids"  # accepts the flags, returns nothing (an old vLLM)
+    with FakeOpenAI(lake_brain, flavor="vllm-0.9") as api:  # without logprobs: no ids at all
         policy = policy_for(api, token_ids=True, max_retries=0)
         (trajectory,) = await mcpsim.rollout(mcpsim.make(frozen_lake_server.mcp, seeds=[1]), policy, steps=5)
         await policy.aclose()
