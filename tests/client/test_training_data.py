@@ -109,9 +109,20 @@ async def test_hosted_logprobs_come_without_token_ids_and_are_recorded(frozen_la
     assert "return_token_ids" not in api.requests[0]
 
 
+async def test_an_older_vllm_gives_token_ids_through_its_logprob_tokens(frozen_lake_server):
+    with FakeOpenAI(lake_brain, flavor="vllm-0.9") as api:  # ignores return_token_ids
+        policy = policy_for(api, logprobs=True, token_ids=True)
+        (trajectory,) = await mcpsim.rollout(mcpsim.make(frozen_lake_server.mcp, seeds=[1]), policy, steps=20)
+        await policy.aclose()
+        tokenizer = api.tokenizer
+    assert trajectory.error is None and trajectory.success
+    for turn in trajectory.turns:
+        assert tokenizer.decode(turn.token_ids).startswith("<tool_call>")  # the ids of `token_id:N` tokens
+        assert turn.prompt_ids is None and turn.mask == [1] * len(turn.token_ids)  # no prompt ids to be had
+
+
 async def test_asking_for_token_ids_from_a_server_that_returns_none_fails_the_episode(frozen_lake_server):
-    with FakeOpenAI(lake_brain) as api:
-        api.flavor = "vllm-without-token-ids"  # accepts the flags, returns nothing (an old vLLM)
+    with FakeOpenAI(lake_brain, flavor="vllm-0.9") as api:  # without logprobs: no ids at all
         policy = policy_for(api, token_ids=True, max_retries=0)
         (trajectory,) = await mcpsim.rollout(mcpsim.make(frozen_lake_server.mcp, seeds=[1]), policy, steps=5)
         await policy.aclose()
@@ -146,3 +157,44 @@ def test_the_fake_tokenizer_round_trips():
     tokenizer = Tokenizer()
     text = render_prompt([{"role": "user", "content": "Move  DOWN, please."}])
     assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def canvas_brain(body):
+    """Looks once, then paints (the swatch is in the image the look returned)."""
+    looked = any(call["function"]["name"] == "look" for m in body["messages"] for call in m.get("tool_calls") or [])
+    return {"tool_calls": [("paint", {"color": "blue"})]} if looked else {"tool_calls": [("look", {})]}
+
+
+async def test_chat_images_are_stored_once_as_blobs_and_read_back_as_the_data_urls_sent(tmp_path):
+    from helpers.fake_openai import image_urls
+    from helpers.rollouts import standalone
+    from helpers.serve import ports, server_script
+
+    port, _ = ports(520)
+    run = tmp_path / "vision.jsonl"
+    log = tmp_path / "canvas.log"
+    with standalone([server_script("canvas.py"), "--seed", "2"], port, log) as url, FakeOpenAI(canvas_brain) as api:
+        policy = policy_for(api, vision=True)
+        (trajectory,) = await mcpsim.rollout(mcpsim.make(url, seeds=[2]), policy, steps=3, record=run)
+        await policy.aclose()
+    assert trajectory.error is None and api.problems == []
+    text = run.read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert "data:image/png;base64" not in text  # chat images are blob references in the file
+    turn_refs = [
+        part["image_url"]
+        for line in lines
+        if line["type"] == "turn"
+        for message in line["messages"]
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if part.get("type") == "image_url"
+    ]
+    assert turn_refs and all(set(ref) == {"blob", "mimeType"} for ref in turn_refs)
+    blobs = [line["sha256"] for line in lines if line["type"] == "blob"]
+    assert len(blobs) == len(set(blobs))  # each image once, although observations and messages both use it
+    assert {ref["blob"] for ref in turn_refs} <= set(blobs)
+    (read,) = read_recording(run).trajectories
+    sent = [url for body in api.requests for message in body["messages"] for url in image_urls(message)]
+    stored = [url for message in read.messages for url in image_urls(message)]
+    assert stored and set(stored) <= set(sent)

@@ -147,7 +147,7 @@ def test_announcing_starts_the_next_episodes_instances_ahead(frozen_lake_server)
         vec.reset()
         # seeds 23 and 24 (the next two episodes) were announced: their instances start before any session
         assert live_instances(frozen_lake_server, want=4) == 4
-        observations, infos = vec.reset()
+        _, infos = vec.reset()
         assert list(infos["seed"]) == [23, 24]
     finally:
         vec.close()

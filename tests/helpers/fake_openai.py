@@ -152,8 +152,8 @@ class FakeOpenAI:
     """Serve on a free port in a background thread: `with FakeOpenAI(brain) as api: api.base_url ...`."""
 
     def __init__(self, brain: Brain, flavor: str = "openai") -> None:
-        if flavor not in ("openai", "vllm"):
-            raise ValueError(f"flavor must be 'openai' or 'vllm', got {flavor!r}")
+        if flavor not in ("openai", "vllm", "vllm-0.9"):
+            raise ValueError(f"flavor must be 'openai', 'vllm' or 'vllm-0.9', got {flavor!r}")
         self.brain = brain
         self.flavor = flavor
         self.tokenizer = Tokenizer()

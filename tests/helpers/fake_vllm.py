@@ -4,8 +4,9 @@ vLLM (>= 0.10.2) answers `return_token_ids: true` with `prompt_token_ids` on the
 choice; `logprobs: true` with `choices[i].logprobs.content = [{token, logprob, bytes, top_logprobs}]`, each
 token written `"token_id:<id>"` under `return_tokens_as_token_ids: true`. It checks `top_logprobs` against its
 `--max-logprobs` (20) and that `top_logprobs` comes with `logprobs`, with a 400 otherwise; fields it does not
-know it ignores (logging a warning). The hosted API (`flavor="openai"`) instead refuses the vLLM fields with
-`Unrecognized request argument supplied: ...`.
+know it ignores (logging a warning). `flavor="vllm-0.9"` is a vLLM from before `return_token_ids` (0.10.2): it
+ignores that field, so token ids come only as `token_id:<id>` logprob tokens. The hosted API (`flavor="openai"`)
+instead refuses the vLLM fields with `Unrecognized request argument supplied: ...`.
 
 The model here is a tokenizer and a chat template of our own that behave like real ones where the client
 depends on it: words, spaces and punctuation are tokens (ids given in order of first sight, stable for the
@@ -104,7 +105,7 @@ def token_fields(
     completion_ids = tokenizer.encode(assistant_body(message.get("content"), message.get("tool_calls") or []))
     choice: dict[str, Any] = {}
     response: dict[str, Any] = {}
-    as_ids = flavor == "vllm" and body.get("return_tokens_as_token_ids") is True
+    as_ids = flavor.startswith("vllm") and body.get("return_tokens_as_token_ids") is True
     if body.get("logprobs"):
         top = body.get("top_logprobs") or 0
         items = []

@@ -24,6 +24,12 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.file:
         raise ConfigError("give a trajectory file")
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()  # one line of output, not a bar per write
+    except ImportError:
+        pass  # export() says how to install it, for the formats that need it
     target = export(args.file, args.format, args.out, strict=not args.lenient)
     print(f"wrote {target}")
     return 0
