@@ -236,4 +236,6 @@ class Sandbox:
 
 
 def _work_env(work: str) -> dict[str, str]:
-    return {"HOME": work, "TMPDIR": work, "MCPSIM_INSTANCE_DIR": work}
+    """The instance's variables: its work dir as home and temp dir; npm told there is no network (else npx
+    retries its registry's DNS for minutes, instead of failing at once with ENOTCACHED)."""
+    return {"HOME": work, "TMPDIR": work, "MCPSIM_INSTANCE_DIR": work, "npm_config_offline": "true"}
