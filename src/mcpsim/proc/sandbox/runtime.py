@@ -27,7 +27,8 @@ from mcpsim.proc.sandbox.limits import InstanceLimits, LimitGroups, prlimit_opti
 
 PROBE_TIMEOUT = 10.0
 TOOLS = ("bwrap", "prlimit", "setpriv")
-"""bwrap builds the namespaces; prlimit (util-linux) sets the rlimits inside; setpriv (util-linux) drops root."""
+"""bwrap builds the namespaces; prlimit (util-linux) sets the rlimits inside (not as root: the spawn sets them
+before exec); setpriv (util-linux) drops root."""
 
 
 def interpreter_paths(python: str) -> list[str]:
@@ -60,6 +61,8 @@ class SandboxedStart:
     child_rlimits: list[tuple[str, int, int]] = field(default_factory=list)
     """For a forked child: rlimits it sets on itself, and then `drop_to`."""
     drop_to: int | None = None
+    preexec_rlimits: list[tuple[str, int, int]] = field(default_factory=list)
+    """For a spawn as root: rlimits the child sets on itself before exec'ing bwrap (inherited by the server)."""
 
     def started(self) -> None:
         """The process runs: close our copies of what it inherited (the seccomp pipe)."""
@@ -191,6 +194,11 @@ class Sandbox:
         child_rlimits = rlimits(self.config, address_space)
         if self.config.pids and not (self.as_root and "pids" in limits.groups):
             child_rlimits.append(("RLIMIT_NPROC", self.config.pids, self.config.pids))
+        # root: set the rlimits before exec'ing bwrap (one exec fewer than prlimit inside; RLIMIT_NPROC does
+        # not count a user namespace here anyway, see limits.py); others: inside the new user namespace
+        preexec_rlimits = child_rlimits if self.as_root else []
+        if self.as_root:
+            options = []
         seccomp = self._seccomp_fd()
         ro_paths = bwrap.needed_paths(argv, cwd, self._extra_paths(python, env))
         command = bwrap.instance_argv(
@@ -213,6 +221,7 @@ class Sandbox:
             procs_files=limits.procs_files,
             child_rlimits=child_rlimits,
             drop_to=bwrap.NOBODY if self.as_root else None,
+            preexec_rlimits=preexec_rlimits,
         )
 
     def template_command(
