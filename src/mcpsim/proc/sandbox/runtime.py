@@ -26,6 +26,8 @@ from mcpsim.proc.sandbox.config import SandboxConfig
 from mcpsim.proc.sandbox.limits import InstanceLimits, LimitGroups, prlimit_options, rlimits
 
 PROBE_TIMEOUT = 10.0
+ROOT_PREFIX = "mcpsim-sandbox-"
+"""Each pool's directory of work dirs in the temp dir: `mcpsim-sandbox-<pid>-<random>`."""
 TOOLS = ("bwrap", "prlimit", "setpriv")
 """bwrap builds the namespaces; prlimit (util-linux) sets the rlimits inside (not as root: the spawn sets them
 before exec); setpriv (util-linux) drops root."""
@@ -103,7 +105,8 @@ class Sandbox:
                 f"--sandbox {self.config.level} needs {', '.join(missing)} on PATH "
                 "(Debian: apt-get install bubblewrap util-linux; or `make sandbox-tools`)"
             )
-        self.root = Path(tempfile.mkdtemp(prefix=f"mcpsim-sandbox-{os.getpid()}-"))
+        _remove_stale_roots()
+        self.root = Path(tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{os.getpid()}-"))
         self.root.chmod(0o711)
         try:
             self.groups.start(self.as_root)
@@ -242,6 +245,14 @@ class Sandbox:
             seccomp_fd=seccomp,
         )
         return command, [seccomp] if seccomp is not None else []
+
+
+def _remove_stale_roots() -> None:
+    """Work dirs of pools whose process is gone (a SIGKILLed server cannot remove its own)."""
+    for entry in Path(tempfile.gettempdir()).glob(f"{ROOT_PREFIX}*"):
+        pid = entry.name[len(ROOT_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _work_env(work: str) -> dict[str, str]:
