@@ -26,9 +26,9 @@ ATTACKS = [
     ("listen + connect on its own loopback", "listen_loopback", {}),
     ("read a file planted in /tmp", "read", {"path": "PLANTED"}),
     ("read /etc/shadow", "read", {"path": "/etc/shadow"}),
-    ("write /etc/x", "write", {"path": "/etc/mcpsim-hostile"}),
+    ("write /etc/mcpsim-hostile", "write", {"path": "/etc/mcpsim-hostile"}),
     ("list /proc (processes seen)", "processes", {}),
-    ("write in its work dir", "work_dir", {}),
+    ("write in its work dir (HOME)", "work_dir", {}),
     ("fork bomb", "fork_bomb", {}),
     ("allocate 4 GB", "memory_hog", {"gigabytes": 4}),
     ("spin the CPU", "cpu_spin", {}),
@@ -40,7 +40,7 @@ COLUMNS = {
     "strict": ["--sandbox", "strict"],
     "strict + fork server": ["--sandbox", "strict", "--fork-server"],
 }
-UNSAFE_WITHOUT_SANDBOX = {"fork_bomb", "memory_hog", "cpu_spin", "write_big", "write"}
+UNSAFE_WITHOUT_SANDBOX = {"fork_bomb", "memory_hog", "cpu_spin", "write_big", "write", "work_dir"}
 
 
 def short(text: str) -> str:

@@ -28,7 +28,8 @@ ATTACKS = [
 
 
 async def attack_while_another_session_works(mcp_url: str, tool: str, args: dict) -> tuple[str, int]:
-    """Run the attack in one session while another calls `echo` meanwhile; (attack's error, echoes done)."""
+    """Run the attack in one session while another calls `echo` before, during and after it; returns the
+    attack's error and how many echoes succeeded after the attacked instance was gone (each one checked)."""
     done = anyio.Event()
     echoes = 0
 
@@ -41,9 +42,15 @@ async def attack_while_another_session_works(mcp_url: str, tool: str, args: dict
                 echoes += 1
                 await anyio.sleep(0.05)
 
+    async def until(count: int) -> None:
+        with anyio.fail_after(60):
+            while echoes < count:
+                await anyio.sleep(0.02)
+
     error = ""
     async with anyio.create_task_group() as tg:
         tg.start_soon(bystander)
+        await until(1)
         async with Client(f"{mcp_url}?seed=1", mode="legacy") as client:
             with anyio.fail_after(60):
                 try:
@@ -51,8 +58,10 @@ async def attack_while_another_session_works(mcp_url: str, tool: str, args: dict
                     error = f"no error: {result.content[0].text}"
                 except Exception as exc:
                     error = str(exc)
+        after = echoes
+        await until(after + 2)
         done.set()
-    return error, echoes
+    return error, echoes - after
 
 
 @pytest.mark.parametrize("fork_server", [False, True], ids=["spawn", "fork-server"])
@@ -62,7 +71,7 @@ async def test_each_attack_ends_only_its_instance_with_the_limit_named(serve_fac
     for tool, args, expected in ATTACKS:
         error, echoes = await attack_while_another_session_works(serve.mcp, tool, args)
         assert expected in error, (tool, error)
-        assert echoes >= 1
+        assert echoes >= 2
     health = serve.get("/health").json()
     assert health["limits"]["sandbox"]["pids"] == 24
     assert health["limits"]["sandbox"]["memory"] == "512M"

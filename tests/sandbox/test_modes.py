@@ -64,3 +64,16 @@ async def test_a_node_project_and_warm_instances_run_sandboxed(serve_factory, tm
         listing = serve.get("/api/instances").json()
     assert listing and all(item["sandbox"]["level"] == "strict" for item in listing)
     assert "claimed by a session" in serve.log()
+
+
+async def test_an_npx_package_runs_sandboxed_from_its_read_only_cache(serve_factory):
+    from server.test_server_everything import EVERYTHING, NPM_CACHE, NPM_ENV
+
+    if not NPM_CACHE.exists():
+        pytest.skip(f"{NPM_CACHE} is missing (make node-deps)")
+    serve = serve_factory("--server", f"npx -y {EVERYTHING}", "--sandbox", "strict", env=NPM_ENV, ready_timeout=60)
+    async with Client(f"{serve.mcp}?seed=1", mode="legacy") as client:
+        result = await client.call_tool("echo", {"message": "from the sandbox"})
+        assert not result.is_error and "from the sandbox" in result.content[0].text
+        (item,) = serve.get("/api/instances").json()
+    assert item["sandbox"]["level"] == "strict"

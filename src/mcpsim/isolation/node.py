@@ -1,6 +1,8 @@
 """Builders for Node servers: an installed copy of a Node project, and a pre-warmed npx package cache."""
 
+import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -63,6 +65,35 @@ def npx_package(argv: list[str] | tuple[str, ...]) -> str | None:
             return arg.split("=", 1)[1]
         if not arg.startswith("-"):
             return arg
+    return None
+
+
+def npx_installed_argv(argv: Sequence[str], cache: Path) -> list[str] | None:
+    """`node <bin> ARGS` for `npx [-y] PKG ARGS` whose package the pre-warm installed into `cache`, or None.
+
+    What a sandboxed instance runs instead of npx: npx resolves the package against the registry at every
+    start, which a sandbox (no network) cannot reach, while the installed bin needs nothing but node."""
+    if not argv or Path(argv[0]).name != "npx":
+        return None
+    args = list(argv[1:])
+    while args and args[0] in ("-y", "--yes"):
+        args.pop(0)
+    if not args or args[0].startswith("-"):
+        return None
+    spec, rest = args[0], args[1:]
+    name = spec[: spec.rindex("@")] if spec.rfind("@") > 0 else spec
+    for manifest in sorted((cache / "_npx").glob("*/package.json")):
+        try:
+            if spec not in json.loads(manifest.read_text()).get("_npx", {}).get("packages", []):
+                continue
+            package = manifest.parent / "node_modules" / name
+            bins = json.loads((package / "package.json").read_text()).get("bin")
+        except (OSError, ValueError):
+            continue
+        if isinstance(bins, dict) and bins:
+            bins = bins.get(name.rsplit("/", 1)[-1]) or next(iter(bins.values()))
+        if isinstance(bins, str) and (package / bins).is_file():
+            return ["node", str((package / bins).resolve()), *rest]
     return None
 
 

@@ -17,7 +17,7 @@ import anyio
 from mcpsim.errors import ConfigError, StartError
 from mcpsim.isolation.builds import Builder, BuildObserver, ensure
 from mcpsim.isolation.cache import EnvCache
-from mcpsim.isolation.node import NodeProjectBuilder, NpxBuilder, npx_package
+from mcpsim.isolation.node import NodeProjectBuilder, NpxBuilder, npx_installed_argv, npx_package
 from mcpsim.isolation.python_envs import CondaBuilder, VenvBuilder, find_conda
 from mcpsim.proc.spawn import Spawner
 
@@ -67,6 +67,8 @@ class Prepared:
     views: dict[str, str] = field(default_factory=dict)
     """Variables of `env` naming a shared cache directory that an instance gets a private view of instead
     (`mcpsim.pool.workdir.private_view`): npm writes into its cache even to run an installed package."""
+    offline_argv: tuple[str, ...] | None = None
+    """For an `npx` command: the installed package's bin run by node, which needs no registry (the sandbox)."""
 
 
 def builders_for(argv: Sequence[str], cwd: str | None, config: IsolationConfig, python: str) -> list[Builder]:
@@ -104,9 +106,11 @@ async def prepare(
         if isinstance(builder, NodeProjectBuilder):
             prepared.argv, prepared.cwd = _relocate(prepared.argv, builder.project, built.path)
         if isinstance(builder, NpxBuilder):
-            cache_dir = str(NpxBuilder.cache_dir(built.path))
-            prepared.env.update({"npm_config_cache": cache_dir, "npm_config_prefer_offline": "true"})
-            prepared.views["npm_config_cache"] = cache_dir
+            npm_cache = NpxBuilder.cache_dir(built.path)
+            prepared.env.update({"npm_config_cache": str(npm_cache), "npm_config_prefer_offline": "true"})
+            prepared.views["npm_config_cache"] = str(npm_cache)
+            direct = await anyio.to_thread.run_sync(npx_installed_argv, prepared.argv, npm_cache)
+            prepared.offline_argv = tuple(direct) if direct else None
     return prepared
 
 

@@ -85,8 +85,10 @@ class Preparation:
             return prepared
 
     def command(self, prepared: Prepared) -> ServerCommand:
-        """The configured command with what preparing it changed (an installed Node project's copy)."""
-        return dataclasses.replace(self.config.command, argv=prepared.argv, cwd=prepared.cwd)
+        """The configured command with what preparing it changed (an installed Node project's copy; in a
+        sandbox, an npx package's installed bin, as npx itself would need the registry)."""
+        argv = prepared.offline_argv if self.config.sandbox.enabled and prepared.offline_argv else prepared.argv
+        return dataclasses.replace(self.config.command, argv=argv, cwd=prepared.cwd)
 
     async def launch(
         self,

@@ -62,11 +62,13 @@ CHILDREN = ChildRegistry()
 """Every child started by any `Spawner` of this process and not reaped yet (see the module docstring)."""
 
 
-def _child_setup(die_with_parent: bool, procs_files: Sequence[str], parent: int) -> Callable[[], None] | None:
+def _child_setup(
+    die_with_parent: bool, procs_files: Sequence[str], parent: int, rlimits: Sequence[tuple[int, int, int]] = ()
+) -> Callable[[], None] | None:
     """What the child runs between fork and exec (no allocation, no locks): join its control groups (tracking,
     and a sandbox's limit groups, so whatever it starts is in them from the first instruction of the server
     on), then arm the parent-death signal."""
-    if not procs_files and not die_with_parent:
+    if not procs_files and not die_with_parent and not rlimits:
         return None
 
     def setup() -> None:
@@ -74,6 +76,8 @@ def _child_setup(die_with_parent: bool, procs_files: Sequence[str], parent: int)
             fd = os.open(procs_file, os.O_WRONLY)
             os.write(fd, b"0")
             os.close(fd)
+        for which, soft, hard in rlimits:  # a sandbox's limits (`SandboxedStart.preexec_rlimits`)
+            resource.setrlimit(which, (soft, hard))
         if die_with_parent:
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             if os.getppid() != parent:  # the parent died before the signal was armed
@@ -126,9 +130,10 @@ def _popen(
     pass_fds: Sequence[int],
     cgroup: Cgroup | None,
     extra_groups: Sequence[str] = (),
+    rlimits: Sequence[tuple[int, int, int]] = (),
 ) -> subprocess.Popen[bytes]:
     groups = [cgroup.procs_file] if cgroup is not None else []
-    setup = _child_setup(die_with_parent, [*groups, *extra_groups], os.getpid())
+    setup = _child_setup(die_with_parent, [*groups, *extra_groups], os.getpid(), rlimits)
     with CHILDREN.starting() as children:
         try:
             popen = subprocess.Popen(
@@ -142,10 +147,8 @@ def _popen(
                 pass_fds=tuple(pass_fds),
                 preexec_fn=setup,
             )
-        except subprocess.SubprocessError as exc:  # only joining the control group can raise in the child
-            raise OSError(
-                f"the process could not join its control groups {groups + list(extra_groups)}: {exc}"
-            ) from None
+        except subprocess.SubprocessError as exc:  # only joining a group or setting an rlimit can raise there
+            raise OSError(f"the process could not join {[*groups, *extra_groups]} or set its limits: {exc}") from None
         children.add(popen.pid)
     return popen
 
@@ -201,12 +204,14 @@ class Spawner:
         Raises FileNotFoundError/PermissionError/OSError from exec as they are, for the caller to name.
         """
         extra_groups: Sequence[str] = ()
+        rlimits: list[tuple[int, int, int]] = []
         if sandbox is not None:
             argv, pass_fds, extra_groups = sandbox.argv, [*pass_fds, *sandbox.pass_fds], sandbox.procs_files
             env = {**env, **sandbox.env}
             cwd = None  # bwrap's --chdir sets it inside
+            rlimits = [(getattr(resource, name), soft, hard) for name, soft, hard in sandbox.preexec_rlimits]
         try:
-            popen = await self.run(_popen, argv, env, cwd, die_with_parent, pass_fds, cgroup, extra_groups)
+            popen = await self.run(_popen, argv, env, cwd, die_with_parent, pass_fds, cgroup, extra_groups, rlimits)
         finally:
             if sandbox is not None:
                 sandbox.started()

@@ -148,15 +148,17 @@ def instance_argv(
     limits: Sequence[str],
     as_root: bool,
 ) -> list[str]:
-    """`bwrap ... -- prlimit ... -- [setpriv ... --] argv`: one instance's command in its own sandbox.
+    """`bwrap ... -- [prlimit ... --] [setpriv ... --] argv`: one instance's command in its own sandbox.
 
-    `limits` are `prlimit` options, applied inside the sandbox; a pid namespace of its own (the server sees
-    only its own processes) and a new session (no terminal to inject keystrokes into)."""
+    `limits` are `prlimit` options, applied inside the sandbox (none: the caller set the rlimits already); a
+    pid namespace of its own (the server sees only its own processes) and a new session (no terminal to inject
+    keystrokes into)."""
     out = ["bwrap", "--unshare-pid", "--new-session", *_namespaces(as_root), *_common(config, ro_paths)]
     out += [*_parents(work_dir, set(HIDDEN)), "--bind", work_dir, work_dir, "--chdir", cwd or work_dir]
     if seccomp_fd is not None:
         out += ["--seccomp", str(seccomp_fd)]
-    return [*out, "--", "prlimit", *limits, "--", *_drop_privileges(as_root), *argv]
+    setting = ["prlimit", *limits, "--"] if limits else []
+    return [*out, "--", *setting, *_drop_privileges(as_root), *argv]
 
 
 def template_argv(

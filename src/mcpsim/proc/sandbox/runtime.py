@@ -26,8 +26,11 @@ from mcpsim.proc.sandbox.config import SandboxConfig
 from mcpsim.proc.sandbox.limits import InstanceLimits, LimitGroups, prlimit_options, rlimits
 
 PROBE_TIMEOUT = 10.0
+ROOT_PREFIX = "mcpsim-sandbox-"
+"""Each pool's directory of work dirs in the temp dir: `mcpsim-sandbox-<pid>-<random>`."""
 TOOLS = ("bwrap", "prlimit", "setpriv")
-"""bwrap builds the namespaces; prlimit (util-linux) sets the rlimits inside; setpriv (util-linux) drops root."""
+"""bwrap builds the namespaces; prlimit (util-linux) sets the rlimits inside (not as root: the spawn sets them
+before exec); setpriv (util-linux) drops root."""
 
 
 def interpreter_paths(python: str) -> list[str]:
@@ -60,6 +63,8 @@ class SandboxedStart:
     child_rlimits: list[tuple[str, int, int]] = field(default_factory=list)
     """For a forked child: rlimits it sets on itself, and then `drop_to`."""
     drop_to: int | None = None
+    preexec_rlimits: list[tuple[str, int, int]] = field(default_factory=list)
+    """For a spawn as root: rlimits the child sets on itself before exec'ing bwrap (inherited by the server)."""
 
     def started(self) -> None:
         """The process runs: close our copies of what it inherited (the seccomp pipe)."""
@@ -102,7 +107,8 @@ class Sandbox:
                 f"--sandbox {self.config.level} needs {', '.join(missing)} on PATH "
                 "(Debian: apt-get install bubblewrap util-linux; or `make sandbox-tools`)"
             )
-        self.root = Path(tempfile.mkdtemp(prefix=f"mcpsim-sandbox-{os.getpid()}-"))
+        _remove_stale_roots()
+        self.root = Path(tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{os.getpid()}-"))
         self.root.chmod(0o711)
         try:
             self.groups.start(self.as_root)
@@ -154,7 +160,7 @@ class Sandbox:
         """Instances' own directories live under `path`: the fork template binds it, and a child dropped to
         nobody may pass through it (0711: it lists nothing; the names under it are 128-bit handles)."""
         if self.as_root:
-            os.chmod(path, 0o711)
+            Path(path).chmod(0o711)
         self.shared_roots.append(path)
 
     def _work_dir(self, instance_id: str, given: str | None) -> str:
@@ -219,6 +225,11 @@ class Sandbox:
         child_rlimits = rlimits(self.config, address_space)
         if self.config.pids and not (self.as_root and "pids" in limits.groups):
             child_rlimits.append(("RLIMIT_NPROC", self.config.pids, self.config.pids))
+        # root: set the rlimits before exec'ing bwrap (one exec fewer than prlimit inside; RLIMIT_NPROC does
+        # not count a user namespace here anyway, see limits.py); others: inside the new user namespace
+        preexec_rlimits = child_rlimits if self.as_root else []
+        if self.as_root:
+            options = []
         seccomp = self._seccomp_fd()
         ro_paths = bwrap.needed_paths(argv, cwd, self._extra_paths(python, env))
         command = bwrap.instance_argv(
@@ -241,6 +252,7 @@ class Sandbox:
             procs_files=limits.procs_files,
             child_rlimits=child_rlimits,
             drop_to=bwrap.NOBODY if self.as_root else None,
+            preexec_rlimits=preexec_rlimits,
         )
 
     def template_command(
@@ -269,8 +281,18 @@ def _give_dirs_to_nobody(top: str) -> None:
     view), never re-owned."""
     for directory, _dirs, _files in os.walk(top):  # symlinks not followed
         os.chown(directory, bwrap.NOBODY, 0)
-        os.chmod(directory, 0o770)
+        Path(directory).chmod(0o770)
+
+
+def _remove_stale_roots() -> None:
+    """Work dirs of pools whose process is gone (a SIGKILLed server cannot remove its own)."""
+    for entry in Path(tempfile.gettempdir()).glob(f"{ROOT_PREFIX}*"):
+        pid = entry.name[len(ROOT_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _work_env(work: str) -> dict[str, str]:
-    return {"HOME": work, "TMPDIR": work, "MCPSIM_INSTANCE_DIR": work}
+    """The instance's variables: its work dir as home and temp dir; npm told there is no network (else npx
+    retries its registry's DNS for minutes, instead of failing at once with ENOTCACHED)."""
+    return {"HOME": work, "TMPDIR": work, "MCPSIM_INSTANCE_DIR": work, "npm_config_offline": "true"}
