@@ -8,6 +8,7 @@ episode end from each tool result's `_meta["mcpsim"]`.
 """
 
 import contextlib
+import contextvars
 import json
 import math
 import shlex
@@ -33,6 +34,17 @@ from mcpsim.trajectory import Action, Observation, Row
 from mcpsim.wire import CONFIG_VARIABLE, INITIAL_STATE_URI, META_KEY, SEED_VARIABLE, VERSION
 
 STDIO_PREFIX = "stdio:"
+_SESSION_BOX: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("mcpsim_session", default=None)
+"""Where the HTTP response hook puts the MCP session id of the session being opened (the SDK keeps it to itself;
+its transport tasks inherit this context)."""
+
+
+async def _note_session_id(response: httpx2.Response) -> None:
+    box = _SESSION_BOX.get()
+    if box is not None and (session_id := response.headers.get("mcp-session-id")):
+        box.setdefault("id", session_id)
+
+
 PAGE_CAP = 100
 DEFAULT_TIMEOUT = 120.0
 
@@ -118,6 +130,22 @@ class EnvSession:
         self.initial_observation = initial
         self.instructions: str | None = client.instructions
         self._validators: dict[str, Any] = {}
+        self.session_id: str | None = None
+        """The managed server's MCP session id (streamable HTTP), which names the instance to branch."""
+        self.branch_info: dict[str, Any] | None = None
+        """For a copy made by `branch`: `{"id", "url", "parent", "branched_at_step", "method"}`."""
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    async def branch(self, count: int) -> list["EnvSession"]:
+        """`count` copies of this episode as it is now, each an open session on its own instance.
+
+        Asks the managed server (`POST /api/instances/{id}/branch`); the copies are closed, and their instances
+        ended, when this session closes (or earlier with `close_branch`). Raises `EnvError` naming the cause."""
+        from mcpsim.client.branches import open_branches
+
+        if self._stack is None or (self.session_id is None and self.branch_info is None):
+            raise EnvError("only a session on a managed server's /mcp endpoint (streamable HTTP) can be branched")
+        return await open_branches(self, self._stack, count)
 
     @property
     def tool_names(self) -> list[str]:
@@ -256,13 +284,23 @@ class Environment:
         because the MCP session id travels per request, not on the client.
         """
         async with contextlib.AsyncExitStack() as stack:
+            box: dict[str, str] = {}
+            token = _SESSION_BOX.set(box)
             try:
+                if not (self.url.startswith(STDIO_PREFIX) or self.uses_sse):
+                    http_client = http_client or await stack.enter_async_context(shared_http_client(1))
+                    if _note_session_id not in http_client.event_hooks["response"]:
+                        http_client.event_hooks["response"].append(_note_session_id)
                 client = await stack.enter_async_context(self._client(http_client))
                 tools = await self._list_tools(client)
                 initial = await self._initial_observation(client)
             except Exception as exc:
                 raise ConnectError(f"cannot open an MCP session at {self.session_url}: {mcp_error_text(exc)}") from exc
-            yield EnvSession(client, self, tools, initial)
+            finally:
+                _SESSION_BOX.reset(token)
+            session = EnvSession(client, self, tools, initial)
+            session.session_id, session._stack = box.get("id"), stack
+            yield session
 
     async def _list_tools(self, client: Any) -> list[dict[str, Any]]:
         tools: list[dict[str, Any]] = []
