@@ -82,8 +82,10 @@ async def _fork(pool: "InstancePool", source: Instance, count: int) -> list[Inst
             if source.spec.tracker is not None:
                 copy.cgroup = await source.spec.tracker.instance_group(copy.id)
         async with _held(source):
-            with anyio.fail_after(QUIET_TIMEOUT_S):
+            with anyio.move_on_after(QUIET_TIMEOUT_S) as waited:
                 await _quiet(source)
+            if waited.cancelled_caught:
+                raise BranchError(f"instance {source.id} still had requests in flight after {QUIET_TIMEOUT_S:g} s")
             for copy in copies:
                 copy.history = source.history.copy()
                 copy.branched_at_step = source.history.steps
@@ -121,10 +123,12 @@ async def _replay(pool: "InstancePool", source: Instance, count: int) -> list[In
             copies.append(copy)
         await _all_ready(pool, copies)
         outcomes: list[Any] = []
-        with anyio.fail_after(REPLAY_TIMEOUT_S):
+        with anyio.move_on_after(REPLAY_TIMEOUT_S) as replayed:
             async with anyio.create_task_group() as tg:
                 for copy in copies:
                     tg.start_soon(_replay_one, copy, history, outcomes)
+        if replayed.cancelled_caught:
+            raise BranchError(f"replaying {history.steps} calls took longer than {REPLAY_TIMEOUT_S:g} s")
         if history.steps and any(outcome != history.last for outcome in outcomes):
             raise NotDeterministic(
                 f"server is not deterministic at step {history.steps}: replaying the {history.steps} recorded calls "
