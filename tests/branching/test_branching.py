@@ -109,6 +109,9 @@ async def test_replay_for_a_node_server_over_http(serve_factory):
         assert response.status_code == 201, response.text
         copies = response.json()["instances"]
         assert [copy["method"] for copy in copies] == ["replay", "replay"]
+        body = {"count": 1, "method": "fork"}
+        forced = httpx.post(f"{serve.url}/api/instances/{source_id(serve, seed)}/branch", json=body, timeout=30)
+        assert forced.status_code == 409 and "cannot be forked live" in forced.json()["error"]["message"]
         expected = await play(source, "lake_move", ["DOWN"])
         for copy in copies:
             async with Client(serve.url + copy["url"], mode="legacy") as client:
