@@ -109,6 +109,9 @@ async def test_replay_for_a_node_server_over_http(serve_factory):
         assert response.status_code == 201, response.text
         copies = response.json()["instances"]
         assert [copy["method"] for copy in copies] == ["replay", "replay"]
+        body = {"count": 1, "method": "fork"}
+        forced = httpx.post(f"{serve.url}/api/instances/{source_id(serve, seed)}/branch", json=body, timeout=30)
+        assert forced.status_code == 409 and "cannot be forked live" in forced.json()["error"]["message"]
         expected = await play(source, "lake_move", ["DOWN"])
         for copy in copies:
             async with Client(serve.url + copy["url"], mode="legacy") as client:
@@ -197,3 +200,29 @@ async def test_copies_idle_out_and_bad_requests_name_the_cause(serve_factory):
             while any(item["id"] == copy["id"] for item in serve.get("/api/instances").json()):
                 await play(source, "lake_move", ["LEFT"])  # only the copy idles
                 await anyio.sleep(0.2)
+
+
+async def test_the_client_branches_a_session_and_its_copies_end_with_it(serve_factory):
+    import mcpsim
+    from mcpsim.trajectory import Action
+
+    serve = serve_factory("--env", "frozen_lake", "--fork-server")
+    (env,) = mcpsim.make(serve.mcp, dataset=[{"id": "root", "seed": 8, "config": {"frozen_probability": 1.0}}])
+    async with env.connect() as root:
+        await root.step(Action("lake_move", {"action": "RIGHT"}), 1)
+        copies = await root.branch(2)
+        assert [copy.branch_info["method"] for copy in copies] == ["fork", "fork"]
+        grandchildren = await copies[0].branch(1)  # a copy branches by its own instance id
+        assert grandchildren[0].branch_info["parent"] == copies[0].branch_info["id"]
+        expected = await root.step(Action("lake_move", {"action": "DOWN"}), 2)
+        for session in [*copies, *grandchildren]:
+            got = await session.step(Action("lake_move", {"action": "DOWN"}), 2)
+            assert (got.observation, got.reward, got.terminated) == (
+                expected.observation,
+                expected.reward,
+                expected.terminated,
+            )
+        assert len(serve.get("/api/instances").json()) == 4
+    with anyio.fail_after(15):
+        while serve.get("/api/instances").json():
+            await anyio.sleep(0.1)

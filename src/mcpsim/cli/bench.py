@@ -1,4 +1,5 @@
-"""`mcpsim bench`: session starts, proxied call latency and throughput, instance memory; or the transport matrix."""
+"""`mcpsim bench`: session starts, proxied call latency and throughput, instance memory; or the transport matrix;
+or branch latency (`--branch`)."""
 
 import argparse
 import json
@@ -45,6 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="--rollout modes, interleaved per round: managed-fork, in-process, managed, managed-fork-json",
     )
     p.add_argument("--rounds", type=int, default=1, help="--rollout rounds (medians and per-round ratios)")
+    p.add_argument(
+        "--branch",
+        action="store_true",
+        help="instead: branch latency for k=1,8,64 copies of a --steps FrozenLake episode (fork, replay, client)",
+    )
     p.add_argument("--json", metavar="FILE", default="bench.json", help="where to write the results")
     p.set_defaults(handler=run)
 
@@ -79,6 +85,13 @@ def run(args: argparse.Namespace) -> int:
         matrix = anyio.run(run_matrix, args.steps)
         _write(args.json, matrix)
         print_matrix(matrix)
+        return 0
+    if args.branch:
+        from mcpsim.bench.branching import print_branching, run_branching
+
+        branching = anyio.run(run_branching, args.steps)
+        _write(args.json, branching)
+        print_branching(branching)
         return 0
     modes = args.compare.split(",") if args.compare else [args.mode]
     unknown = [mode for mode in modes if mode not in MODES]

@@ -8,6 +8,7 @@ episode end from each tool result's `_meta["mcpsim"]`.
 """
 
 import contextlib
+import contextvars
 import json
 import math
 import shlex
@@ -43,6 +44,17 @@ from mcpsim.wire import (
 )
 
 STDIO_PREFIX = "stdio:"
+_SESSION_BOX: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("mcpsim_session", default=None)
+"""Where the HTTP response hook puts the MCP session id of the session being opened (the SDK keeps it to itself;
+its transport tasks inherit this context)."""
+
+
+async def _note_session_id(response: httpx2.Response) -> None:
+    box = _SESSION_BOX.get()
+    if box is not None and (session_id := response.headers.get("mcp-session-id")):
+        box.setdefault("id", session_id)
+
+
 PAGE_CAP = 100
 PROTOCOLS = ("auto", *MODERN_PROTOCOL_VERSIONS, "legacy")
 """What `make(..., protocol=)` and `--protocol` accept: the SDK client's modes."""
@@ -136,6 +148,11 @@ class EnvSession:
         """In a 2026-07-28 session with mcpsim, the episode's handle (`_meta["mcpsim/handle"]` of its results),
         sent with every later request; None elsewhere (and then nothing changes)."""
         self.handle_url: str | None = None
+        self.session_id: str | None = None
+        """The managed server's MCP session id (streamable HTTP), which names the instance to branch."""
+        self.branch_info: dict[str, Any] | None = None
+        """For a copy made by `branch`: `{"id", "url", "parent", "branched_at_step", "method"}`."""
+        self._stack: contextlib.AsyncExitStack | None = None
 
     def follow(self, meta: Mapping[str, Any] | None) -> None:
         """Remember the episode's handle from a result's `_meta` (mcpsim names it on every 2026 result)."""
@@ -148,6 +165,17 @@ class EnvSession:
     @property
     def handle_meta(self) -> dict[str, Any] | None:
         return {HANDLE_META_KEY: self.handle} if self.handle else None
+
+    async def branch(self, count: int) -> list["EnvSession"]:
+        """`count` copies of this episode as it is now, each an open session on its own instance.
+
+        Asks the managed server (`POST /api/instances/{id}/branch`); the copies are closed, and their instances
+        ended, when this session closes (or earlier with `close_branch`). Raises `EnvError` naming the cause."""
+        from mcpsim.client.branches import open_branches
+
+        if self._stack is None or (self.session_id is None and self.branch_info is None and self.handle is None):
+            raise EnvError("only a session on a managed server's /mcp endpoint (streamable HTTP) can be branched")
+        return await open_branches(self, self._stack, count)
 
     @property
     def tool_names(self) -> list[str]:
@@ -298,13 +326,22 @@ class Environment:
         because the MCP session id travels per request, not on the client.
         """
         async with contextlib.AsyncExitStack() as stack:
+            box: dict[str, str] = {}
+            token = _SESSION_BOX.set(box)
             try:
+                if not (self.url.startswith(STDIO_PREFIX) or self.uses_sse):
+                    http_client = http_client or await stack.enter_async_context(shared_http_client(1))
+                    if _note_session_id not in http_client.event_hooks["response"]:
+                        http_client.event_hooks["response"].append(_note_session_id)
                 client = await stack.enter_async_context(self._client(http_client))
                 tools = await self._list_tools(client)
                 session = EnvSession(client, self, tools, [])
                 session.initial_observation = await self._initial_observation(client, session)
             except Exception as exc:
                 raise ConnectError(f"cannot open an MCP session at {self.session_url}: {mcp_error_text(exc)}") from exc
+            finally:
+                _SESSION_BOX.reset(token)
+            session.session_id, session._stack = box.get("id"), stack
             try:
                 yield session
             finally:

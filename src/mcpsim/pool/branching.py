@@ -16,8 +16,10 @@ with its source's history, so a branch of a branch works either way. Copies coun
 idle out, and end like any instance; `/api/instances` lists their `parent` and `branched_at_step`.
 """
 
+import contextlib
 import dataclasses
 import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -42,18 +44,31 @@ REPLAY_TIMEOUT_S = 300.0
 """How long replaying a history on the fresh copies may take."""
 
 
-async def branch(pool: "InstancePool", source: Instance, count: int) -> list[Instance]:
-    """`count` ready copies of `source` (see the module); raises a `PoolError` naming why not, leaving none."""
+METHODS = ("auto", "fork", "replay")
+
+
+async def branch(pool: "InstancePool", source: Instance, count: int, method: str = "auto") -> list[Instance]:
+    """`count` ready copies of `source` (see the module); raises a `PoolError` naming why not, leaving none.
+
+    `method` "auto" forks when it can and replays otherwise; "replay" always replays (to check a server's
+    determinism, or to measure); "fork" refuses rather than replay."""
+    if method not in METHODS:
+        raise BranchError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     if not 1 <= count <= MAX_BRANCHES:
         raise BranchError(f"count must be an integer from 1 to {MAX_BRANCHES}, not {count!r}")
     if source.state != State.READY or source.mux is None or source.mux.closed_reason is not None:
         raise BranchError(f"instance {source.id} is {source.state}, not ready: only a live instance can be branched")
     pool.check_room(count)  # CapacityError past --max-instances, before anything starts
-    if isinstance(source.process, ForkedProcess) and source.process.control is not None:
+    forkable = isinstance(source.process, ForkedProcess) and source.process.control is not None
+    if method == "fork" and not forkable:
+        raise BranchError(f"instance {source.id} cannot be forked live: it was not started from the fork server")
+    if forkable and method != "replay":
         try:
             with pool.reserved(count):
                 return await _fork(pool, source, count)
         except LiveForkRefused as exc:
+            if method == "fork":
+                raise BranchError(f"instance {source.id} cannot be forked live now: {exc}") from None
             source.log.info("live fork refused (%s); branching by replay", exc, extra={"event": "branch.replay"})
     return await _replay(pool, source, count)
 
@@ -66,9 +81,11 @@ async def _fork(pool: "InstancePool", source: Instance, count: int) -> list[Inst
             _inherit(copy, source, "fork")
             if source.spec.tracker is not None:
                 copy.cgroup = await source.spec.tracker.instance_group(copy.id)
-        async with source.held():
-            with anyio.fail_after(QUIET_TIMEOUT_S):
-                await source.quiet()
+        async with _held(source):
+            with anyio.move_on_after(QUIET_TIMEOUT_S) as waited:
+                await _quiet(source)
+            if waited.cancelled_caught:
+                raise BranchError(f"instance {source.id} still had requests in flight after {QUIET_TIMEOUT_S:g} s")
             for copy in copies:
                 copy.history = source.history.copy()
                 copy.branched_at_step = source.history.steps
@@ -106,10 +123,12 @@ async def _replay(pool: "InstancePool", source: Instance, count: int) -> list[In
             copies.append(copy)
         await _all_ready(pool, copies)
         outcomes: list[Any] = []
-        with anyio.fail_after(REPLAY_TIMEOUT_S):
+        with anyio.move_on_after(REPLAY_TIMEOUT_S) as replayed:
             async with anyio.create_task_group() as tg:
                 for copy in copies:
                     tg.start_soon(_replay_one, copy, history, outcomes)
+        if replayed.cancelled_caught:
+            raise BranchError(f"replaying {history.steps} calls took longer than {REPLAY_TIMEOUT_S:g} s")
         if history.steps and any(outcome != history.last for outcome in outcomes):
             raise NotDeterministic(
                 f"server is not deterministic at step {history.steps}: replaying the {history.steps} recorded calls "
@@ -143,6 +162,23 @@ async def _all_ready(pool: "InstancePool", copies: list[Instance]) -> list[Insta
         await _end_all(copies)
         raise
     return copies
+
+
+@contextlib.asynccontextmanager
+async def _held(instance: Instance) -> AsyncIterator[None]:
+    """Hold the clients' requests back (they wait, `proxy.forward`) for the block: nothing new reaches the server."""
+    instance.gate = anyio.Event()
+    try:
+        yield
+    finally:
+        instance.gate.set()
+        instance.gate = None
+
+
+async def _quiet(instance: Instance) -> None:
+    """Until no request is in flight to the server (while `_held`, none starts)."""
+    while instance.mux is not None and instance.mux.in_flight:  # noqa: ASYNC110 - the mux signals no drain
+        await anyio.sleep(0.001)
 
 
 async def _end_all(copies: list[Instance]) -> None:

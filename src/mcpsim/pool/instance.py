@@ -13,14 +13,12 @@ Until some `tools/list` result has passed through the pool, the first handshake 
 call.
 """
 
-import contextlib
 import json
 import logging
 import math
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import anyio
@@ -114,6 +112,7 @@ class Instance:
         self.parent: str | None = None
         self.branched_at_step: int | None = None
         self.branch_method: str | None = None
+        """A copy's source instance, its step then, and "fork" or "replay" (`branching.py`)."""
         self.adopted: ChildProcess | None = None
         """A process made for it (a live fork's copy, already initialized): run instead of starting one."""
         self.gate: anyio.Event | None = None
@@ -191,21 +190,6 @@ class Instance:
 
     def output_log(self, line: str) -> None:
         self.log.info(line, extra={"event": "instance.output"})
-
-    @contextlib.asynccontextmanager
-    async def held(self) -> AsyncIterator[None]:
-        """Hold the clients' requests back (they wait) for the block: nothing new reaches the server."""
-        self.gate = anyio.Event()
-        try:
-            yield
-        finally:
-            self.gate.set()
-            self.gate = None
-
-    async def quiet(self) -> None:
-        """Until no request is in flight to the server (while `held`, none starts)."""
-        while self.mux is not None and self.mux.in_flight:  # noqa: ASYNC110 - the mux signals no drain
-            await anyio.sleep(0.001)
 
     def stop(self) -> None:
         """Ask the instance to end; returns at once, `ended` is set when its process is gone."""

@@ -305,9 +305,9 @@ class InstancePool:
         self.instances[instance.id] = instance
         await self._task_group.start(instance.run)
 
-    async def branch(self, instance_id: str, count: int) -> list[Instance]:
+    async def branch(self, instance_id: str, count: int, method: str = "auto") -> list[Instance]:
         """`count` ready copies of a live instance (`branching.py`)."""
-        return await branching.branch(self, self.get(instance_id), count)
+        return await branching.branch(self, self.get(instance_id), count, method)
 
     async def start_warm(self, seed: int, config: dict[str, Any]) -> Instance:
         """`WarmHooks`: an unclaimed instance, started in the background; nobody waits on it, so the pool records

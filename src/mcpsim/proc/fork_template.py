@@ -171,7 +171,10 @@ class Template:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             for target_fd, fd in enumerate(fds[:3]):
                 os.dup2(fd, target_fd)
-            control = os.dup2(fds[3], CONTROL_FD, inheritable=False) if len(fds) == 4 else None
+            control = None
+            if len(fds) == 4:
+                with contextlib.suppress(OSError):  # a file limit at or below CONTROL_FD: no live fork, that is all
+                    control = os.dup2(fds[3], CONTROL_FD, inheritable=False)
             if request.get("cgroup"):  # after the dup2s, so a failure is reported on the instance's stderr
                 join = os.open(request["cgroup"], os.O_WRONLY)
                 os.write(join, b"0")

@@ -80,7 +80,10 @@ def api_routes(pool: InstancePool) -> list[Route]:
         count = payload.get("count", 1)
         if not isinstance(count, int) or isinstance(count, bool):
             raise BadRequest(f"count must be an integer, not {count!r}")
-        copies = await pool.branch(instance.id, count)
+        method = payload.get("method", "auto")
+        if not isinstance(method, str):
+            raise BadRequest(f"method must be a string, not {method!r}")
+        copies = await pool.branch(instance.id, count, method)
         fields = ("id", "url", "parent", "branched_at_step")
         listed = [{**{key: describe(copy)[key] for key in fields}, "method": copy.branch_method} for copy in copies]
         return JSONResponse({"instances": listed}, 201)
