@@ -1,8 +1,8 @@
 """`await env_session.branch(k)`: k copies of a live episode, each an open `EnvSession` on its own instance.
 
 The managed server makes the copies (`POST /api/instances/{id}/branch`: a live fork or a checked replay, see
-`docs/branching.md`); here they are found by the session's handle (2026-07-28) or MCP session id, opened on their `/envs/<id>/mcp`
-handles, and tied to the parent session's life: when it closes, each copy's session closes and its instance is
+`docs/branching.md`); here they are found by the session's handle (2026-07-28) or MCP session id, opened on
+their `/envs/<id>/mcp` handles, and tied to the parent session's life: when it closes, each copy's session closes and its instance is
 ended (`DELETE`), so a search that forgets a branch leaks nothing.
 """
 
