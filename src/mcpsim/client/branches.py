@@ -2,8 +2,8 @@
 
 The managed server makes the copies (`POST /api/instances/{id}/branch`: a live fork or a checked replay, see
 `docs/branching.md`); here they are found by the session's handle (2026-07-28) or MCP session id, opened on
-their `/envs/<id>/mcp` handles, and tied to the parent session's life: when it closes, each copy's session closes and its instance is
-ended (`DELETE`), so a search that forgets a branch leaks nothing.
+their `/envs/<id>/mcp` handles, and tied to the parent session's life: when it closes, each copy's session
+closes and its instance is ended (`DELETE`), so a search that forgets a branch leaks nothing.
 """
 
 import contextlib
