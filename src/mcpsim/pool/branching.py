@@ -194,5 +194,6 @@ def _inherit(copy: Instance, source: Instance, method: str) -> None:
     copy.owner = source.owner
     copy.parent = source.id
     copy.branch_method = method
-    if method == "fork":  # the copy's server was initialized as the source was
+    if method == "fork":  # the copy's server was initialized (or discovered) as the source was, in its era
         copy.init_result = dict(source.init_result)
+        copy.era, copy.discovered = source.era, source.discovered
