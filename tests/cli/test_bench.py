@@ -68,3 +68,19 @@ def test_bench_matrix_covers_every_front_backend_pair(tmp_path):
     )
     assert all(stats["n"] == 3 and stats["p50"] > 0 for stats in matrix["pairs"].values())
     assert set(matrix["direct"]) == {"streamable-http", "sse", "stdio"}
+
+
+def test_bench_protocol_both_times_each_era_through_mcpsim_and_direct(tmp_path):
+    out = tmp_path / "eras.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "mcpsim", "bench", "--protocol", "both", "--steps", "4", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    eras = json.loads(out.read_text())["eras"]
+    assert sorted(eras) == ["2025-11-25", "2026-07-28"]
+    for stats in eras.values():
+        assert stats["through_mcpsim"]["n"] == stats["direct"]["n"] == 4 and stats["through_mcpsim"]["p50"] > 0
+    assert "lake_move at 2026-07-28 (interleaved)" in result.stdout

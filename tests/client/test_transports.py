@@ -41,12 +41,23 @@ def test_stdio_urls_are_validated():
 
 async def test_a_rollout_announces_upcoming_seeds_so_they_start_warm(serve_factory):
     serve = serve_factory("--env", "frozen_lake", "--fork-server")
-    envs = mcpsim.make(serve.mcp, seeds=list(range(12)))
+
+    def warm_hits() -> float:
+        lines = serve.get("/metrics").text.splitlines()
+        return float(next(line.split()[-1] for line in lines if line.startswith("mcpsim_warm_hits_total")))
+
+    envs = mcpsim.make(serve.mcp, seeds=list(range(12)), protocol="legacy")  # warm instances are handshake-era
     trajectories = await mcpsim.rollout(envs, RandomPolicy(1), steps=3, max_concurrency=3, progress=False)
     assert all(t.error is None for t in trajectories)
-    metrics = serve.get("/metrics").text
-    hits = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("mcpsim_warm_hits_total")))
-    assert hits >= 6, metrics  # episodes 3..11 were announced three places ahead; most found their instance warm
+    hits = warm_hits()
+    assert hits >= 6  # episodes 3..11 were announced three places ahead; most found their instance warm
+    modern = await mcpsim.rollout(
+        mcpsim.make(serve.mcp, seeds=list(range(20, 26))), RandomPolicy(1), steps=2, max_concurrency=3, progress=False
+    )
+    assert all(t.error is None and t.protocol == "2026-07-28" for t in modern)
+    assert warm_hits() == hits and not [i for i in serve.get("/api/instances").json() if i["warm"]], (
+        "a 2026 rollout announces nothing: it would start instances it never claims"
+    )
     quiet = await mcpsim.rollout(
         mcpsim.make(serve.mcp, seeds=[50, 51]), RandomPolicy(1), steps=2, announce=False, progress=False
     )

@@ -202,3 +202,25 @@ def test_import_mcpsim_stays_light():
     code = "import sys, mcpsim; assert 'gymnasium' not in sys.modules and 'uvicorn' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
     assert mcpsim.SessionEnvServer.__module__ == "mcpsim.envs.session_server"
+
+
+async def test_2026_clients_get_episodes_keyed_by_handles():
+    """At 2026-07-28 there are no sessions: the first stateful request mints a handle, later ones carry it."""
+    from mcpsim.envs.session_server import SessionEnvServer
+
+    server = SessionEnvServer("frozen_lake", idle_timeout=30)
+    async with server.serving() as url:
+        async with Client(f"{url}/mcp?seed=13", mode="2026-07-28") as a, Client(f"{url}/mcp?seed=13") as b:
+            first_a = await a.call_tool("lake_move", {"action": "RIGHT"})
+            first_b = await b.call_tool("lake_move", {"action": "DOWN"})
+            ha, hb = first_a.meta["mcpsim/handle"], first_b.meta["mcpsim/handle"]
+            assert ha != hb and len(ha) == 32
+            again = await a.call_tool("lake_move", {"action": "RIGHT"}, meta={"mcpsim/handle": ha})
+            assert again.meta["mcpsim"]["step"] == 2 and "row 0, column 2" in again.content[0].text
+            other = await b.call_tool("lake_move", {"action": "RIGHT"}, meta={"mcpsim/handle": hb})
+            assert other.meta["mcpsim"]["step"] == 2 and "row 1, column 1" in other.content[0].text
+            assert server.health()["handles"] == 2 and server.health()["sessions"] == 0
+        async with httpx.AsyncClient() as http:
+            assert (await http.delete(f"{url}/episodes/{ha}")).status_code == 200
+            assert (await http.delete(f"{url}/episodes/{ha}")).status_code == 404
+        assert server.health()["handles"] == 1

@@ -6,12 +6,14 @@ from typing import Any
 from mcp import Client, StdioServerParameters
 
 
-def env_client(module: str, seed: int, config: str | None = None, extra_env: dict[str, str] | None = None) -> Client:
+def env_client(
+    module: str, seed: int, config: str | None = None, extra_env: dict[str, str] | None = None, mode: str = "legacy"
+) -> Client:
     env = {**(extra_env or {}), **({"MCPSIM_CONFIG": config} if config else {})}
     params = StdioServerParameters(
         command=sys.executable, args=["-m", f"mcpsim.envs.{module}", "--seed", str(seed)], env=env or None
     )
-    return Client(params, mode="legacy")
+    return Client(params, mode=mode)  # type: ignore[arg-type]
 
 
 def texts(result: Any) -> str:

@@ -4,6 +4,7 @@ over stdio (the directory detected as a Node project) and over HTTP (a `--port {
 import re
 from collections import deque
 
+import httpx
 import pytest
 from mcp import Client, StdioServerParameters
 
@@ -123,3 +124,32 @@ async def test_served_over_http_with_a_port_template(serve_factory):
         low, high = ports(600, 20)
         assert low <= item["port"] <= high
     await play_through_mcpsim(serve.url)
+
+
+@pytest.mark.parametrize("backend", ["stdio", "http"])
+async def test_a_2026_client_plays_the_handshake_only_server_through_translation(serve_factory, backend):
+    """The TypeScript SDK 1.x server speaks only the handshake era: mcpsim initializes it and translates."""
+    if backend == "stdio":
+        serve = serve_factory("--server", str(PROJECT))
+    else:
+        template = f"node {SERVER_JS} --port {{port}} --seed {{seed}}"
+        serve = serve_factory("--server", template, "--port-range", port_range(640, 10))
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    discover = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": envelope}}
+    headers = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "server/discover"}
+    found = httpx.post(serve.mcp, json=discover, headers=headers, timeout=60).json()["result"]  # the server has none
+    assert found["supportedVersions"] == ["2026-07-28"] and "tools" in found["capabilities"]
+    async with Client(f"{serve.mcp}?seed=5", mode="2026-07-28") as client:
+        first = await client.read_resource("game://initial_state")
+        handle = first.meta["mcpsim/handle"]
+        path = safe_path(grid(first.contents[0].text))
+        for step, action in enumerate(path, 1):
+            result = await client.call_tool("lake_move", {"action": action}, meta={"mcpsim/handle": handle})
+            assert result.meta["mcpsim"]["step"] == step and result.meta["mcpsim/handle"] == handle
+        assert result.meta["mcpsim"]["terminated"] and result.meta["mcpsim"]["reward"] == 1.0
+        assert result.meta["io.modelcontextprotocol/serverInfo"]["name"]  # the backend's, from its initialize
+    (item,) = [i for i in serve.get("/api/instances").json() if i["id"] == handle]
+    assert item["protocol"] == "2025-11-25", "the instance itself speaks the handshake era"

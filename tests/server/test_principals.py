@@ -65,9 +65,9 @@ async def test_one_principal_cannot_see_drive_or_end_anothers_instances_or_sessi
             ]:
                 headers, body = {**ACCEPT, **bearer("bob")}, TOOLS_LIST if method == "POST" else None
                 answer = http.request(method, url.format(victim), headers=headers, json=body)
-                missing = http.request(method, url.format("000000000000"), headers=headers, json=body)
+                missing = http.request(method, url.format("0" * 32), headers=headers, json=body)  # ids: 128 bits
                 assert answer.status_code == missing.status_code == 404, (method, url)
-                assert answer.text == missing.text.replace("000000000000", victim), (method, url)
+                assert answer.text == missing.text.replace("0" * 32, victim), (method, url)
         # alice's episodes are untouched and still hers to drive
         assert (await alice.call_tool("paint", {"shade": 2})).content[0].text == "shade 2"
         assert ids("alice") == sorted([alices["id"], instance_id])

@@ -23,6 +23,7 @@ from mcpsim.proc import free_port
 from mcpsim.wire import HANDLE_META_KEY
 
 PROTOCOLS = ("2026-07-28", "2025-11-25")
+"""`--protocol both` measures the two eras interleaved (one call of each in turn), so both see the same load."""
 WARMUP = 20
 
 
@@ -46,6 +47,23 @@ async def timed_calls(url: str, protocol: str, calls: int) -> list[float]:
         return samples
 
 
+async def interleaved(url: str, calls: int) -> dict[str, list[float]]:
+    """Both eras against `url` at once: one episode each, calls alternating, so load changes hit both alike."""
+    samples: dict[str, list[float]] = {protocol: [] for protocol in PROTOCOLS}
+    async with Client(url, mode="2026-07-28") as modern, Client(url, mode="legacy") as legacy:
+        first = await modern.call_tool("lake_move", {"action": "LEFT"})
+        handle = (first.meta or {}).get(HANDLE_META_KEY)
+        meta = {HANDLE_META_KEY: handle} if isinstance(handle, str) else None
+        clients = {"2026-07-28": (modern, meta), "2025-11-25": (legacy, None)}
+        for round_ in range(WARMUP + calls):
+            for protocol, (client, extra) in clients.items():
+                started = time.perf_counter()
+                await client.call_tool("lake_move", {"action": "LEFT"}, meta=extra)
+                if round_ >= WARMUP:
+                    samples[protocol].append((time.perf_counter() - started) * 1000)
+    return samples
+
+
 async def direct(protocol: str, calls: int) -> list[float]:
     port = free_port()
     argv = [sys.executable, "-m", "mcpsim.envs.frozen_lake", "--seed", "1", "--transport", "http", "--port", str(port)]
@@ -59,7 +77,10 @@ async def direct(protocol: str, calls: int) -> list[float]:
                     break
                 except OSError:
                     await anyio.sleep(0.05)
-        return await timed_calls(f"http://127.0.0.1:{port}/mcp", protocol, calls)
+        url = f"http://127.0.0.1:{port}/mcp"
+        if protocol == "both":
+            return await interleaved(url, calls)  # type: ignore[return-value]
+        return await timed_calls(url, protocol, calls)
     finally:
         server.terminate()
         with anyio.move_on_after(10):
@@ -71,14 +92,31 @@ async def run_protocol(protocol: str, calls: int) -> dict[str, Any]:
     try:
         await target.start()
         url = f"{target.url}/mcp?seed=1&config={quote(BENCH_CONFIG)}"
-        through = percentiles(await timed_calls(url, protocol, calls))
+        if protocol == "both":
+            through_both = await interleaved(url, calls)
+        else:
+            through = percentiles(await timed_calls(url, protocol, calls))
     finally:
         target.close()
+    if protocol == "both":
+        alone_both: dict[str, list[float]] = await direct("both", calls)  # type: ignore[assignment]
+        return {
+            "protocol": "both",
+            "calls": calls,
+            "eras": {
+                era: {"through_mcpsim": percentiles(through_both[era]), "direct": percentiles(alone_both[era])}
+                for era in PROTOCOLS
+            },
+        }
     alone = percentiles(await direct(protocol, calls))
     return {"protocol": protocol, "calls": calls, "through_mcpsim": through, "direct": alone}
 
 
 def print_protocol(result: dict[str, Any]) -> None:
+    if result["protocol"] == "both":
+        for era, stats in result["eras"].items():
+            print_protocol({"protocol": f"{era} (interleaved)", "calls": result["calls"], **stats})
+        return
     through, alone = result["through_mcpsim"], result["direct"]
     print(
         f"lake_move at {result['protocol']}, {result['calls']} sequential calls: through mcpsim p50 "

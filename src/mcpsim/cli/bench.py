@@ -27,9 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--protocol",
-        choices=["2026-07-28", "2025-11-25"],
+        choices=["2026-07-28", "2025-11-25", "both"],
         help="instead: per-call latency of lake_move through mcpsim's /mcp in this MCP era (--steps calls),"
-        " beside a standalone server in the same era",
+        " beside a standalone server in the same era; both: the two eras interleaved, under the same load",
     )
     p.add_argument(
         "--rollout",

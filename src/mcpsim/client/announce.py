@@ -5,6 +5,10 @@ Each episode, when it starts, announces the episode `lookahead` places further d
 and the episode that arrives later claims its instance ready-made. At most `lookahead` unclaimed instances are
 announced ahead at any time, and the server's `--warm N` bounds it further. A server without the endpoint (a
 plain production server) answers 404/405 once and announcing stops for the rest of the rollout.
+
+Only handshake-era episodes (`protocol="legacy"`) announce: warm instances are initialized in the handshake era,
+and a 2026-07-28 episode starts its own instance in that era, so announcing for it would start a second,
+unclaimed process per episode.
 """
 
 import logging
@@ -42,7 +46,7 @@ class Announcer:
             return
         env = self.envs[ahead]
         target = api_url(env.url)
-        if target is None:
+        if target is None or env.protocol != "legacy":
             self.enabled = False
             return
         payload = {"seeds": [env.seed], "config": dict(env.row.config or {})}

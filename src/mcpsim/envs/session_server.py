@@ -14,6 +14,9 @@ from the query string) and dropped in that task's `finally`, which every end run
 idle timeout, a failed opening request, shutdown. Handlers find their episode through a `ContextVar` set around
 `transport.handle_request`: the SDK carries the sending request's context to the handler (the mechanism its own
 auth context relies on), and the transport has already checked that the request belongs to the session.
+
+MCP 2026-07-28 requests (a non-handshake `MCP-Protocol-Version`) have no session: their episodes are keyed by
+handles (`session_handles.py`), served by the SDK's own stateless entry.
 """
 
 import argparse
@@ -33,6 +36,7 @@ import uvicorn
 from anyio.abc import TaskGroup, TaskStatus
 from mcp.server.runner import serve_loop
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, StreamableHTTPServerTransport
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, ErrorData, JSONRPCError
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -43,6 +47,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from mcpsim.envs.gym_server import Episode, GymEnvSpec, episode_server, read_config
+from mcpsim.envs.session_handles import HandleEpisodes, replay, stamping
 from mcpsim.errors import InvalidSeed
 from mcpsim.wire import parse_seed, random_seed
 
@@ -110,30 +115,63 @@ class SessionEnvServer:
         self._server = self.mcp._lowlevel_server
         self._task_group: TaskGroup | None = None
         self._lifespan_state: Any = None
+        self.handles = HandleEpisodes(lambda seed, config: Episode(self.spec, seed, config), read_config)
+        """The 2026-07-28 episodes, keyed by handle (`session_handles.py`)."""
+        self._modern = StreamableHTTPSessionManager(self._server, json_response=True)
 
     def _episode(self) -> Episode:
         session_id = self._current.get(None)
         if session_id is None:
             raise RuntimeError("no session for this request (not served through SessionEnvServer)")
         session = self.sessions.get(session_id)
-        if session is None:
-            raise RuntimeError(f"session {session_id} has ended")
-        return session.episode
+        episode = session.episode if session is not None else self.handles.get(session_id)
+        if episode is None:
+            raise RuntimeError(f"session or handle {session_id} has ended")
+        return episode
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """The sessions' task group (and the server's lifespan); every session ends when this exits."""
-        async with self._server.lifespan(self._server) as state, anyio.create_task_group() as tg:
+        async with (
+            self._server.lifespan(self._server) as state,
+            self._modern.run(),
+            anyio.create_task_group() as tg,
+        ):
             self._lifespan_state, self._task_group = state, tg
+            tg.start_soon(self._reap_handles)
             try:
                 yield
             finally:
                 tg.cancel_scope.cancel()
                 self._task_group = None
 
+    async def _reap_handles(self) -> None:
+        interval = 1.0 if self.idle_timeout is None else max(0.05, min(1.0, self.idle_timeout / 4))
+        while True:
+            await anyio.sleep(interval)
+            self.handles.reap(self.idle_timeout)
+
+    async def _stateless(self, request: Request, scope: Scope, send: Send) -> None:
+        """A 2026-07-28 request: routed to its handle's episode (minted if it has none and touches state)."""
+        room = len(self.sessions) + len(self.handles.episodes) < self.max_sessions
+        body, handle, refused = await self.handles.route(request, room)
+        if refused is not None:
+            await refused(scope, replay(body), send)
+            return
+        with self._serving(handle or ""):
+            await self._modern.handle_request(scope, replay(body), stamping(send, handle) if handle else send)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         session_id = request.headers.get(MCP_SESSION_ID_HEADER)
+        version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER)
+        if (
+            self._task_group is not None
+            and request.method == "POST"
+            and version not in (None, *HANDSHAKE_PROTOCOL_VERSIONS)
+        ):
+            await self._stateless(request, scope, send)
+            return
         if self._task_group is None:
             refused = refusal(503, "the session server is not running (use app() or running())", INTERNAL_ERROR)
         elif session_id is not None:
@@ -239,7 +277,8 @@ class SessionEnvServer:
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "env": self.spec.name, "sessions": len(self.sessions), "opened": self.opened,
-                "closed": self.closed, "max_sessions": self.max_sessions}  # fmt: skip
+                "closed": self.closed, "max_sessions": self.max_sessions,
+                "handles": len(self.handles.episodes)}  # fmt: skip
 
     def app(self) -> Starlette:
         """`/mcp`, `/health` and `/api/sessions` (the seed of every open session, random ones included)."""
@@ -250,6 +289,10 @@ class SessionEnvServer:
         async def sessions(_: Request) -> JSONResponse:
             return JSONResponse([s.describe() for s in self.sessions.values()])
 
+        async def end_episode(request: Request) -> JSONResponse:
+            ended = self.handles.end(request.path_params["handle"])
+            return JSONResponse({"ended": ended}, 200 if ended else 404)
+
         @contextlib.asynccontextmanager
         async def lifespan(_: Starlette) -> AsyncIterator[None]:
             async with self.running():
@@ -259,6 +302,7 @@ class SessionEnvServer:
             Route("/mcp", self, methods=["GET", "POST", "DELETE"]),
             Route("/health", health),
             Route("/api/sessions", sessions),
+            Route("/episodes/{handle}", end_episode, methods=["DELETE"]),
         ]
         return Starlette(routes=routes, lifespan=lifespan)
 

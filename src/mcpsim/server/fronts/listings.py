@@ -110,8 +110,10 @@ class ListingCache:
         self.probes += 1
         try:
             return await self._fill(instance, listing, page)
-        finally:
+        finally:  # its slot under --max-instances is free once it has ended: the episode after it may need it
             instance.stop()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                await instance.ended.wait()
 
     async def _fill(self, instance: Instance, listing: Listing | None, page: tuple[str, str] | None) -> Listing:
         if listing is None or len(listing.answers) <= 1:
