@@ -67,6 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="largest JSON-RPC message from a client (HTTP body or stdio line; 413 beyond) or a stdio server "
         f"(the request it answers fails) (default {DEFAULT_MAX_MESSAGE_BYTES})",
     )
+    p.add_argument(
+        "--fast-io",
+        action="store_true",
+        help="serve with uvloop and httptools when installed (pip install 'mcpsim[fast]'); see docs/performance.md",
+    )
     add_server_options(p)
     p.set_defaults(handler=run)
 
@@ -94,6 +99,7 @@ def pool_config(args: argparse.Namespace) -> PoolConfig:
 
 def run(args: argparse.Namespace) -> int:
     from mcpsim.server import ServeConfig, serve
+    from mcpsim.server.fastio import loop_options
     from mcpsim.server.ops import configure_logging
 
     pool = pool_config(args)
@@ -104,9 +110,14 @@ def run(args: argparse.Namespace) -> int:
         seed = args.seed if args.seed is not None else _env_seed(os.environ.get(SEED_VARIABLE))
         return anyio.run(serve_stdio, pool, seed, _stdio_config(args.config))
     config = ServeConfig(  # refuses a non-loopback bind without a token, up front
-        pool=pool, host=args.host, port=args.port, json_response=args.json_response, credentials=credentials(args)
+        pool=pool,
+        host=args.host,
+        port=args.port,
+        json_response=args.json_response,
+        fast_io=args.fast_io,
+        credentials=credentials(args),
     )
-    anyio.run(serve, config)
+    anyio.run(serve, config, backend_options=loop_options(args.fast_io))
     return 0
 
 
