@@ -34,6 +34,7 @@ ROLLOUT_MODES: dict[str, tuple[str, ...] | None] = {
     "in-process": None,
     "managed": (),
     "managed-fork-json": ("--fork-server", "--json-response"),
+    "managed-fork-fast": ("--fork-server", "--fast-io"),
 }
 """Mode -> extra `mcpsim serve` flags (None: the in-process `SessionEnvServer`)."""
 DEFAULT_MODES = ("managed-fork", "in-process", "managed")

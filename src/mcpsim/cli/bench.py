@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--rollout-modes",
         default="managed-fork,in-process,managed",
-        help="--rollout modes, interleaved per round: managed-fork, in-process, managed, managed-fork-json",
+        help="--rollout modes, interleaved per round: managed-fork, in-process, managed, managed-fork-json "
+        "(--json-response), managed-fork-fast (--fast-io)",
     )
     p.add_argument("--rounds", type=int, default=1, help="--rollout rounds (medians and per-round ratios)")
     p.add_argument(

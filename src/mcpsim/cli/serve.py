@@ -87,6 +87,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"(the request it answers fails) (default {DEFAULT_MAX_MESSAGE_BYTES})",
     )
     add_sandbox_options(p)
+    p.add_argument(
+        "--fast-io",
+        action="store_true",
+        help="serve with uvloop and httptools when installed (pip install 'mcpsim[fast]'); see docs/performance.md",
+    )
     add_server_options(p)
     p.set_defaults(handler=run)
 
@@ -153,6 +158,7 @@ def pool_config(args: argparse.Namespace) -> PoolConfig:
 
 def run(args: argparse.Namespace) -> int:
     from mcpsim.server import ServeConfig, serve
+    from mcpsim.server.fastio import loop_options
     from mcpsim.server.ops import configure_logging
 
     pool = pool_config(args)
@@ -173,8 +179,9 @@ def run(args: argparse.Namespace) -> int:
         json_response=args.json_response,
         credentials=credentials(args),
         orphan_timeout=args.orphan_timeout,
+        fast_io=args.fast_io,
     )
-    anyio.run(serve, config)
+    anyio.run(serve, config, backend_options=loop_options(args.fast_io))
     return 0
 
 

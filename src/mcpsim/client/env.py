@@ -31,6 +31,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcpsim.client.content import block_dict, blocks_from_content, blocks_from_resource
 from mcpsim.client.dataset import DatasetSource, assign_env_ids, load_rows, seed_rows
+from mcpsim.client.keepalive import DrainingTransport
 from mcpsim.errors import ConfigError, ConnectError, EnvError, InvalidAction, describe_exception
 from mcpsim.trajectory import Action, Observation, Row
 from mcpsim.wire import (
@@ -392,9 +393,11 @@ async def end_handle(session: EnvSession, http_client: httpx2.AsyncClient | None
 def shared_http_client(max_concurrency: int) -> httpx2.AsyncClient:
     """One HTTP client for every session of a rollout: one TLS context instead of one per session, pooled
     connections, and no pool limit to queue behind (each session also holds a long-lived GET stream)."""
+    limits = httpx2.Limits(max_connections=None, max_keepalive_connections=max(20, 2 * max_concurrency))
+    # drained SSE answers keep their connection (`keepalive.py`): no new TCP connection per request
     return httpx2.AsyncClient(
         timeout=httpx2.Timeout(30.0, read=300.0),
-        limits=httpx2.Limits(max_connections=None, max_keepalive_connections=max(20, 2 * max_concurrency)),
+        transport=DrainingTransport(httpx2.AsyncHTTPTransport(limits=limits)),
     )
 
 

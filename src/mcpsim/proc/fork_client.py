@@ -206,6 +206,7 @@ class ForkServer:
         return line
 
     async def _read_events(self, loop: asyncio.AbstractEventLoop) -> None:
+        lost = True  # unless cancelled (the pool is closing), the template went away
         try:
             while (line := await self._read_line(loop)) is not None:
                 event = json.loads(line)
@@ -222,12 +223,15 @@ class ForkServer:
                         future.set_exception(OSError(event.get("error", "the fork server refused the request")))
         except (OSError, ValueError) as exc:
             logger.error("fork server connection failed: %r", exc)
+        except BaseException:
+            lost = False
+            raise
         finally:
-            self._template_gone()
+            self._template_gone(lost)
 
-    def _template_gone(self) -> None:
+    def _template_gone(self, lost: bool = True) -> None:
         """Without its template every forked child died too (parent-death signal): say so to everyone waiting."""
-        if self.usable and not self._closing:
+        if lost and self.usable and not self._closing:
             self.reason = "the fork template exited" + self._template_tail()
             logger.warning("fork server lost: %s; instances start with a plain spawn", self.reason)
         self.usable = False

@@ -20,6 +20,8 @@ class ServeConfig:
     """Port to bind (`--port`); 0 picks a free one (`running` yields the URL)."""
     json_response: bool = False
     """Answer `/mcp` requests with JSON bodies instead of SSE streams (`--json-response`)."""
+    fast_io: bool = False
+    """uvloop and httptools for the front when installed (`--fast-io`, extra `fast`; `fastio.py`)."""
     auth_token: str | None = None
     """One token every client must carry (but on `/health`); its holder is the admin."""
     credentials: Credentials | None = None

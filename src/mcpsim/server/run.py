@@ -4,6 +4,7 @@ uvicorn serves the app; its graceful-shutdown timeout is short because open SSE 
 would otherwise hold shutdown until they close by themselves, and the app's lifespan ends every instance anyway.
 """
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -13,6 +14,7 @@ import uvicorn
 
 from mcpsim.server.app import create_app
 from mcpsim.server.config import ServeConfig
+from mcpsim.server.fastio import http_implementation
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ def _uvicorn_server(config: ServeConfig, server_class: type[uvicorn.Server] = uv
         lifespan="on",
         timeout_graceful_shutdown=2,
         loop="asyncio",
-        http="h11",
+        http=http_implementation(config.fast_io),
     )
     return server_class(uv_config)
 
@@ -44,10 +46,12 @@ def _uvicorn_server(config: ServeConfig, server_class: type[uvicorn.Server] = uv
 async def serve(config: ServeConfig) -> None:
     server = _uvicorn_server(config)
     logger.info(
-        "serving %s on http://%s:%d/mcp",
+        "serving %s on http://%s:%d/mcp (%s loop, %s)",
         config.pool.command.label,
         config.host,
         config.port,
+        type(asyncio.get_running_loop()).__module__.split(".")[0],
+        http_implementation(config.fast_io),
         extra={"event": "server.start"},
     )
     await server.serve()
