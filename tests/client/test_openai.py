@@ -50,6 +50,11 @@ def lake_api():
         yield api
 
 
+CANVAS_ERA = "legacy"
+"""canvas.py keeps each episode's state per MCP session (handshake era): a 2026-07-28 client, which has no
+session, would share one state across every episode of the standalone process."""
+
+
 @pytest.fixture(scope="module")
 def canvas_url(tmp_path_factory):
     port, _ = ports(500)
@@ -121,7 +126,7 @@ async def test_llm_plays_frozen_lake_with_native_tool_calls_and_one_conversation
 async def test_vision_sends_frames_as_png_data_urls_after_the_tool_messages(canvas_url):
     with FakeOpenAI(canvas_brain) as api:
         policy = policy_for(api, vision=True)
-        (trajectory,) = await mcpsim.rollout(mcpsim.make(canvas_url, seeds=[2]), policy, steps=4)
+        (trajectory,) = await mcpsim.rollout(mcpsim.make(canvas_url, seeds=[2], protocol=CANVAS_ERA), policy, steps=4)
         await policy.aclose()
     assert api.problems == []
     assert trajectory.error is None and trajectory.success
@@ -143,7 +148,7 @@ async def test_vision_sends_frames_as_png_data_urls_after_the_tool_messages(canv
 async def test_max_images_keeps_only_the_latest_frames_in_a_request(canvas_url):
     with FakeOpenAI(canvas_brain) as api:
         policy = policy_for(api, vision=True, max_images=1)
-        (trajectory,) = await mcpsim.rollout(mcpsim.make(canvas_url, seeds=[2]), policy, steps=4)
+        (trajectory,) = await mcpsim.rollout(mcpsim.make(canvas_url, seeds=[2], protocol=CANVAS_ERA), policy, steps=4)
         await policy.aclose()
     assert api.problems == [] and trajectory.success
     second = api.requests[1]["messages"]
@@ -154,7 +159,7 @@ async def test_max_images_keeps_only_the_latest_frames_in_a_request(canvas_url):
 async def test_text_only_sends_no_images_and_the_model_plays_blind(canvas_url):
     with FakeOpenAI(canvas_brain) as api:
         policy = policy_for(api, vision=False)
-        (trajectory,) = await mcpsim.rollout(mcpsim.make(canvas_url, seeds=[2]), policy, steps=6)
+        (trajectory,) = await mcpsim.rollout(mcpsim.make(canvas_url, seeds=[2], protocol=CANVAS_ERA), policy, steps=6)
         await policy.aclose()
     assert api.problems == []
     assert not any(image_urls(m) for body in api.requests for m in body["messages"])
@@ -167,7 +172,7 @@ async def test_auto_vision_falls_back_to_text_when_the_endpoint_rejects_images(c
     with FakeOpenAI(canvas_brain) as api:
         api.reject_images = True
         policy = policy_for(api)  # vision="auto"
-        (trajectory,) = await mcpsim.rollout(mcpsim.make(canvas_url, seeds=[2]), policy, steps=6)
+        (trajectory,) = await mcpsim.rollout(mcpsim.make(canvas_url, seeds=[2], protocol=CANVAS_ERA), policy, steps=6)
         await policy.aclose()
     assert trajectory.error is None
     assert image_urls(api.requests[0]["messages"][1])
@@ -179,7 +184,7 @@ async def test_forced_vision_on_an_endpoint_without_images_is_a_clear_policy_err
     with FakeOpenAI(canvas_brain) as api:
         api.reject_images = True
         policy = policy_for(api, vision=True)
-        (trajectory,) = await mcpsim.rollout(mcpsim.make(canvas_url, seeds=[2]), policy, steps=4)
+        (trajectory,) = await mcpsim.rollout(mcpsim.make(canvas_url, seeds=[2], protocol=CANVAS_ERA), policy, steps=4)
         await policy.aclose()
     assert trajectory.outcome == "error"
     assert trajectory.error["type"] == "policy"

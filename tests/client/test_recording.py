@@ -54,7 +54,7 @@ async def test_environment_replay_recreates_trajectories_and_images_without_a_se
     script = [("look", {}), ("paint", {"color": "green"}), ("paint", {"color": "blue"}), ("look", {})]
     port, _ = ports(520)
     with standalone([server_script("canvas.py"), "--seed", "2"], port, tmp_path / "canvas.log") as url:
-        envs = mcpsim.make(url, seeds=[2, 5])
+        envs = mcpsim.make(url, seeds=[2, 5], protocol="legacy")  # canvas.py keeps state per MCP session
         original = await mcpsim.rollout(envs, mcpsim.ScriptedPolicy(script), steps=10, record=path)
     # the server is gone now: everything below comes from the file alone
     assert [t.outcome for t in original] == ["terminated", "terminated"]

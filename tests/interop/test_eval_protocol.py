@@ -86,7 +86,7 @@ def test_seeds_rewards_termination_and_no_instance_left_after_abort(serve_factor
         read_until(driver, '{"stopped": "abort"')
         live = instances(aborted)
         assert sorted(item["seed"] for item in live) == [5, 6]
-        assert all(item["state"] == "ready" for item in live)
+        assert all(item["state"] == "ready" for item in live), [item["state"] for item in live]
         driver.stdin.write("\n")
         driver.stdin.flush()
         assert read_until(driver, '{"aborted"') == {"aborted": True}

@@ -78,8 +78,9 @@ def test_dashboard_lists_live_instances_and_ends_one(serve_factory, page):
     assert page.inner_text("#status") == "ok" and page.inner_text("#live") == "2 / 256"
     cells = rows[second["id"]].query_selector_all("td")
     texts = [cell.inner_text() for cell in cells]
-    assert texts[1] == "2" and texts[2] == str(second["pid"]) and texts[3] == "stdio" and texts[4] == "ready"
-    assert texts[6] == "1" and texts[7] == "paint"  # calls, last tool
+    assert texts[1] == "\u2013"  # no parent (an en dash): not a branch
+    assert texts[2] == "2" and texts[3] == str(second["pid"]) and texts[4] == "stdio" and texts[5] == "ready"
+    assert texts[7] == "1" and texts[8] == "paint"  # calls, last tool
     # the latest frame of the instance that painted, as a loaded thumbnail (64x48 PNG from the painter)
     thumbnail = f"#instances tr[data-id='{second['id']}'] img.frame"
     page.wait_for_function(

@@ -271,7 +271,7 @@ class InstancePool:
             client_info=client_info,
             tools=self.tools,
             dirs=self.dirs,
-            views=prepared.views,
+            views=prepared.views if self.sandbox is None else {},  # the sandbox mounts shared caches read-only
             tracker=self.tracker,
             sandbox=self.sandbox,
         )

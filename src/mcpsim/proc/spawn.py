@@ -148,7 +148,9 @@ def _popen(
                 preexec_fn=setup,
             )
         except subprocess.SubprocessError as exc:  # only joining a group or setting an rlimit can raise there
-            raise OSError(f"the process could not join {[*groups, *extra_groups]} or set its limits: {exc}") from None
+            raise OSError(
+                f"the process could not join its control group {[*groups, *extra_groups]} or set its limits: {exc}"
+            ) from None
         children.add(popen.pid)
     return popen
 

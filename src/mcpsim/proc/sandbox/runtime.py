@@ -194,9 +194,7 @@ class Sandbox:
     ) -> SandboxedStart:
         """`open_instance` off the event loop; StartError if the sandbox cannot be made."""
         try:
-            return await anyio.to_thread.run_sync(
-                self.open_instance, instance_id, argv, cwd, env, python, work_dir
-            )
+            return await anyio.to_thread.run_sync(self.open_instance, instance_id, argv, cwd, env, python, work_dir)
         except OSError as exc:
             raise StartError(f"cannot build the instance's sandbox: {exc}") from None
 

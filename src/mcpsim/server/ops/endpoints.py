@@ -58,7 +58,7 @@ def health(pool: InstancePool, phase: str, public: bool = False) -> tuple[int, d
             "max_instances": config.max_instances,
             "idle_timeout_s": config.idle_timeout,
             "startup_timeout_s": config.startup_timeout,
-            "sandbox": pool.sandbox.describe() if pool.sandbox is not None else config.sandbox.describe(),
+            **({"sandbox": pool.sandbox.describe()} if pool.sandbox is not None else {}),  # --sandbox standard|strict
         },
         "server": {"transport": config.command.transport, "process_tracking": pool.tracker.mode},
         "environment": environment,
