@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from mcpsim.pool.command import SHIPPED_ENVS, TRANSPORTS, ServerCommand, Transport, for_env, parse_command
     from mcpsim.pool.config import PoolConfig
     from mcpsim.pool.instance import Instance
-    from mcpsim.pool.pool import InstancePool, PoolObserver
+    from mcpsim.pool.observer import PoolObserver
+    from mcpsim.pool.pool import InstancePool
     from mcpsim.pool.seed_queue import MAX_QUEUED_SEEDS, MAX_SEEDS_PER_ANNOUNCE
     from mcpsim.pool.spec import State
 
@@ -53,7 +54,7 @@ __getattr__ = lazy_names(
         "Instance": "instance",
         "State": "spec",
         "InstancePool": "pool",
-        "PoolObserver": "pool",
+        "PoolObserver": "observer",
         "MAX_QUEUED_SEEDS": "seed_queue",
         "MAX_SEEDS_PER_ANNOUNCE": "seed_queue",
     },

@@ -15,7 +15,7 @@ import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import anyio
 import httpx2
@@ -29,6 +29,7 @@ from mcpsim.pool.config import PoolConfig
 from mcpsim.pool.connection import shared_http_client
 from mcpsim.pool.instance import Instance
 from mcpsim.pool.labels import DeclaredTools
+from mcpsim.pool.observer import PoolObserver
 from mcpsim.pool.preparation import Preparation
 from mcpsim.pool.spec import InstanceSpec, State
 from mcpsim.pool.warm import WarmPool
@@ -36,31 +37,12 @@ from mcpsim.pool.workdir import InstanceDirs
 from mcpsim.proc.child import ChildProcess
 from mcpsim.proc.fork_client import ForkServer
 from mcpsim.proc.ports import PortAllocator
-from mcpsim.proc.sandbox import Sandbox
+from mcpsim.proc.sandbox import Sandbox, open_sandbox
 from mcpsim.proc.spawn import Spawner, inherited_environment, raise_fd_limit
 from mcpsim.proc.tracking import ProcessTracker
-from mcpsim.protocol.mux import MuxObserver
 from mcpsim.wire import random_seed
 
 logger = logging.getLogger(__name__)
-
-
-class PoolObserver(Protocol):
-    """Where metrics learn of instance starts, failures and ends (called on the event loop)."""
-
-    mux_observer: MuxObserver | None
-
-    def instance_ready(self, instance: Instance) -> None: ...
-
-    def instance_failed(self, instance: Instance) -> None: ...
-
-    def instance_ended(self, instance: Instance) -> None: ...
-
-    def environment_built(self, kind: str, seconds: float) -> None: ...
-
-    def environment_reused(self, kind: str) -> None: ...
-
-    def environment_failed(self, kind: str) -> None: ...
 
 
 class InstancePool:
@@ -131,17 +113,10 @@ class InstancePool:
             stack.push_async_callback(_shielded, self.tracker.close)
             await self.tracker.start()
             if self.config.sandbox.enabled:  # SandboxUnavailable here: never run instances without it
-                sandbox = Sandbox(self.config.sandbox)
-                await anyio.to_thread.run_sync(sandbox.start)
-                stack.callback(sandbox.close)
-                if self.dirs.root is not None:
-                    sandbox.share_work_root(str(self.dirs.root))
-                self.sandbox = self.preparation.sandbox = sandbox
+                root = str(self.dirs.root) if self.dirs.root is not None else None
+                self.sandbox = self.preparation.sandbox = await open_sandbox(self.config.sandbox, stack, root)
                 if self.tracker.root is not None:
                     self.preparation.cgroup_dirs = [str(self.tracker.root.path)]
-                logger.info(
-                    "sandbox %s: %s", sandbox.config.level, sandbox.describe(), extra={"event": "sandbox.ready"}
-                )
             if self.tracker.root is not None:
                 self._tell_watchdog(f"cgroup {self.tracker.root.path}\n")
             self.http_client = await stack.enter_async_context(shared_http_client())

@@ -7,6 +7,6 @@ the threat model.
 """
 
 from mcpsim.proc.sandbox.config import LEVELS, SandboxConfig, format_size, parse_size
-from mcpsim.proc.sandbox.runtime import Sandbox, SandboxedStart
+from mcpsim.proc.sandbox.runtime import Sandbox, SandboxedStart, open_sandbox
 
-__all__ = ["LEVELS", "Sandbox", "SandboxConfig", "SandboxedStart", "format_size", "parse_size"]
+__all__ = ["LEVELS", "Sandbox", "SandboxConfig", "SandboxedStart", "format_size", "open_sandbox", "parse_size"]

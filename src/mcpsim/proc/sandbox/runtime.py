@@ -7,6 +7,7 @@ seccomp filter's pipe, and the command line; `SandboxedStart.explain` names the 
 """
 
 import contextlib
+import logging
 import os
 import shutil
 import subprocess
@@ -24,6 +25,8 @@ from mcpsim.proc.sandbox import bwrap
 from mcpsim.proc.sandbox.classify import classify
 from mcpsim.proc.sandbox.config import SandboxConfig
 from mcpsim.proc.sandbox.limits import InstanceLimits, LimitGroups, prlimit_options, rlimits
+
+logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 10.0
 ROOT_PREFIX = "mcpsim-sandbox-"
@@ -271,6 +274,18 @@ class Sandbox:
             seccomp_fd=seccomp,
         )
         return command, [seccomp] if seccomp is not None else []
+
+
+async def open_sandbox(config: SandboxConfig, stack: contextlib.AsyncExitStack, instance_root: str | None) -> Sandbox:
+    """The pool's sandbox, probed (SandboxUnavailable naming the cause) and closed with `stack`; instances' own
+    directories live under `instance_root` (see `Sandbox.share_work_root`)."""
+    sandbox = Sandbox(config)
+    await anyio.to_thread.run_sync(sandbox.start)
+    stack.callback(sandbox.close)
+    if instance_root is not None:
+        sandbox.share_work_root(instance_root)
+    logger.info("sandbox %s: %s", config.level, sandbox.describe(), extra={"event": "sandbox.ready"})
+    return sandbox
 
 
 def _give_dirs_to_nobody(top: str) -> None:
