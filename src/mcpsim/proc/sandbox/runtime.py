@@ -7,6 +7,7 @@ seccomp filter's pipe, and the command line; `SandboxedStart.explain` names the 
 """
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -36,18 +37,32 @@ TOOLS = ("bwrap", "prlimit", "setpriv")
 before exec); setpriv (util-linux) drops root."""
 
 
+@functools.lru_cache(maxsize=64)
 def interpreter_paths(python: str) -> list[str]:
-    """The directories an interpreter needs: its own prefix and its venv's base interpreter's prefix."""
+    """The directories an interpreter needs: its own prefix, its venv's base interpreter's prefix, and the
+    directories its `.pth` files add (an editable install's source, which may lie under a hidden /tmp)."""
     found = []
     for candidate in (python, os.path.realpath(python)):
         prefix = Path(candidate).parent.parent
         found.append(str(prefix))
+        found += _pth_directories(prefix)
         config = prefix / "pyvenv.cfg"
         with contextlib.suppress(OSError):
             for line in config.read_text().splitlines():
                 key, _, value = line.partition("=")
                 if key.strip() == "home":
                     found.append(str(Path(value.strip()).parent))
+    return found
+
+
+def _pth_directories(prefix: Path) -> list[str]:
+    found = []
+    for pth in prefix.glob("lib/python*/site-packages/*.pth"):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            for line in pth.read_text().splitlines():
+                line = line.strip()
+                if line and not line.startswith(("#", "import")) and Path(line).is_dir():
+                    found.append(line)
     return found
 
 
@@ -151,7 +166,7 @@ class Sandbox:
     # -- instances ----------------------------------------------------------------------------------------------
 
     def _extra_paths(self, python: str, env: Mapping[str, str]) -> list[str]:
-        extra = interpreter_paths(python)
+        extra = list(interpreter_paths(python))  # a copy: the cached list stays as it is
         for variable in ("PYTHONPATH", "NODE_PATH"):
             extra += [entry for entry in env.get(variable, os.environ.get(variable, "")).split(":") if entry]
         for variable in ("npm_config_cache", "NPM_CONFIG_CACHE"):
