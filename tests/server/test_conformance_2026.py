@@ -61,6 +61,21 @@ CHECK_GAPS: dict[str, dict[str, str]] = {
     }
     for target in ("mcpsim /mcp, stdio", "mcpsim /mcp, HTTP")
 }
+HEADER_PARAMS_HTTP = (
+    "not understood yet: in two clean-clone CI runs these SEP-2243 checks differed through an HTTP backend (the "
+    "Mcp-Param headers mcpsim forwards to it), while they matched in worktree runs; see the issue note"
+)
+CHECK_GAPS["mcpsim /mcp, HTTP"].update(
+    {
+        check: HEADER_PARAMS_HTTP
+        for check in (
+            "sep-2243-server-decode-base64",
+            "sep-2243-server-reject-invalid-param-chars",
+            "sep-2243-server-reject-param-mismatch",
+            "sep-2243-server-validate-param-match",
+        )
+    }
+)
 """Target -> check id -> why that check (a warning, not a failure) differs at 2026-07-28 in `server-stateless`."""
 
 
