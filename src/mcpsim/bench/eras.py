@@ -18,7 +18,7 @@ import anyio
 from mcp import Client
 
 from mcpsim.bench.settings import BENCH_CONFIG, BenchSettings, percentiles
-from mcpsim.bench.targets import ManagedTarget
+from mcpsim.bench.targets import ManagedTarget, wait_until_listening
 from mcpsim.proc import free_port
 from mcpsim.wire import HANDLE_META_KEY
 
@@ -70,13 +70,7 @@ async def direct(protocol: str, calls: int) -> list[float]:
     env = {**os.environ, "MCPSIM_CONFIG": BENCH_CONFIG}
     server = await anyio.open_process(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        with anyio.fail_after(60):
-            while True:
-                try:
-                    await (await anyio.connect_tcp("127.0.0.1", port)).aclose()
-                    break
-                except OSError:
-                    await anyio.sleep(0.05)
+        await wait_until_listening(port)
         url = f"http://127.0.0.1:{port}/mcp"
         if protocol == "both":
             return await interleaved(url, calls)  # type: ignore[return-value]

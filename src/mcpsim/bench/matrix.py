@@ -18,7 +18,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 
 from mcpsim.bench.settings import BENCH_CONFIG, BenchSettings, percentiles
-from mcpsim.bench.targets import ManagedTarget
+from mcpsim.bench.targets import ManagedTarget, wait_until_listening
 from mcpsim.proc import free_port
 
 FRONTS = ("streamable-http", "sse", "stdio")
@@ -79,13 +79,7 @@ async def direct_calls(front: str, calls: int) -> list[float]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        with anyio.fail_after(60):
-            while True:
-                try:
-                    await (await anyio.connect_tcp("127.0.0.1", port)).aclose()
-                    break
-                except OSError:
-                    await anyio.sleep(0.05)
+        await wait_until_listening(port)
         url = f"http://127.0.0.1:{port}"
         client = (
             Client(f"{url}/mcp", mode="legacy")

@@ -190,3 +190,14 @@ class DirectTarget:
 
 
 # -- measurements -------------------------------------------------------------------------------------------------
+
+
+async def wait_until_listening(port: int, seconds: float = 60) -> None:
+    """Until a standalone server started for a comparison accepts TCP on loopback (TimeoutError after `seconds`)."""
+    with anyio.fail_after(seconds):
+        while True:
+            try:
+                await (await anyio.connect_tcp("127.0.0.1", port)).aclose()
+                return
+            except OSError:
+                await anyio.sleep(0.05)
