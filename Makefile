@@ -82,7 +82,7 @@ sandbox-tools:
 
 test: setup-test node-deps node-tools browser sandbox-tools interop-clients
 	$(VENV)/bin/ruff check src tests
-	$(PY) -m pytest -q -p no:cacheprovider --durations=25
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n 2 --dist loadfile
 
 # The long stress profile (200 concurrent sessions x 50 steps, 10,000 sessions of churn, 1000 fuzz examples per
 # test); `make test` runs the same tests in their quick profile.

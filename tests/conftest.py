@@ -1,11 +1,22 @@
 """Shared fixtures: real `mcpsim serve` processes (with the leak check at teardown); helpers live in `helpers/`."""
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from helpers.serve import ServeProcess, start_serve, survivors
+WORKER_PORT_SPAN = 4000
+"""Ports each pytest-xdist worker owns above MCPSIM_TEST_PORT_BASE (the tests' fixed offsets stay below 2,000, the
+conformance runner's below 4,000), so two workers never bind the same fixed port. Set before `helpers` is imported,
+and in the environment, so that subprocesses (the conformance runner) see the worker's own base too."""
+
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _worker.startswith("gw") and _worker[2:].isdigit():
+    _base = int(os.environ.get("MCPSIM_TEST_PORT_BASE", "23000"))
+    os.environ["MCPSIM_TEST_PORT_BASE"] = str(_base + WORKER_PORT_SPAN * int(_worker[2:]))
+
+from helpers.serve import ServeProcess, start_serve, survivors  # noqa: E402
 
 
 @pytest.fixture
