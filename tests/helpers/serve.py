@@ -108,8 +108,10 @@ def survivors(pids_with_birth: dict[int, float], deadline_s: float = 5.0) -> lis
 
 
 def start_serve(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None, ready_timeout: float = 30
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None, ready_timeout: float = 90
 ) -> ServeProcess:
+    """Start `mcpsim serve` and wait until /health answers. `ready_timeout` is generous on purpose: with two test
+    workers on a busy 2-core machine a start can take tens of seconds; a start that hangs still fails."""
     port = free_port()
     log_path = tmp_path / f"serve-{port}.log"
     log = log_path.open("wb")

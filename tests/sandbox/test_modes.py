@@ -71,7 +71,7 @@ async def test_an_npx_package_runs_sandboxed_from_its_read_only_cache(serve_fact
 
     if not NPM_CACHE.exists():
         pytest.skip(f"{NPM_CACHE} is missing (make node-deps)")
-    serve = serve_factory("--server", f"npx -y {EVERYTHING}", "--sandbox", "strict", env=NPM_ENV, ready_timeout=60)
+    serve = serve_factory("--server", f"npx -y {EVERYTHING}", "--sandbox", "strict", env=NPM_ENV, ready_timeout=120)
     async with Client(f"{serve.mcp}?seed=1", mode="legacy") as client:
         result = await client.call_tool("echo", {"message": "from the sandbox"})
         assert not result.is_error and "from the sandbox" in result.content[0].text
