@@ -3,21 +3,26 @@
 Loaded by the fork template (`fork_template.py`, by path: standard library only, as an isolated venv's interpreter
 runs it) and armed in every child before the server's code runs; the server itself is unmodified. The pool holds
 the other end of a per-instance control socket (`SOCK_SEQPACKET`, so each message keeps its file descriptors).
-To branch, it sends one message per copy - `{"batch", "cgroup", "deadline"}` with four fds: the copy's stdin, stdout
-and stderr pipes and its own control socket - and then `BRANCH_SIGNAL`. The handler runs in the main thread:
+To branch, it sends one message per copy - `{"batch", "deadline"}` with four fds: the copy's stdin, stdout and
+stderr pipes and its own control socket - and then `BRANCH_SIGNAL`. The handler runs in the main thread:
 
 - Quiet point: the server must be idle in its asyncio loop's `select` (the pool holds its requests back, so none
   is in flight), with no thread running but idle anyio workers, and no file registered on the loop but its stdio
   pipes and its self-pipe (a socket would be shared by the copies). Anywhere else in the loop the answer is
   `{"busy": why}` and the pool signals again; a state that forking cannot copy safely is `{"error": why}` (the
   pool then branches by replay).
-- The copy is made by a double fork, so it is an orphan (adopted by the pool, a subreaper) instead of a child the
-  server would never reap. The source answers `{"forked": n, "batch"}` and goes on as if nothing happened.
-- In the copy (still inside the handler): its own session and process group, its control group, fresh stdio
-  (every fd that was one of the source's stdio pipes, found by inode, now points at the copy's), a new control
-  socket, a new self-pipe and a new epoll set for the loop (the old ones are shared with the source), and anyio's
-  thread pool emptied (its threads did not survive the fork). Then it sends `{"pid"}` on its control socket and
-  returns into the event loop, which goes on with the copied state: memory is shared copy-on-write.
+- One `fork()` per copy, all in one go (k copies are k forks in a loop, not k round trips). The copies are the
+  source's children, so the source reaps them: a `SIGCHLD` handler, installed at the first branch and chaining
+  to any the server had, waits for exactly the copies' pids (never another child of the server's). The source
+  answers `{"forked": n, "batch", "pids", "fork_ms"}` and goes on as if nothing happened. When the source ends
+  first, its copies are adopted by the pool (a child subreaper).
+- In the copy (still inside the handler): its own session and process group, fresh stdio (every fd that was one
+  of the source's stdio pipes, found by inode, now points at the copy's), a new control socket, a new self-pipe
+  and a new epoll set for the loop (the old ones are shared with the source), and anyio's thread pool emptied
+  (its threads did not survive the fork). Then it returns into the event loop, which goes on with the copied
+  state: memory is shared copy-on-write. It reports nothing (the source gave its pid); if its setup fails it says
+  `{"error"}` on its control socket and exits. The pool moves it into its control group afterwards, off the
+  critical path (`branching.py`).
 """
 
 import contextlib
@@ -74,27 +79,54 @@ def _on_signal(signum: int, frame: object) -> None:
             return
         for batch in {request.get("batch", 0) for request, _ in requests}:
             _reply(control, {"forking": batch})  # the pool stops signalling and waits for "forked"
-        forked: dict[int, int] = {}
-        middles: list[int] = []
+        _reap_copies()
+        _reap_on_sigchld()
+        began = time.monotonic()
+        forked: dict[int, list[int]] = {}
         loop = _loop()
         for request, fds in requests:
-            batch = forked.setdefault(request.get("batch", 0), 0)
+            pids = forked.setdefault(request.get("batch", 0), [])
             if time.monotonic() > request.get("deadline", 0):  # the pool gave up on it already
                 for fd in fds:
                     os.close(fd)
                 continue
-            middle = _fork_one(request, fds, loop)
-            if middle == 0:
+            pid = _fork_one(fds, loop)
+            if pid == 0:
                 return  # this is the copy: back into its event loop
-            middles.append(middle)
-            forked[request.get("batch", 0)] = batch + 1
-        for middle in middles:  # they exit at once; reaped after all forks so their exits overlap the next forks
-            os.waitpid(middle, 0)
-        for batch, count in forked.items():
-            _reply(control, {"forked": count, "batch": batch})
+            pids.append(pid)
+        took = round((time.monotonic() - began) * 1000, 2)
+        for batch, pids in forked.items():
+            _reply(control, {"forked": len(pids), "batch": batch, "pids": pids, "fork_ms": took})
     except Exception as exc:  # never let a branch request kill the server
         with contextlib.suppress(Exception):
             _reply(control, {"error": f"live fork failed in the server: {exc!r}"})
+
+
+def _reap_copies() -> None:
+    """Reap the copies that ended (only them: the server's own children are its business)."""
+    for pid in list(_state.get("copies", ())):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _state["copies"].discard(pid)
+
+
+def _reap_on_sigchld() -> None:
+    """Reap ended copies when `SIGCHLD` comes, then call the handler the server had (if it had one)."""
+    current = signal.getsignal(signal.SIGCHLD)
+    if current is _state.get("sigchld"):
+        return
+    previous = current
+
+    def on_sigchld(signum: int, frame: object) -> None:
+        _reap_copies()
+        if callable(previous):
+            previous(signum, frame)
+
+    _state["sigchld"] = on_sigchld
+    signal.signal(signal.SIGCHLD, on_sigchld)
 
 
 def _drain(control: socket.socket) -> list[tuple[dict, list[int]]]:
@@ -156,34 +188,26 @@ def _refusal(frame: object) -> tuple[str | None, bool]:
     return None, False
 
 
-def _fork_one(request: dict, fds: list[int], loop: object) -> int:
-    """Make one copy by a double fork: 0 in the copy (which then returns into its loop), else the middle process's
-    pid, for the source to reap."""
+def _fork_one(fds: list[int], loop: object) -> int:
+    """Make one copy: 0 in the copy (which then returns into its loop), else the copy's pid."""
     sys.stdout.flush()
     sys.stderr.flush()
-    middle = os.fork()
-    if middle == 0:
-        try:
-            if os.fork() == 0:
-                _become_copy(request, fds, loop)
-                return 0
-        except BaseException:
-            pass
-        os._exit(0)
+    pid = os.fork()
+    if pid == 0:
+        _become_copy(fds, loop)
+        return 0
+    _state.setdefault("copies", set()).add(pid)
     for fd in fds:
         os.close(fd)
-    return middle
+    return pid
 
 
-def _become_copy(request: dict, fds: list[int], loop: object) -> None:
+def _become_copy(fds: list[int], loop: object) -> None:
     new_in, new_out, new_err, new_control = fds
     control = socket.socket(fileno=new_control)
     try:
+        _state["copies"] = set()  # its source's copies are not its children
         os.setsid()
-        if request.get("cgroup"):
-            join = os.open(request["cgroup"], os.O_WRONLY)
-            os.write(join, b"0")
-            os.close(join)
         _rewire_stdio([new_in, new_out, new_err])
         sys.modules["asyncio.events"]._set_running_loop(loop)  # it is tied to the pid: this process's now
         _fresh_self_pipe(loop)
@@ -196,7 +220,6 @@ def _become_copy(request: dict, fds: list[int], loop: object) -> None:
         os.dup2(new_control, old.fileno(), inheritable=False)  # keep the number the handler knows
         control.close()
         old.setblocking(False)
-        _reply(old, {"pid": os.getpid()})
     except BaseException as exc:
         _reply(control, {"error": f"the copy could not be set up: {exc!r}"})
         os._exit(1)
