@@ -1,0 +1,76 @@
+"""`rollout(..., branch_at=N, branches=K)` and `mcpsim rollout --branch-at N --branches K` against a real serve:
+every episode is copied live after N steps, each copy played on by the policy and recorded as its own episode,
+and the file reads back, replays and audits like any other (the audit plays each copy from the start without
+branching, so it also checks that a copy began in its source's exact state)."""
+
+import json
+
+from mcpsim import audit, make, read_recording, replay, rollout
+from mcpsim.cli import main
+from mcpsim.client.policies.random_policy import RandomPolicy
+
+CONFIG = {"map_size": 8, "frozen_probability": 1.0}
+
+
+def lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def brief(trajectory) -> list:
+    return [(step.action.arguments, step.observation, step.reward, step.terminated) for step in trajectory.steps]
+
+
+async def test_each_episode_branches_into_copies_recorded_replayed_and_audited(frozen_lake_server, tmp_path):
+    record = tmp_path / "run.jsonl"
+    rows = [{"id": f"lake-{seed}", "seed": seed, "config": CONFIG} for seed in (3, 4)]
+    envs = make(frozen_lake_server.mcp, dataset=rows)
+    played = await rollout(
+        envs, RandomPolicy(seed=1), steps=9, record=record, branch_at=3, branches=3, progress=False
+    )
+    assert [t.env_id for t in played] == [
+        "lake-3", "lake-3@3.1", "lake-3@3.2", "lake-3@3.3", "lake-4", "lake-4@3.1", "lake-4@3.2", "lake-4@3.3",
+    ]  # fmt: skip
+    assert not [t.error for t in played if t.error]
+    for root in (played[0], played[4]):
+        copies = [t for t in played if t.parent == root.env_id]
+        assert root.outcome == "branched" and len(root.steps) == 3 and len(copies) == 3
+        for copy in copies:
+            assert copy.branched_at_step == 3 and copy.group_id == f"{root.env_id}@3"
+            assert brief(copy)[:3] == brief(root) and len(copy.steps) > 3
+            assert copy.initial_observation == root.initial_observation
+        assert len({json.dumps(brief(copy)[3:]) for copy in copies}) > 1  # each copy acts on its own
+
+    written = lines(record)
+    assert sorted(r["env_id"] for r in written if r["type"] == "branch") == [t.env_id for t in played if t.parent]
+    steps_written = [r for r in written if r["type"] == "step"]
+    assert len(steps_written) == sum(len(t.steps) - (t.branched_at_step or 0) for t in played)  # no prefix twice
+    episodes = {r["env_id"]: r for r in written if r["type"] == "episode"}
+    assert episodes["lake-4@3.2"]["parent"] == "lake-4" and episodes["lake-4@3.2"]["branched_at_step"] == 3
+    assert episodes["lake-4"]["outcome"] == "branched"
+
+    read = read_recording(record)
+    assert [t.env_id for t in read.trajectories] == [t.env_id for t in played]
+    for got, want in zip(read.trajectories, played, strict=True):
+        assert brief(got) == brief(want) and got.parent == want.parent and got.total_reward == want.total_reward
+    assert [brief(t) for t in replay(record)] == [brief(t) for t in played]
+
+    report = await audit(record, frozen_lake_server.mcp, progress=False)
+    assert report.episodes == 8 and not report.divergences and not report.problems
+    assert report.steps_checked == sum(len(t.steps) for t in played)
+
+
+def test_the_cli_branches_and_refuses_half_an_option(frozen_lake_server, tmp_path, capsys):
+    record, dataset = tmp_path / "cli.jsonl", tmp_path / "rows.jsonl"
+    dataset.write_text(json.dumps({"id": "lake", "seed": 5, "config": CONFIG}) + "\n")
+    argv = ["rollout", "--url", frozen_lake_server.mcp, "--dataset", str(dataset), "--steps", "4", "--progress", "off"]
+    try:
+        main([*argv, "--branch-at", "2", "--branches", "2", "--record", str(record)])
+    except SystemExit as exc:
+        assert exc.code in (0, None), capsys.readouterr()
+    env_ids = [t.env_id for t in read_recording(record).trajectories]
+    assert env_ids[1:] == [f"{env_ids[0]}@2.1", f"{env_ids[0]}@2.2"]
+    try:
+        main([*argv, "--branch-at", "2"])
+    except SystemExit as exc:
+        assert exc.code not in (0, None)
+    assert "branch_at and branches go together" in capsys.readouterr().err
