@@ -24,9 +24,7 @@ async def test_each_episode_branches_into_copies_recorded_replayed_and_audited(f
     record = tmp_path / "run.jsonl"
     rows = [{"id": f"lake-{seed}", "seed": seed, "config": CONFIG} for seed in (3, 4)]
     envs = make(frozen_lake_server.mcp, dataset=rows)
-    played = await rollout(
-        envs, RandomPolicy(seed=1), steps=9, record=record, branch_at=3, branches=3, progress=False
-    )
+    played = await rollout(envs, RandomPolicy(seed=1), steps=9, record=record, branch_at=3, branches=3, progress=False)
     assert [t.env_id for t in played] == [
         "lake-3", "lake-3@3.1", "lake-3@3.2", "lake-3@3.3", "lake-4", "lake-4@3.1", "lake-4@3.2", "lake-4@3.3",
     ]  # fmt: skip
