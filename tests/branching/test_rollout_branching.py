@@ -5,6 +5,9 @@ branching, so it also checks that a copy began in its source's exact state)."""
 
 import json
 
+import anyio
+
+from helpers.serve import REPO
 from mcpsim import audit, make, read_recording, replay, rollout
 from mcpsim.cli import main
 from mcpsim.client.policies.random_policy import RandomPolicy
@@ -72,3 +75,24 @@ def test_the_cli_branches_and_refuses_half_an_option(frozen_lake_server, tmp_pat
     except SystemExit as exc:
         assert exc.code not in (0, None)
     assert "branch_at and branches go together" in capsys.readouterr().err
+
+
+async def test_the_tree_search_example_reaches_the_goal_within_its_budget(frozen_lake_server):
+    import importlib.util
+
+    from mcpsim.trajectory import Action
+
+    spec = importlib.util.spec_from_file_location("tree_search", REPO / "examples" / "branching" / "tree_search.py")
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    path = await example.search(frozen_lake_server.mcp, 2, 5, 16)  # 5x5 map of seed 2: found after 11 expansions
+    assert path is not None and len(path) == 8  # the shortest path around the holes
+    with anyio.fail_after(15):  # every node's instance ended with the search
+        while any(item["seed"] == 2 for item in frozen_lake_server.get("/api/instances").json()):
+            await anyio.sleep(0.1)
+    (env,) = make(frozen_lake_server.mcp, dataset=[{"id": "check", "seed": 2, "config": {"map_size": 5}}])
+    async with env.connect() as session:  # the path found reaches the goal when played from the start
+        for number, action in enumerate(path, start=1):
+            step = await session.step(Action("lake_move", {"action": action}), number)
+        assert step.reward > 0 and step.terminated
