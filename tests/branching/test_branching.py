@@ -181,10 +181,19 @@ async def test_64_copies_at_once_a_branch_of_a_branch_and_nothing_left(serve_fac
             assert await play(client, "lake_move", ["RIGHT"]) == await play(source, "lake_move", ["RIGHT"])
         for copy in [*copies, grandchild]:
             assert httpx.delete(f"{serve.url}/envs/{copy['id']}/mcp", timeout=30).status_code == 200
+        with anyio.fail_after(15):  # each was its source's child, so its exit code was read from its zombie
+            while len(ends := ended(serve, [copy["id"] for copy in [*copies, grandchild]])) < 65:
+                await anyio.sleep(0.1)
+        assert not [line for line in ends if "exit code -9" in line], ends[:3]
     with anyio.fail_after(15):
         while serve.get("/api/instances").json() or serve.instance_processes():
             await anyio.sleep(0.1)
     assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+
+
+def ended(serve: Any, ids: list[str]) -> list[str]:
+    """The log lines saying how these instances ended."""
+    return [line for line in serve.log().splitlines() if "ended (exit" in line and any(i in line for i in ids)]
 
 
 def control_groups(pid: int) -> str:
@@ -219,6 +228,10 @@ async def test_copies_idle_out_and_bad_requests_name_the_cause(serve_factory):
             async with Client(serve.url + orphan["url"], mode="legacy") as client:
                 assert "Steps taken: 2." in (await play(client, "lake_move", ["LEFT"]))[0][0][0]["text"]
             assert httpx.delete(f"{serve.url}/api/instances/{orphan['id']}", timeout=30).status_code == 200
+        with anyio.fail_after(10):
+            while len(ends := ended(serve, [orphan["id"] for orphan in orphans])) < len(orphans):
+                await anyio.sleep(0.1)
+        assert not [line for line in ends if "exit code -9" in line], ends  # -9: a code not known
         (copy,) = branch(serve.url, instance, 1).json()["instances"]
         with anyio.fail_after(20):
             while any(item["id"] == copy["id"] for item in serve.get("/api/instances").json()):

@@ -7,10 +7,11 @@ their pids; a copy that cannot set itself up says so on its own control socket a
 the instance's requests back first (no request in flight), so the copies' state is the source's at that moment,
 and moves the copies into their control groups afterwards (`branching.py`).
 
-A copy is a child of its source, which reaps it (`live_fork.py`); when the source ends first the copy is
-adopted by the pool's process (a child subreaper, `tracking.py`). A `BranchedProcess` watches its exit through
-a pidfd either way and reaps it when it is the pool's child; it is registered in `spawn.CHILDREN` so the
-tracker's reaper leaves that exit status to us.
+A copy is a child of its source, which reaps it at its next branch (`live_fork.py`); when the source ends
+first the copy is adopted by the pool's process (a child subreaper, `tracking.py`). A `BranchedProcess` watches
+its exit through a pidfd either way: it reaps the copy when it is the pool's child, else reads the exit status
+of the zombie from /proc. It is registered in `spawn.CHILDREN` so the tracker's reaper leaves that exit status
+to us.
 """
 
 import asyncio
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from mcpsim.errors import LiveForkRefused
+from mcpsim.proc import procfs
 from mcpsim.proc.child import ChildProcess
 from mcpsim.proc.fork_client import ForkedProcess
 from mcpsim.proc.live_fork import BRANCH_SIGNAL
@@ -59,10 +61,14 @@ class BranchedProcess(ChildProcess):
 
     def _reap(self) -> None:
         self.signal_group(signal.SIGKILL)  # what the copy left in its group, before its pid can be reused
-        code = -signal.SIGKILL  # not known when its source reaped it (the usual case: the copy is its child)
-        with contextlib.suppress(ChildProcessError):
+        code = -signal.SIGKILL  # not known if someone else reaped it already
+        try:
             _, status = os.waitpid(self.pid, 0)
             code = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:  # its source's child: still a zombie, which its source reaps
+            stat = procfs.stat(self.pid)
+            if stat is not None and stat.zombie and stat.wait_status is not None:
+                code = os.waitstatus_to_exitcode(stat.wait_status)
         CHILDREN.reaped(self.pid)
         self.control.close()
         self.mark_exited(code)

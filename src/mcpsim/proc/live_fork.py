@@ -12,10 +12,11 @@ stderr pipes and its own control socket - and then `BRANCH_SIGNAL`. The handler 
   `{"busy": why}` and the pool signals again; a state that forking cannot copy safely is `{"error": why}` (the
   pool then branches by replay).
 - One `fork()` per copy, all in one go (k copies are k forks in a loop, not k round trips). The copies are the
-  source's children, so the source reaps them: a `SIGCHLD` handler, installed at the first branch and chaining
-  to any the server had, waits for exactly the copies' pids (never another child of the server's). The source
-  answers `{"forked": n, "batch", "pids", "fork_ms"}` and goes on as if nothing happened. When the source ends
-  first, its copies are adopted by the pool (a child subreaper).
+  source's children; the source reaps the ones that ended at its next branch (waiting for exactly their pids,
+  never for another child of the server's, and installing no signal handler), so until then an ended copy is a
+  zombie, from which the pool reads its exit status. The source answers `{"forked": n, "batch", "pids",
+  "fork_ms"}` and goes on as if nothing happened. When the source ends first, its copies are adopted by the
+  pool (a child subreaper).
 - In the copy (still inside the handler): its own session and process group, fresh stdio (every fd that was one
   of the source's stdio pipes, found by inode, now points at the copy's), a new control socket, a new self-pipe
   and a new epoll set for the loop (the old ones are shared with the source), and anyio's thread pool emptied
@@ -80,7 +81,6 @@ def _on_signal(signum: int, frame: object) -> None:
         for batch in {request.get("batch", 0) for request, _ in requests}:
             _reply(control, {"forking": batch})  # the pool stops signalling and waits for "forked"
         _reap_copies()
-        _reap_on_sigchld()
         began = time.monotonic()
         forked: dict[int, list[int]] = {}
         loop = _loop()
@@ -111,22 +111,6 @@ def _reap_copies() -> None:
             done = pid
         if done:
             _state["copies"].discard(pid)
-
-
-def _reap_on_sigchld() -> None:
-    """Reap ended copies when `SIGCHLD` comes, then call the handler the server had (if it had one)."""
-    current = signal.getsignal(signal.SIGCHLD)
-    if current is _state.get("sigchld"):
-        return
-    previous = current
-
-    def on_sigchld(signum: int, frame: object) -> None:
-        _reap_copies()
-        if callable(previous):
-            previous(signum, frame)
-
-    _state["sigchld"] = on_sigchld
-    signal.signal(signal.SIGCHLD, on_sigchld)
 
 
 def _drain(control: socket.socket) -> list[tuple[dict, list[int]]]:
