@@ -19,6 +19,7 @@ idle out, and end like any instance; `/api/instances` lists their `parent` and `
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +79,7 @@ async def branch(pool: "InstancePool", source: Instance, count: int, method: str
 async def _fork(pool: "InstancePool", source: Instance, count: int) -> list[Instance]:
     assert isinstance(source.process, ForkedProcess)
     copies = [Instance(dataclasses.replace(source.spec), pool) for _ in range(count)]
+    began = time.monotonic()
     for copy in copies:
         _inherit(copy, source, "fork")
     async with _held(source):
@@ -96,7 +98,15 @@ async def _fork(pool: "InstancePool", source: Instance, count: int) -> list[Inst
         await pool.add(copy)
     if source.spec.tracker is not None:
         await pool.run_task(_into_groups, source.spec.tracker, copies)
-    return await _all_ready(pool, copies)
+    await _all_ready(pool, copies)
+    source.log.info(
+        "forked %d copies in %.1f ms (%s ms of it forking, in the server)",
+        count,
+        (time.monotonic() - began) * 1000,
+        processes.fork_ms,
+        extra={"event": "branch.forked", "count": count, "fork_ms": processes.fork_ms},
+    )
+    return copies
 
 
 async def _into_groups(

@@ -44,6 +44,12 @@ NO_ANSWER_RESIGNAL_S = 0.2
 _batches = itertools.count(1)
 
 
+class ForkedCopies(list["BranchedProcess"]):
+    """The copies of one live fork, and how long the server took to make them (its own measure)."""
+
+    fork_ms: float | None = None
+
+
 class BranchedProcess(ChildProcess):
     """A copy made by a live fork; its exit is watched through a pidfd, and reaped here when it is ours."""
 
@@ -78,7 +84,7 @@ async def fork_copies(
     source: ForkedProcess,
     logs: Sequence[Callable[[str], None]],
     line_limit: int,
-) -> list[BranchedProcess]:
+) -> ForkedCopies:
     """`len(logs)` copies of `source`, pipes attached, exit watched (not yet in a control group).
 
     Raises `LiveForkRefused` (nothing left running) when the server cannot be copied now."""
@@ -88,7 +94,7 @@ async def fork_copies(
     deadline = time.monotonic() + FORK_TIMEOUT_S + PER_COPY_S * len(logs)
     batch = next(_batches)
     ours: list[tuple[int, int, int, socket.socket]] = []
-    copies: list[BranchedProcess] = []
+    copies = ForkedCopies()
     try:
         message = json.dumps({"batch": batch, "deadline": deadline}).encode()
         for _ in logs:
@@ -106,7 +112,7 @@ async def fork_copies(
                 for fd in (in_r, out_w, err_w):
                     os.close(fd)
                 theirs.close()
-        pids = await _until_forked(loop, source, batch, len(logs), deadline)
+        pids, copies.fork_ms = await _until_forked(loop, source, batch, len(logs), deadline)
         for (in_w, out_r, err_r, mine), log, pid in zip(ours, logs, pids, strict=True):
             copy = BranchedProcess(pid, mine)
             copy.watch_exit()
@@ -132,9 +138,9 @@ async def fork_copies(
 
 async def _until_forked(
     loop: asyncio.AbstractEventLoop, source: ForkedProcess, batch: int, count: int, deadline: float
-) -> list[int]:
-    """Signal until the source answers `forked` for `batch` (busy: again, after a pause): the copies' pids;
-    raise on a refusal.
+) -> tuple[list[int], float | None]:
+    """Signal until the source answers `forked` for `batch` (busy: again, after a pause): the copies' pids and
+    the server's time to fork them; raise on a refusal.
     Answers about other batches are late ones (a request this pool gave up on) and are skipped."""
     assert source.control is not None
     reason = "the server did not answer the fork request (it may handle the branch signal itself)"
@@ -158,7 +164,8 @@ async def _until_forked(
             pids = reply.get("pids")
             if reply["forked"] != count or not isinstance(pids, list) or len(pids) != count:
                 raise LiveForkRefused(f"the server made {reply['forked']} of {count} copies")
-            return [int(pid) for pid in pids]
+            took = reply.get("fork_ms")
+            return [int(pid) for pid in pids], float(took) if isinstance(took, int | float) else None
         if "error" in reply:
             raise LiveForkRefused(reply["error"])
         if forking:  # "busy": the answer to a signal sent before the source began
