@@ -11,6 +11,7 @@ from helpers.serve import REPO
 from mcpsim import audit, make, read_recording, replay, rollout
 from mcpsim.cli import main
 from mcpsim.client.policies.random_policy import RandomPolicy
+from mcpsim.trajectory.episodes import read_episodes
 
 CONFIG = {"map_size": 8, "frozen_probability": 1.0}
 
@@ -54,6 +55,8 @@ async def test_each_episode_branches_into_copies_recorded_replayed_and_audited(f
     for got, want in zip(read.trajectories, played, strict=True):
         assert brief(got) == brief(want) and got.parent == want.parent and got.total_reward == want.total_reward
     assert [brief(t) for t in replay(record)] == [brief(t) for t in played]
+    viewed = {episode.env_id: episode for episode in read_episodes(record).episodes}  # what `mcpsim view` shows
+    assert [len(viewed[t.env_id].steps) for t in played] == [len(t.steps) for t in played]
 
     report = await audit(record, frozen_lake_server.mcp, progress=False)
     assert report.episodes == 8 and not report.divergences and not report.problems
