@@ -6,6 +6,7 @@ source goes on as if nothing happened. Live fork for forked Python servers; repl
 for a server that is not deterministic.
 """
 
+import contextlib
 import random
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,11 @@ async def test_64_copies_at_once_a_branch_of_a_branch_and_nothing_left(serve_fac
         listed = serve.get("/api/instances").json()
         pids = {item["pid"] for item in listed if item["parent"]}
         assert len(pids) == 64 and all(psutil.pid_exists(pid) for pid in pids)
+        holders: dict[str, set[int]] = {}  # each copy holds its own pipes, none of another copy's
+        for pid in pids:
+            for link in pipes(pid):
+                holders.setdefault(link, set()).add(pid)
+        assert not {link: held for link, held in holders.items() if len(held) > 1}
         source_pid = next(item["pid"] for item in listed if not item["parent"])
         if f"i-{source_id(serve, 4)}" in control_groups(source_pid):  # cgroup tracking: each copy moves to its own
             by_pid = {item["pid"]: item["id"] for item in listed if item["parent"]}
@@ -194,6 +200,15 @@ async def test_64_copies_at_once_a_branch_of_a_branch_and_nothing_left(serve_fac
 def ended(serve: Any, ids: list[str]) -> list[str]:
     """The log lines saying how these instances ended."""
     return [line for line in serve.log().splitlines() if "ended (exit" in line and any(i in line for i in ids)]
+
+
+def pipes(pid: int) -> set[str]:
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if (link := str(fd.readlink())).startswith("pipe:"):
+                found.add(link)
+    return found
 
 
 def control_groups(pid: int) -> str:

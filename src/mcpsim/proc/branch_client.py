@@ -2,8 +2,9 @@
 
 The protocol is in `live_fork.py` (the server's side). Here: one message per copy on the instance's control
 socket, each with the copy's stdio pipes and control socket, then the branch signal, repeated while the server
-answers that it is busy, until `FORK_TIMEOUT_S`. The source forks all the copies in one go and answers with
-their pids; a copy that cannot set itself up says so on its own control socket and exits. The caller must hold
+answers that it is busy, until `FORK_TIMEOUT_S`. The source forks all the copies in one go (a tree of forks
+from 4 copies on: some are made by other copies) and answers with the pids of those it made; the others say
+their pid on their own control socket. A copy that cannot set itself up says so there and exits. The caller must hold
 the instance's requests back first (no request in flight), so the copies' state is the source's at that moment,
 and moves the copies into their control groups afterwards (`branching.py`).
 
@@ -114,6 +115,14 @@ async def fork_copies(
                 theirs.close()
         pids, copies.fork_ms = await _until_forked(loop, source, batch, len(logs), deadline)
         for (in_w, out_r, err_r, mine), log, pid in zip(ours, logs, pids, strict=True):
+            if pid is None:  # made by another copy (a tree of forks, `live_fork.py`): it says its pid itself
+                try:
+                    reply = await _receive(loop, mine, deadline)
+                except TimeoutError:
+                    raise LiveForkRefused("a copy made by another copy did not report its pid in time") from None
+                if not isinstance(reply.get("pid"), int):
+                    raise LiveForkRefused(reply.get("error", "a copy did not report its pid"))
+                pid = reply["pid"]
             copy = BranchedProcess(pid, mine)
             copy.watch_exit()
             copies.append(copy)
@@ -138,7 +147,7 @@ async def fork_copies(
 
 async def _until_forked(
     loop: asyncio.AbstractEventLoop, source: ForkedProcess, batch: int, count: int, deadline: float
-) -> tuple[list[int], float | None]:
+) -> tuple[list[int | None], float | None]:
     """Signal until the source answers `forked` for `batch` (busy: again, after a pause): the copies' pids and
     the server's time to fork them; raise on a refusal.
     Answers about other batches are late ones (a request this pool gave up on) and are skipped."""
@@ -165,7 +174,8 @@ async def _until_forked(
             if reply["forked"] != count or not isinstance(pids, list) or len(pids) != count:
                 raise LiveForkRefused(f"the server made {reply['forked']} of {count} copies")
             took = reply.get("fork_ms")
-            return [int(pid) for pid in pids], float(took) if isinstance(took, int | float) else None
+            made = [None if pid is None else int(pid) for pid in pids]
+            return made, float(took) if isinstance(took, int | float) else None
         if "error" in reply:
             raise LiveForkRefused(reply["error"])
         if forking:  # "busy": the answer to a signal sent before the source began

@@ -82,20 +82,17 @@ def _on_signal(signum: int, frame: object) -> None:
             _reply(control, {"forking": batch})  # the pool stops signalling and waits for "forked"
         _reap_copies()
         began = time.monotonic()
-        forked: dict[int, list[int]] = {}
         loop = _loop()
-        for request, fds in requests:
-            pids = forked.setdefault(request.get("batch", 0), [])
-            if time.monotonic() > request.get("deadline", 0):  # the pool gave up on it already
-                for fd in fds:
-                    os.close(fd)
-                continue
-            pid = _fork_one(fds, loop)
-            if pid == 0:
-                return  # this is the copy: back into its event loop
-            pids.append(pid)
-        took = round((time.monotonic() - began) * 1000, 2)
-        for batch, pids in forked.items():
+        batches: dict[int, list[tuple[int, dict, list[int]]]] = {}
+        for index, (request, fds) in enumerate(requests):
+            batches.setdefault(request.get("batch", 0), []).append((index, request, fds))
+        _state["open"] = {fd for _, fds in requests for fd in fds}
+        for batch, todo in batches.items():
+            made = _make(todo, loop, report=False)
+            if made is None:
+                return  # this is a copy: back into its event loop
+            took = round((time.monotonic() - began) * 1000, 2)
+            pids = [made.get(index) for index, _, _ in todo if index in made or index in _state["delegated"]]
             _reply(control, {"forked": len(pids), "batch": batch, "pids": pids, "fork_ms": took})
     except Exception as exc:  # never let a branch request kill the server
         with contextlib.suppress(Exception):
@@ -172,25 +169,60 @@ def _refusal(frame: object) -> tuple[str | None, bool]:
     return None, False
 
 
-def _fork_one(fds: list[int], loop: object) -> int:
-    """Make one copy: 0 in the copy (which then returns into its loop), else the copy's pid."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        _become_copy(fds, loop)
-        return 0
-    _state.setdefault("copies", set()).add(pid)
+SPLIT_AT = 4
+"""From this many copies left to make, a process hands half of them to the copy it forks next, which makes
+them before it sets itself up: forks of a big process then run in parallel (on both cores, and with a fair
+share of a loaded machine's CPU), a tree of depth log2(k) instead of a row of k."""
+
+
+def _make(todo: list[tuple[int, dict, list[int]]], loop: object, report: bool) -> dict[int, int] | None:
+    """Fork a copy for each request of `todo` (index, request, its fds): {index: pid} of the copies forked by
+    this process, the delegated ones listed in `_state["delegated"]`; None in a copy, which returns into its
+    loop. `report`: the copies say their pid on their control socket (the pool does not learn it otherwise)."""
+    made: dict[int, int] = {}
+    _state["delegated"] = set()
+    while todo:
+        (index, request, fds), rest = todo[0], todo[1:]
+        share = rest[len(rest) // 2 :] if len(rest) + 1 >= SPLIT_AT else []
+        todo = rest[: len(rest) - len(share)]
+        if time.monotonic() > request.get("deadline", 0):  # the pool gave up on this batch already
+            for _, _, other in [(index, request, fds), *share]:
+                _close(other)
+            continue
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _state["copies"] = set()  # its source's copies are not its children; its own are
+                keep = set(fds).union(*(set(other) for _, _, other in share))
+                _close([fd for fd in _state["open"] if fd not in keep])  # the other copies' pipes are not its own
+                _state["open"] = keep
+                if share and _make(share, loop, report=True) is None:
+                    return None  # one of the copies it made
+            except BaseException:  # never back into the loop as a second source
+                os._exit(1)
+            _become_copy(fds, loop, report)
+            return None
+        _state.setdefault("copies", set()).add(pid)
+        made[index] = pid
+        _state["delegated"].update(other_index for other_index, _, _ in share)
+        for _, _, other in [(index, request, fds), *share]:
+            _close(other)
+    return made
+
+
+def _close(fds: list[int]) -> None:
     for fd in fds:
-        os.close(fd)
-    return pid
+        if fd in _state["open"]:
+            _state["open"].discard(fd)
+            os.close(fd)
 
 
-def _become_copy(fds: list[int], loop: object) -> None:
+def _become_copy(fds: list[int], loop: object, report: bool) -> None:
     new_in, new_out, new_err, new_control = fds
     control = socket.socket(fileno=new_control)
     try:
-        _state["copies"] = set()  # its source's copies are not its children
         os.setsid()
         _rewire_stdio([new_in, new_out, new_err])
         sys.modules["asyncio.events"]._set_running_loop(loop)  # it is tied to the pid: this process's now
@@ -204,6 +236,9 @@ def _become_copy(fds: list[int], loop: object) -> None:
         os.dup2(new_control, old.fileno(), inheritable=False)  # keep the number the handler knows
         control.close()
         old.setblocking(False)
+        _state["open"] = set()
+        if report:
+            _reply(old, {"pid": os.getpid()})
     except BaseException as exc:
         _reply(control, {"error": f"the copy could not be set up: {exc!r}"})
         os._exit(1)
