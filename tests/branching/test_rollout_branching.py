@@ -3,14 +3,18 @@ every episode is copied live after N steps, each copy played on by the policy an
 and the file reads back, replays and audits like any other (the audit plays each copy from the start without
 branching, so it also checks that a copy began in its source's exact state)."""
 
+import functools
 import json
+import re
 
 import anyio
+import pytest
 
 from helpers.serve import REPO
 from mcpsim import audit, make, read_recording, replay, rollout
 from mcpsim.cli import main
 from mcpsim.client.policies.random_policy import RandomPolicy
+from mcpsim.errors import ConfigError
 from mcpsim.trajectory.episodes import read_episodes
 
 CONFIG = {"map_size": 8, "frozen_probability": 1.0}
@@ -63,7 +67,7 @@ async def test_each_episode_branches_into_copies_recorded_replayed_and_audited(f
     assert report.steps_checked == sum(len(t.steps) for t in played)
 
 
-def test_the_cli_branches_and_refuses_half_an_option(frozen_lake_server, tmp_path, capsys):
+def test_the_cli_branches_and_bad_options_name_the_cause(frozen_lake_server, tmp_path, capsys):
     record, dataset = tmp_path / "cli.jsonl", tmp_path / "rows.jsonl"
     dataset.write_text(json.dumps({"id": "lake", "seed": 5, "config": CONFIG}) + "\n")
     argv = ["rollout", "--url", frozen_lake_server.mcp, "--dataset", str(dataset), "--steps", "4", "--progress", "off"]
@@ -78,6 +82,14 @@ def test_the_cli_branches_and_refuses_half_an_option(frozen_lake_server, tmp_pat
     except SystemExit as exc:
         assert exc.code not in (0, None)
     assert "branch_at and branches go together" in capsys.readouterr().err
+    envs = make(frozen_lake_server.mcp, seeds=[1])
+    for options, message in [
+        ({"branch_at": 0, "branches": 2}, "branch_at must be a step number of at least 1"),
+        ({"branch_at": 2, "branches": 65}, "branches must be from 1 to 64"),
+        ({"branch_at": 4, "branches": 2}, "branch_at (4) must be below steps (4)"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            anyio.run(functools.partial(rollout, envs, RandomPolicy(), steps=4, progress=False, **options))
 
 
 async def test_the_tree_search_example_reaches_the_goal_within_its_budget(frozen_lake_server):

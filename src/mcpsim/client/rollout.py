@@ -313,6 +313,8 @@ async def rollout(
         if branch_at is None or branches is None:
             raise ConfigError("branch_at and branches go together: the step to branch at, and how many copies")
         branching = Branching(branch_at, branches)
+        if branch_at >= steps:
+            raise ConfigError(f"branch_at ({branch_at}) must be below steps ({steps}): no episode would branch")
     if steps < 1:
         raise ConfigError(f"steps must be at least 1, got {steps}")
     if max_concurrency < 1:
