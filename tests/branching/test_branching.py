@@ -6,7 +6,9 @@ source goes on as if nothing happened. Live fork for forked Python servers; repl
 for a server that is not deterministic.
 """
 
+import contextlib
 import random
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -164,6 +166,17 @@ async def test_64_copies_at_once_a_branch_of_a_branch_and_nothing_left(serve_fac
         listed = serve.get("/api/instances").json()
         pids = {item["pid"] for item in listed if item["parent"]}
         assert len(pids) == 64 and all(psutil.pid_exists(pid) for pid in pids)
+        holders: dict[str, set[int]] = {}  # each copy holds its own pipes, none of another copy's
+        for pid in pids:
+            for link in pipes(pid):
+                holders.setdefault(link, set()).add(pid)
+        assert not {link: held for link, held in holders.items() if len(held) > 1}
+        source_pid = next(item["pid"] for item in listed if not item["parent"])
+        if f"i-{source_id(serve, 4)}" in control_groups(source_pid):  # cgroup tracking: each copy moves to its own
+            by_pid = {item["pid"]: item["id"] for item in listed if item["parent"]}
+            with anyio.fail_after(10):
+                while any(f"i-{copy_id}" not in control_groups(pid) for pid, copy_id in by_pid.items()):
+                    await anyio.sleep(0.05)
         # the limit counts copies: 65 run, 5 more do not fit
         refused = branch(serve.url, copies[0]["id"], 6)
         assert refused.status_code == 503 and "--max-instances" in refused.json()["error"]["message"]
@@ -174,10 +187,35 @@ async def test_64_copies_at_once_a_branch_of_a_branch_and_nothing_left(serve_fac
             assert await play(client, "lake_move", ["RIGHT"]) == await play(source, "lake_move", ["RIGHT"])
         for copy in [*copies, grandchild]:
             assert httpx.delete(f"{serve.url}/envs/{copy['id']}/mcp", timeout=30).status_code == 200
+        with anyio.fail_after(15):  # each was its source's child, so its exit code was read from its zombie
+            while len(ends := ended(serve, [copy["id"] for copy in [*copies, grandchild]])) < 65:
+                await anyio.sleep(0.1)
+        assert not [line for line in ends if "exit code -9" in line], ends[:3]
     with anyio.fail_after(15):
         while serve.get("/api/instances").json() or serve.instance_processes():
             await anyio.sleep(0.1)
     assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+
+
+def ended(serve: Any, ids: list[str]) -> list[str]:
+    """The log lines saying how these instances ended."""
+    return [line for line in serve.log().splitlines() if "ended (exit" in line and any(i in line for i in ids)]
+
+
+def pipes(pid: int) -> set[str]:
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if (link := str(fd.readlink())).startswith("pipe:"):
+                found.add(link)
+    return found
+
+
+def control_groups(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return ""
 
 
 async def test_copies_idle_out_and_bad_requests_name_the_cause(serve_factory):
@@ -195,6 +233,20 @@ async def test_copies_idle_out_and_bad_requests_name_the_cause(serve_factory):
             await play(source, "lake_move", ["LEFT"])  # the source stays busy, so it does not idle out
         missing = httpx.post(f"{serve.url}/api/instances/000000000000/branch", json={"count": 1}, timeout=30)
         assert missing.status_code == 404
+        # the source ended right after a branch: its copies live on (a copy is its child, outside its group)
+        async with session(serve.url, 7, {"frozen_probability": 1.0}) as other:
+            await play(other, "lake_move", ["RIGHT"])
+            other_id = source_id(serve, 7)
+            orphans = branch(serve.url, other_id, 2).json()["instances"]
+            assert httpx.delete(f"{serve.url}/api/instances/{other_id}", timeout=30).status_code == 200
+        for orphan in orphans:
+            async with Client(serve.url + orphan["url"], mode="legacy") as client:
+                assert "Steps taken: 2." in (await play(client, "lake_move", ["LEFT"]))[0][0][0]["text"]
+            assert httpx.delete(f"{serve.url}/api/instances/{orphan['id']}", timeout=30).status_code == 200
+        with anyio.fail_after(10):
+            while len(ends := ended(serve, [orphan["id"] for orphan in orphans])) < len(orphans):
+                await anyio.sleep(0.1)
+        assert not [line for line in ends if "exit code -9" in line], ends  # -9: a code not known
         (copy,) = branch(serve.url, instance, 1).json()["instances"]
         with anyio.fail_after(20):
             while any(item["id"] == copy["id"] for item in serve.get("/api/instances").json()):

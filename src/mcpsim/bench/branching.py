@@ -7,11 +7,17 @@ three ways, each timed from the request to k copies ready to take a step:
 - `client`: no branching at all: the client opens k fresh sessions with the seed and replays the moves itself.
 All three on a `--fork-server` pool, so a fresh instance starts the same quick way in each.
 Memory: the mean USS (memory no other process shares) of the k=64 copies of each server-side method.
+The floor: a bare `os.fork()` of a process that loaded what the FrozenLake server's template loads (the same
+preload, so the same memory to copy page tables of), median of `FLOOR_FORKS`.
 """
 
+import json
 import random
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -24,6 +30,24 @@ from mcpsim.bench.targets import ManagedTarget
 
 CONFIG = '{"map_size":8,"frozen_probability":1.0,"max_steps":1000}'
 ACTIONS = ["LEFT", "DOWN", "RIGHT", "UP"]
+FLOOR_FORKS = 20
+_FLOOR = """
+import json, os, statistics, sys, time
+sys.path.insert(0, sys.argv[1])
+import fork_template
+fork_template.preload("module", "mcpsim.envs.frozen_lake", [])
+import mcpsim.envs.frozen_lake
+times = []
+for _ in range(int(sys.argv[2])):
+    started = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    times.append((time.perf_counter() - started) * 1000)
+    os.waitpid(pid, 0)
+rss = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+print(json.dumps({"ms": round(statistics.median(times), 2), "rss_mb": round(rss, 1)}))
+"""
 
 
 def moves(steps: int) -> list[str]:
@@ -126,14 +150,35 @@ async def _client_side(counts: list[int], steps: int, repeats: int) -> dict[str,
     return out
 
 
-async def run_branching(steps: int = 50, counts: tuple[int, ...] = (1, 8, 64), repeats: int = 3) -> dict[str, Any]:
+def _bare_fork() -> dict[str, Any]:
+    """The floor of a live fork: `os.fork()` alone, in a process as big as the server (see the module)."""
+    import mcpsim.proc
+
+    proc_dir = str(Path(mcpsim.proc.__file__).parent)
+    done = subprocess.run(
+        [sys.executable, "-c", _FLOOR, proc_dir, str(FLOOR_FORKS)], capture_output=True, text=True, timeout=120
+    )
+    if done.returncode != 0:
+        return {"error": done.stderr[-300:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+async def run_branching(
+    steps: int = 50,
+    counts: tuple[int, ...] = (1, 8, 64),
+    repeats: int = 3,
+    methods: tuple[str, ...] = ("fork", "replay", "client"),
+) -> dict[str, Any]:
     ks = list(counts)
+    report: dict[str, Any] = {"episode_steps": steps, "counts": ks, "load_average_before": list(psutil.getloadavg())}
+    report["bare_fork"] = await anyio.to_thread.run_sync(_bare_fork)
+    for method in methods:
+        if method == "client":
+            report[method] = await _client_side(ks, steps, repeats)
+        else:
+            report[method] = await _server_side(method, ks, steps, repeats)
     return {
-        "episode_steps": steps,
-        "counts": ks,
-        "fork": await _server_side("fork", ks, steps, repeats),
-        "replay": await _server_side("replay", ks, steps, repeats),
-        "client": await _client_side(ks, steps, repeats),
+        **report,
         "cpus": psutil.cpu_count(),
         "load_average": list(psutil.getloadavg()),
         "time": time.time(),
@@ -146,9 +191,14 @@ def print_branching(report: dict[str, Any]) -> None:
     print(f"({report['cpus']} cpus, load average {report['load_average'][0]:.1f})")
     print(f"{'method':<10}" + "".join(f"{'k=' + str(k):>12}" for k in counts) + f"{'USS/copy':>12}")
     for name in ("fork", "replay", "client"):
+        if name not in report:
+            continue
         row = report[name]
         uss = row.get("uss_mb_per_copy")
         cells = "".join(f"{str(row['ms'].get(str(k), '-')) + ' ms':>12}" for k in counts)
         print(f"{name:<10}{cells}{(f'{uss} MB' if uss is not None else '-'):>12}")
-    if report["fork"].get("source_uss_mb") is not None:
+    floor = report.get("bare_fork", {})
+    if "ms" in floor:
+        print(f"floor: a bare os.fork() of a process as big as the server ({floor['rss_mb']} MB RSS): {floor['ms']} ms")
+    if report.get("fork", {}).get("source_uss_mb") is not None:
         print(f"(the source's own USS: {report['fork']['source_uss_mb']} MB)")

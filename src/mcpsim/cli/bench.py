@@ -52,6 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="instead: branch latency for k=1,8,64 copies of a --steps FrozenLake episode (fork, replay, client)",
     )
+    p.add_argument(
+        "--branch-methods",
+        default="fork,replay,client",
+        help="--branch methods to measure: fork (live fork), replay (server-side replay), client (client replay)",
+    )
     p.add_argument("--json", metavar="FILE", default="bench.json", help="where to write the results")
     p.set_defaults(handler=run)
 
@@ -90,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
     if args.branch:
         from mcpsim.bench.branching import print_branching, run_branching
 
-        branching = anyio.run(run_branching, args.steps)
+        methods = tuple(args.branch_methods.split(","))
+        unknown = [method for method in methods if method not in ("fork", "replay", "client")]
+        if unknown:
+            raise ConfigError(f"unknown --branch-methods {', '.join(unknown)}; choose from fork, replay, client")
+        branching = anyio.run(run_branching, args.steps, (1, 8, 64), 3, methods)
         _write(args.json, branching)
         print_branching(branching)
         return 0

@@ -51,6 +51,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="do not tell a managed server the seeds of upcoming episodes (it starts them ahead otherwise)",
     )
     p.add_argument("--record", metavar="OUT.jsonl", help="write the trajectory file")
+    p.add_argument(
+        "--branch-at",
+        type=int,
+        metavar="N",
+        help="copy each episode after N steps into --branches live copies, each played on and recorded "
+        "(a managed server's /mcp)",
+    )
+    p.add_argument("--branches", type=int, metavar="K", help="copies per episode at --branch-at (1-64)")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint for openai:MODEL (vLLM, Ollama, ...)")
     p.add_argument("--vision", choices=["auto", "on", "off"], default="auto", help="send image observations")
     p.add_argument("--temperature", type=float, default=0.0)
@@ -223,6 +231,8 @@ def run_rollout(args: argparse.Namespace) -> int:
                 record=args.record,
                 progress=None if args.progress == "auto" else args.progress == "on",
                 announce=not args.no_announce,
+                branch_at=args.branch_at,
+                branches=args.branches,
             )
         finally:
             await policy.aclose()

@@ -51,6 +51,15 @@ async def open_branches(session: "EnvSession", stack: contextlib.AsyncExitStack,
     return copies
 
 
+async def end_branch(session: "EnvSession") -> None:
+    """End a copy's instance at once (`EnvSession.close_branch`); the DELETE at the root's close is then a no-op."""
+    assert session.branch_info is not None
+    if session.branch_info.get("ended"):
+        return
+    session.branch_info["ended"] = True
+    await _end_instance(server_origin(session.env.url), session.branch_info["id"], session.env.timeout)
+
+
 async def _instance_of(http: httpx2.AsyncClient, origin: str, session: "EnvSession") -> str:
     """The instance serving the session, found by its MCP session id (a copy knows its own from the branch)."""
     listed = (await http.get(f"{origin}/api/instances")).json()

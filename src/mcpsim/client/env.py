@@ -178,6 +178,16 @@ class EnvSession:
             raise EnvError("only a session on a managed server's /mcp endpoint (streamable HTTP) can be branched")
         return await open_branches(self, self._stack, count)
 
+    async def close_branch(self) -> None:
+        """End this copy's instance now (a search drops a state it will not continue): its session is closed, like
+        every copy's, when the session it was branched from closes. Raises `EnvError` for a session that is not a
+        copy."""
+        from mcpsim.client.branches import end_branch
+
+        if self.branch_info is None:
+            raise EnvError("only a copy made by branch() can be closed early; close the root session instead")
+        await end_branch(self)
+
     @property
     def tool_names(self) -> list[str]:
         return [tool["name"] for tool in self.tools]

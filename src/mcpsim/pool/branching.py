@@ -19,10 +19,12 @@ idle out, and end like any instance; `/api/instances` lists their `parent` and `
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from anyio.abc import TaskStatus
 
 from mcpsim.errors import BackendError, BranchError, LiveForkRefused, NotDeterministic
 from mcpsim.pool.history import MAX_RECORDED_CALLS, CallHistory, error_outcome
@@ -33,6 +35,7 @@ from mcpsim.proc.fork_client import ForkedProcess
 
 if TYPE_CHECKING:
     from mcpsim.pool.pool import InstancePool
+    from mcpsim.proc.tracking import ProcessTracker
 
 logger = logging.getLogger(__name__)
 
@@ -76,34 +79,48 @@ async def branch(pool: "InstancePool", source: Instance, count: int, method: str
 async def _fork(pool: "InstancePool", source: Instance, count: int) -> list[Instance]:
     assert isinstance(source.process, ForkedProcess)
     copies = [Instance(dataclasses.replace(source.spec), pool) for _ in range(count)]
-    try:
+    began = time.monotonic()
+    for copy in copies:
+        _inherit(copy, source, "fork")
+    async with _held(source):
+        with anyio.move_on_after(QUIET_TIMEOUT_S) as waited:
+            await _quiet(source)
+        if waited.cancelled_caught:
+            raise BranchError(f"instance {source.id} still had requests in flight after {QUIET_TIMEOUT_S:g} s")
         for copy in copies:
-            _inherit(copy, source, "fork")
-            if source.spec.tracker is not None:
-                copy.cgroup = await source.spec.tracker.instance_group(copy.id)
-        async with _held(source):
-            with anyio.move_on_after(QUIET_TIMEOUT_S) as waited:
-                await _quiet(source)
-            if waited.cancelled_caught:
-                raise BranchError(f"instance {source.id} still had requests in flight after {QUIET_TIMEOUT_S:g} s")
-            for copy in copies:
-                copy.history = source.history.copy()
-                copy.branched_at_step = source.history.steps
-            processes = await fork_copies(
-                source.process,
-                [copy.cgroup.procs_file if copy.cgroup is not None else None for copy in copies],
-                [copy.output_log for copy in copies],
-                source.spec.max_message_bytes,
-            )
-    except BaseException:
-        for copy in copies:
-            if copy.cgroup is not None and source.spec.tracker is not None:
-                await source.spec.tracker.remove_group(copy.cgroup)
-        raise
+            copy.history = source.history.copy()
+            copy.branched_at_step = source.history.steps
+        processes = await fork_copies(
+            source.process, [copy.output_log for copy in copies], source.spec.max_message_bytes
+        )
     for copy, process in zip(copies, processes, strict=True):
         copy.adopted = process
         await pool.add(copy)
-    return await _all_ready(pool, copies)
+    if source.spec.tracker is not None:
+        await pool.run_task(_into_groups, source.spec.tracker, copies)
+    await _all_ready(pool, copies)
+    source.log.info(
+        "forked %d copies in %.1f ms (%s ms of it forking, in the server)",
+        count,
+        (time.monotonic() - began) * 1000,
+        processes.fork_ms,
+        extra={"event": "branch.forked", "count": count, "fork_ms": processes.fork_ms},
+    )
+    return copies
+
+
+async def _into_groups(
+    tracker: "ProcessTracker", copies: list[Instance], *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Move the copies out of their source's control group into their own, while they already serve: the first
+    move waits for an RCU grace period, which is most of a copy's cost otherwise. Until it is done, ending an
+    instance waits (`ProcessTracker.moves_settled`, counted from `started`), so no kill of the source's group
+    catches a copy on its way out."""
+    members = [(copy.id, copy.adopted.pid) for copy in copies if copy.adopted is not None]
+    groups = await tracker.adopt(members, task_status=task_status)
+    by_id = {instance_id: group for (instance_id, _), group in zip(members, groups, strict=True)}
+    for copy in copies:
+        copy.cgroup = by_id.get(copy.id)
 
 
 async def _replay(pool: "InstancePool", source: Instance, count: int) -> list[Instance]:

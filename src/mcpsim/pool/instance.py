@@ -222,7 +222,7 @@ class Instance:
     async def _run(self) -> None:
         spec = self.spec
         env = inherited_environment({**spec.env, SEED_VARIABLE: spec.seed, INSTANCE_VARIABLE: self.id})
-        if spec.dirs is not None:  # StartError if it cannot be made
+        if spec.dirs is not None and self.adopted is None:  # StartError if it cannot be made; a copy has its source's
             self.directory, env = await anyio.to_thread.run_sync(spec.dirs.prepare, self.id, env, spec.views)
         argv = spec.command.expand(seed=spec.seed, port=spec.port, python=spec.python, instance_dir=self.directory)
         if spec.port is not None:
@@ -374,6 +374,8 @@ class Instance:
 
     async def _end_descendants(self) -> None:
         """Kill what the (exited or killed) process left running: daemons that left its process group."""
+        if self.spec.tracker is not None:
+            await self.spec.tracker.moves_settled()  # a live-fork copy may be moving out of this group, or into its
         if self.spec.tracker is not None and (self.process is not None or self.cgroup is not None):
             pgid = self.process.pgid if self.process is not None else None
             await self.spec.tracker.end_instance(self.id, pgid, self.cgroup)

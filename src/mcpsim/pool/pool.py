@@ -280,6 +280,12 @@ class InstancePool:
         self.instances[instance.id] = instance
         await self._task_group.start(instance.run)
 
+    async def run_task(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run a task of the pool's own (ended with the pool) until it reports started, e.g. a branch's moves
+        into control groups."""
+        assert self._task_group is not None
+        await self._task_group.start(func, *args)
+
     async def branch(self, instance_id: str, count: int, method: str = "auto") -> list[Instance]:
         """`count` ready copies of a live instance (`branching.py`)."""
         return await branching.branch(self, self.get(instance_id), count, method)

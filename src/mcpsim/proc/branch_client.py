@@ -2,13 +2,17 @@
 
 The protocol is in `live_fork.py` (the server's side). Here: one message per copy on the instance's control
 socket, each with the copy's stdio pipes and control socket, then the branch signal, repeated while the server
-answers that it is busy, until `FORK_TIMEOUT_S`. Each copy then reports its pid on its own control socket. The
-caller must hold the instance's requests back first (no request in flight), so the copies' state is the
-source's at that moment.
+answers that it is busy, until `FORK_TIMEOUT_S`. The source forks all the copies in one go (a tree of forks
+from 4 copies on: some are made by other copies) and answers with the pids of those it made; the others say
+their pid on their own control socket. A copy that cannot set itself up says so there and exits. The caller must hold
+the instance's requests back first (no request in flight), so the copies' state is the source's at that moment,
+and moves the copies into their control groups afterwards (`branching.py`).
 
-A copy is made by a double fork, so it is an orphan that the pool's process adopts (the pool is a child
-subreaper, `tracking.py`): a `BranchedProcess` watches its exit through a pidfd and reaps it. It is registered
-in `spawn.CHILDREN` so the tracker's reaper leaves its exit status to us.
+A copy is a child of its source, which reaps it at its next branch (`live_fork.py`); when the source ends
+first the copy is adopted by the pool's process (a child subreaper, `tracking.py`). A `BranchedProcess` watches
+its exit through a pidfd either way: it reaps the copy when it is the pool's child, else reads the exit status
+of the zombie from /proc. It is registered in `spawn.CHILDREN` so the tracker's reaper leaves that exit status
+to us.
 """
 
 import asyncio
@@ -22,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from mcpsim.errors import LiveForkRefused
+from mcpsim.proc import procfs
 from mcpsim.proc.child import ChildProcess
 from mcpsim.proc.fork_client import ForkedProcess
 from mcpsim.proc.live_fork import BRANCH_SIGNAL
@@ -40,37 +45,37 @@ NO_ANSWER_RESIGNAL_S = 0.2
 _batches = itertools.count(1)
 
 
+class ForkedCopies(list["BranchedProcess"]):
+    """The copies of one live fork, and how long the server took to make them (its own measure)."""
+
+    fork_ms: float | None = None
+
+
 class BranchedProcess(ChildProcess):
-    """A copy made by a live fork; its exit is watched through a pidfd and reaped here (see the module)."""
+    """A copy made by a live fork; its exit is watched through a pidfd, and reaped here when it is ours."""
 
     def __init__(self, pid: int, control: socket.socket) -> None:
         super().__init__(pid)
         self.control = control
-        self._pidfd: int | None = None
 
     def watch_exit(self) -> None:
         with CHILDREN.starting() as pids:
             pids.add(self.pid)
         try:
-            self._pidfd = os.pidfd_open(self.pid)
+            self.watch_pidfd()
         except ProcessLookupError:
             self._reap()
-            return
-        asyncio.get_running_loop().add_reader(self._pidfd, self._on_exit)
-
-    def _on_exit(self) -> None:
-        if self._pidfd is not None:
-            asyncio.get_running_loop().remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = None
-        self._reap()
 
     def _reap(self) -> None:
         self.signal_group(signal.SIGKILL)  # what the copy left in its group, before its pid can be reused
-        code = -signal.SIGKILL  # not known when someone else reaped it (no subreaper: init did)
-        with contextlib.suppress(ChildProcessError):
+        code = -signal.SIGKILL  # not known if someone else reaped it already
+        try:
             _, status = os.waitpid(self.pid, 0)
             code = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:  # its source's child: still a zombie, which its source reaps
+            stat = procfs.stat(self.pid)
+            if stat is not None and stat.zombie and stat.wait_status is not None:
+                code = os.waitstatus_to_exitcode(stat.wait_status)
         CHILDREN.reaped(self.pid)
         self.control.close()
         self.mark_exited(code)
@@ -78,29 +83,28 @@ class BranchedProcess(ChildProcess):
 
 async def fork_copies(
     source: ForkedProcess,
-    cgroups: Sequence[str | None],
     logs: Sequence[Callable[[str], None]],
     line_limit: int,
-) -> list[BranchedProcess]:
-    """`len(cgroups)` copies of `source`, each joined to its control group, pipes attached, exit watched.
+) -> ForkedCopies:
+    """`len(logs)` copies of `source`, pipes attached, exit watched (not yet in a control group).
 
     Raises `LiveForkRefused` (nothing left running) when the server cannot be copied now."""
     if source.control is None or not source.running:
         raise LiveForkRefused("the instance has no live-fork control channel")
     loop = asyncio.get_running_loop()
-    deadline = time.monotonic() + FORK_TIMEOUT_S + PER_COPY_S * len(cgroups)
+    deadline = time.monotonic() + FORK_TIMEOUT_S + PER_COPY_S * len(logs)
     batch = next(_batches)
     ours: list[tuple[int, int, int, socket.socket]] = []
-    copies: list[BranchedProcess] = []
+    copies = ForkedCopies()
     try:
-        for cgroup in cgroups:
+        message = json.dumps({"batch": batch, "deadline": deadline}).encode()
+        for _ in logs:
             in_r, in_w = os.pipe()
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
             mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             mine.setblocking(False)
             ours.append((in_w, out_r, err_r, mine))
-            message = json.dumps({"batch": batch, "cgroup": cgroup, "deadline": deadline}).encode()
             try:
                 socket.send_fds(source.control, [message], [in_r, out_w, err_w, theirs.fileno()])
             except OSError as exc:
@@ -109,12 +113,17 @@ async def fork_copies(
                 for fd in (in_r, out_w, err_w):
                     os.close(fd)
                 theirs.close()
-        await _until_forked(loop, source, batch, len(cgroups), deadline)
-        for (in_w, out_r, err_r, mine), log in zip(ours, logs, strict=True):
-            reply = await _receive(loop, mine, deadline)
-            if "pid" not in reply:
-                raise LiveForkRefused(reply.get("error", "a copy did not report its pid"))
-            copy = BranchedProcess(reply["pid"], mine)
+        pids, copies.fork_ms = await _until_forked(loop, source, batch, len(logs), deadline)
+        for (in_w, out_r, err_r, mine), log, pid in zip(ours, logs, pids, strict=True):
+            if pid is None:  # made by another copy (a tree of forks, `live_fork.py`): it says its pid itself
+                try:
+                    reply = await _receive(loop, mine, deadline)
+                except TimeoutError:
+                    raise LiveForkRefused("a copy made by another copy did not report its pid in time") from None
+                if not isinstance(reply.get("pid"), int):
+                    raise LiveForkRefused(reply.get("error", "a copy did not report its pid"))
+                pid = reply["pid"]
+            copy = BranchedProcess(pid, mine)
             copy.watch_exit()
             copies.append(copy)
             await copy.attach_pipes(
@@ -138,8 +147,9 @@ async def fork_copies(
 
 async def _until_forked(
     loop: asyncio.AbstractEventLoop, source: ForkedProcess, batch: int, count: int, deadline: float
-) -> None:
-    """Signal until the source answers `forked` for `batch` (busy: again, after a pause); raise on a refusal.
+) -> tuple[list[int | None], float | None]:
+    """Signal until the source answers `forked` for `batch` (busy: again, after a pause): the copies' pids and
+    the server's time to fork them; raise on a refusal.
     Answers about other batches are late ones (a request this pool gave up on) and are skipped."""
     assert source.control is not None
     reason = "the server did not answer the fork request (it may handle the branch signal itself)"
@@ -160,9 +170,12 @@ async def _until_forked(
         if "forked" in reply:
             if reply.get("batch") != batch:
                 continue
-            if reply["forked"] != count:
+            pids = reply.get("pids")
+            if reply["forked"] != count or not isinstance(pids, list) or len(pids) != count:
                 raise LiveForkRefused(f"the server made {reply['forked']} of {count} copies")
-            return
+            took = reply.get("fork_ms")
+            made = [None if pid is None else int(pid) for pid in pids]
+            return made, float(took) if isinstance(took, int | float) else None
         if "error" in reply:
             raise LiveForkRefused(reply["error"])
         if forking:  # "busy": the answer to a signal sent before the source began

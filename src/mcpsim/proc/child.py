@@ -85,6 +85,24 @@ class ChildProcess:
         self.stderr_sink: LineSink | None = None
         self.stdout_sink: LineSink | None = None
         self._transports: list[asyncio.BaseTransport] = []
+        self._pidfd: int | None = None
+
+    def watch_pidfd(self) -> None:
+        """Call `_reap` when the process exits, seen through a pidfd on the loop (no thread, no polling); raises
+        `OSError` when there is no pidfd for it (`ProcessLookupError`: it is gone already)."""
+        self._pidfd = os.pidfd_open(self.pid)
+        asyncio.get_running_loop().add_reader(self._pidfd, self._on_pidfd)
+
+    def _on_pidfd(self) -> None:
+        if self._pidfd is not None:
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+        self._reap()
+
+    def _reap(self) -> None:
+        """Collect the exit status and `mark_exited` (how depends on who the parent is)."""
+        raise NotImplementedError
 
     async def attach_pipes(
         self,

@@ -3,21 +3,27 @@
 Loaded by the fork template (`fork_template.py`, by path: standard library only, as an isolated venv's interpreter
 runs it) and armed in every child before the server's code runs; the server itself is unmodified. The pool holds
 the other end of a per-instance control socket (`SOCK_SEQPACKET`, so each message keeps its file descriptors).
-To branch, it sends one message per copy - `{"batch", "cgroup", "deadline"}` with four fds: the copy's stdin, stdout
-and stderr pipes and its own control socket - and then `BRANCH_SIGNAL`. The handler runs in the main thread:
+To branch, it sends one message per copy - `{"batch", "deadline"}` with four fds: the copy's stdin, stdout and
+stderr pipes and its own control socket - and then `BRANCH_SIGNAL`. The handler runs in the main thread:
 
 - Quiet point: the server must be idle in its asyncio loop's `select` (the pool holds its requests back, so none
   is in flight), with no thread running but idle anyio workers, and no file registered on the loop but its stdio
   pipes and its self-pipe (a socket would be shared by the copies). Anywhere else in the loop the answer is
   `{"busy": why}` and the pool signals again; a state that forking cannot copy safely is `{"error": why}` (the
   pool then branches by replay).
-- The copy is made by a double fork, so it is an orphan (adopted by the pool, a subreaper) instead of a child the
-  server would never reap. The source answers `{"forked": n, "batch"}` and goes on as if nothing happened.
-- In the copy (still inside the handler): its own session and process group, its control group, fresh stdio
-  (every fd that was one of the source's stdio pipes, found by inode, now points at the copy's), a new control
-  socket, a new self-pipe and a new epoll set for the loop (the old ones are shared with the source), and anyio's
-  thread pool emptied (its threads did not survive the fork). Then it sends `{"pid"}` on its control socket and
-  returns into the event loop, which goes on with the copied state: memory is shared copy-on-write.
+- One `fork()` per copy, all in one go (k copies are k forks in a loop, not k round trips). The copies are the
+  source's children; the source reaps the ones that ended at its next branch (waiting for exactly their pids,
+  never for another child of the server's, and installing no signal handler), so until then an ended copy is a
+  zombie, from which the pool reads its exit status. The source answers `{"forked": n, "batch", "pids",
+  "fork_ms"}` and goes on as if nothing happened. When the source ends first, its copies are adopted by the
+  pool (a child subreaper).
+- In the copy (still inside the handler): its own session and process group, fresh stdio (every fd that was one
+  of the source's stdio pipes, found by inode, now points at the copy's), a new control socket, a new self-pipe
+  and a new epoll set for the loop (the old ones are shared with the source), and anyio's thread pool emptied
+  (its threads did not survive the fork). Then it returns into the event loop, which goes on with the copied
+  state: memory is shared copy-on-write. It reports nothing (the source gave its pid); if its setup fails it says
+  `{"error"}` on its control socket and exits. The pool moves it into its control group afterwards, off the
+  critical path (`branching.py`).
 """
 
 import contextlib
@@ -74,27 +80,34 @@ def _on_signal(signum: int, frame: object) -> None:
             return
         for batch in {request.get("batch", 0) for request, _ in requests}:
             _reply(control, {"forking": batch})  # the pool stops signalling and waits for "forked"
-        forked: dict[int, int] = {}
-        middles: list[int] = []
+        _reap_copies()
+        began = time.monotonic()
         loop = _loop()
-        for request, fds in requests:
-            batch = forked.setdefault(request.get("batch", 0), 0)
-            if time.monotonic() > request.get("deadline", 0):  # the pool gave up on it already
-                for fd in fds:
-                    os.close(fd)
-                continue
-            middle = _fork_one(request, fds, loop)
-            if middle == 0:
-                return  # this is the copy: back into its event loop
-            middles.append(middle)
-            forked[request.get("batch", 0)] = batch + 1
-        for middle in middles:  # they exit at once; reaped after all forks so their exits overlap the next forks
-            os.waitpid(middle, 0)
-        for batch, count in forked.items():
-            _reply(control, {"forked": count, "batch": batch})
+        batches: dict[int, list[tuple[int, dict, list[int]]]] = {}
+        for index, (request, fds) in enumerate(requests):
+            batches.setdefault(request.get("batch", 0), []).append((index, request, fds))
+        _state["open"] = {fd for _, fds in requests for fd in fds}
+        for batch, todo in batches.items():
+            made = _make(todo, loop, report=False)
+            if made is None:
+                return  # this is a copy: back into its event loop
+            took = round((time.monotonic() - began) * 1000, 2)
+            pids = [made.get(index) for index, _, _ in todo if index in made or index in _state["delegated"]]
+            _reply(control, {"forked": len(pids), "batch": batch, "pids": pids, "fork_ms": took})
     except Exception as exc:  # never let a branch request kill the server
         with contextlib.suppress(Exception):
             _reply(control, {"error": f"live fork failed in the server: {exc!r}"})
+
+
+def _reap_copies() -> None:
+    """Reap the copies that ended (only them: the server's own children are its business)."""
+    for pid in list(_state.get("copies", ())):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _state["copies"].discard(pid)
 
 
 def _drain(control: socket.socket) -> list[tuple[dict, list[int]]]:
@@ -156,34 +169,61 @@ def _refusal(frame: object) -> tuple[str | None, bool]:
     return None, False
 
 
-def _fork_one(request: dict, fds: list[int], loop: object) -> int:
-    """Make one copy by a double fork: 0 in the copy (which then returns into its loop), else the middle process's
-    pid, for the source to reap."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    middle = os.fork()
-    if middle == 0:
-        try:
-            if os.fork() == 0:
-                _become_copy(request, fds, loop)
-                return 0
-        except BaseException:
-            pass
-        os._exit(0)
+SPLIT_AT = 4
+"""From this many copies left to make, a process hands half of them to the copy it forks next, which makes
+them before it sets itself up: forks of a big process then run in parallel (on both cores, and with a fair
+share of a loaded machine's CPU), a tree of depth log2(k) instead of a row of k."""
+
+
+def _make(todo: list[tuple[int, dict, list[int]]], loop: object, report: bool) -> dict[int, int] | None:
+    """Fork a copy for each request of `todo` (index, request, its fds): {index: pid} of the copies forked by
+    this process, the delegated ones listed in `_state["delegated"]`; None in a copy, which returns into its
+    loop. `report`: the copies say their pid on their control socket (the pool does not learn it otherwise)."""
+    made: dict[int, int] = {}
+    _state["delegated"] = set()
+    while todo:
+        (index, request, fds), rest = todo[0], todo[1:]
+        share = rest[len(rest) // 2 :] if len(rest) + 1 >= SPLIT_AT else []
+        todo = rest[: len(rest) - len(share)]
+        if time.monotonic() > request.get("deadline", 0):  # the pool gave up on this batch already
+            for _, _, other in [(index, request, fds), *share]:
+                _close(other)
+            continue
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _state["copies"] = set()  # its source's copies are not its children; its own are
+                keep = set(fds).union(*(set(other) for _, _, other in share))
+                _close([fd for fd in _state["open"] if fd not in keep])  # the other copies' pipes are not its own
+                _state["open"] = keep
+                if share and _make(share, loop, report=True) is None:
+                    return None  # one of the copies it made
+            except BaseException:  # never back into the loop as a second source
+                os._exit(1)
+            _become_copy(fds, loop, report)
+            return None
+        _state.setdefault("copies", set()).add(pid)
+        made[index] = pid
+        _state["delegated"].update(other_index for other_index, _, _ in share)
+        for _, _, other in [(index, request, fds), *share]:
+            _close(other)
+    return made
+
+
+def _close(fds: list[int]) -> None:
     for fd in fds:
-        os.close(fd)
-    return middle
+        if fd in _state["open"]:
+            _state["open"].discard(fd)
+            os.close(fd)
 
 
-def _become_copy(request: dict, fds: list[int], loop: object) -> None:
+def _become_copy(fds: list[int], loop: object, report: bool) -> None:
     new_in, new_out, new_err, new_control = fds
     control = socket.socket(fileno=new_control)
     try:
         os.setsid()
-        if request.get("cgroup"):
-            join = os.open(request["cgroup"], os.O_WRONLY)
-            os.write(join, b"0")
-            os.close(join)
         _rewire_stdio([new_in, new_out, new_err])
         sys.modules["asyncio.events"]._set_running_loop(loop)  # it is tied to the pid: this process's now
         _fresh_self_pipe(loop)
@@ -196,7 +236,9 @@ def _become_copy(request: dict, fds: list[int], loop: object) -> None:
         os.dup2(new_control, old.fileno(), inheritable=False)  # keep the number the handler knows
         control.close()
         old.setblocking(False)
-        _reply(old, {"pid": os.getpid()})
+        _state["open"] = set()
+        if report:
+            _reply(old, {"pid": os.getpid()})
     except BaseException as exc:
         _reply(control, {"error": f"the copy could not be set up: {exc!r}"})
         os._exit(1)

@@ -23,6 +23,9 @@ class Stat:
     ppid: int
     pgid: int
     sid: int
+    wait_status: int | None = None
+    """A zombie's exit status as `waitpid` would give it (field 52, Linux 3.5), readable by anyone allowed to
+    trace it: how the pool learns how a process it is not the parent of ended (a live-fork copy)."""
 
     @property
     def zombie(self) -> bool:
@@ -37,7 +40,8 @@ def stat(pid: int) -> Stat | None:
     # the command name (field 2) is in parentheses and may itself hold spaces and parentheses
     fields = text[text.rfind(b")") + 2 :].split()
     try:
-        return Stat(fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3]))
+        status = int(fields[49]) if len(fields) > 49 else None
+        return Stat(fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3]), status)
     except (IndexError, ValueError):
         return None
 

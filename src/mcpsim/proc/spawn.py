@@ -92,23 +92,13 @@ class SpawnedProcess(ChildProcess):
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         super().__init__(popen.pid)
         self.popen = popen
-        self._pidfd: int | None = None
         self._poll_task: asyncio.Task[None] | None = None
 
     def watch_exit(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            self._pidfd = os.pidfd_open(self.pid)
-            loop.add_reader(self._pidfd, self._on_exit)
+            self.watch_pidfd()
         except (AttributeError, OSError):  # no pidfd (old kernel): poll instead
-            self._poll_task = loop.create_task(self._poll_exit())
-
-    def _on_exit(self) -> None:
-        if self._pidfd is not None:
-            asyncio.get_running_loop().remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = None
-        self._reap()
+            self._poll_task = asyncio.get_running_loop().create_task(self._poll_exit())
 
     async def _poll_exit(self) -> None:
         while self.popen.poll() is None:  # noqa: ASYNC110 - only without pidfd; nothing else signals an exit

@@ -45,10 +45,12 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 import psutil
+from anyio.abc import TaskStatus
 
 from mcpsim.errors import CgroupError, StartError
 from mcpsim.proc import procfs
@@ -70,6 +72,25 @@ _prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=Tru
 _group_numbers = itertools.count(1)
 _subreaper_users = 0
 _subreaper_was_set = False
+
+
+def _adopt(root: Cgroup, members: list[tuple[str, int]]) -> list[Cgroup | None]:
+    groups: list[Cgroup | None] = []
+    for instance_id, pid in members:
+        try:
+            group = root.child(f"i-{instance_id}")
+        except CgroupError as exc:
+            logger.warning("cannot create the control group of instance %s: %s", instance_id, exc)
+            groups.append(None)
+            continue
+        try:
+            group.join(pid)
+        except ProcessLookupError:
+            pass  # it ended already: the empty group is removed at its end
+        except OSError as exc:
+            logger.warning("cannot move process %d into the control group of instance %s: %s", pid, instance_id, exc)
+        groups.append(group)
+    return groups
 
 
 def _set_subreaper(on: bool) -> bool:
@@ -102,6 +123,8 @@ class ProcessTracker:
         self.root: Cgroup | None = None
         """The pool's control group (cgroup mode)."""
         self.subreaper = False
+        self._moving = 0
+        self._moved = anyio.Event()
 
     # -- pool lifecycle ---------------------------------------------------------------------------------------
 
@@ -196,6 +219,34 @@ class ProcessTracker:
             return await anyio.to_thread.run_sync(self.root.child, f"i-{instance_id}")
         except CgroupError as exc:
             raise StartError(f"cannot create the instance's control group: {exc}") from None
+
+    async def adopt(
+        self, members: Sequence[tuple[str, int]], *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> list[Cgroup | None]:
+        """Control groups for processes that began outside one (live-fork copies, which begin in their source's):
+        one per `(instance id, pid)`, the process moved in. All in one thread call, because the first move waits
+        for an RCU grace period (10-70 ms) and the next ones, right after it, take microseconds. A group whose
+        process ended meanwhile is returned empty (to be removed); None where no group could be made (logged).
+        It counts as moving (`moves_settled`) from the moment it reports started."""
+        if self.root is None:
+            task_status.started()
+            return [None] * len(members)
+        self._moving += 1
+        task_status.started()
+        try:
+            return await anyio.to_thread.run_sync(_adopt, self.root, list(members))
+        finally:
+            self._moving -= 1
+            if not self._moving:
+                self._moved.set()
+                self._moved = anyio.Event()
+
+    async def moves_settled(self) -> None:
+        """Until no `adopt` is moving processes (at most `END_TIME_LIMIT`): killing a group meanwhile would kill
+        the ones not moved out of it yet."""
+        with anyio.move_on_after(END_TIME_LIMIT):
+            while self._moving:
+                await self._moved.wait()
 
     async def end_instance(self, instance_id: str, pgid: int | None, group: Cgroup | None) -> None:
         """Kill whatever of the instance still runs after its leader is gone (called at its exit and its end)."""

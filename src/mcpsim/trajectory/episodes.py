@@ -1,7 +1,8 @@
 """Episodes of a trajectory file that may still be growing, as raw records: what the viewer (`mcpsim view`) shows.
 
 Steps of environments that run concurrently interleave; they are grouped by `env_id`, and an `episode` line
-closes that environment's current episode, so an environment that runs again later starts a new one. Blobs are
+closes that environment's current episode, so an environment that runs again later starts a new one. A `branch`
+line starts a copy of an episode with its parent's first steps (`docs/trajectory.md`). Blobs are
 kept as base64 (the viewer checks one when it serves it). A last line still being written (no newline yet, not
 JSON) is left for the next read; any other malformed line is an error naming its line (`FILE:LINE: ...`), as are
 lines nested too deeply or holding over-long numbers. The scan and the header and blob checks are
@@ -91,6 +92,12 @@ def _add(episodes: EpisodeFile, open_episodes: dict[str, Episode], record: dict[
             episode = open_episodes[env_id] = Episode(env_id, record.get("seed"))
             episodes.episodes.append(episode)
         episode.steps.append(record)
+    elif kind == "branch":  # a copy of an episode starts: its first `step` steps are its parent's, shown as its own
+        env_id, parent = str(record.get("env_id")), open_episodes.get(str(record.get("parent")))
+        step = record.get("step")
+        prefix = parent.steps[:step] if parent is not None and isinstance(step, int) and step >= 0 else []
+        episode = open_episodes[env_id] = Episode(env_id, record.get("seed"), list(prefix))
+        episodes.episodes.append(episode)
     elif kind == "episode":
         env_id = str(record.get("env_id"))
         episode = open_episodes.pop(env_id, None)

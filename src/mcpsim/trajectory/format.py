@@ -19,6 +19,7 @@ The records here are also what a rollout returns and a replay re-creates.
 """
 
 import base64
+import dataclasses
 import hashlib
 import json
 import math
@@ -260,6 +261,43 @@ class Trajectory:
     """The sampling parameters of those calls (model, temperature, ...), when a policy reported them."""
     tools: list[dict[str, Any]] | None = None
     """The function tools the model was offered (Chat Completions `tools`), for LLM policies."""
+    parent: str | None = None
+    """For a branch (`rollout(..., branch_at=N, branches=K)`): the env id of the episode it was copied from."""
+    branched_at_step: int | None = None
+    """And the step it was copied at: its first `branched_at_step` steps are its parent's (not repeated in the
+    file: a `branch` line says so, and readers copy them from the parent)."""
+
+    def branch(self, env_id: str, group_id: str) -> "Trajectory":
+        """A copy of this episode so far, to be continued as `env_id` (the prefix is shared, not played again)."""
+        row = dataclasses.replace(self.row, env_id=env_id) if self.row is not None else None
+        return Trajectory(
+            env_id,
+            self.seed,
+            row,
+            initial_observation=self.initial_observation,
+            steps=list(self.steps),
+            total_reward=self.total_reward,
+            terminated=self.terminated,
+            truncated=self.truncated,
+            protocol=self.protocol,
+            group_id=group_id,
+            turns=list(self.turns),
+            sampling=self.sampling,
+            tools=self.tools,
+            parent=self.env_id,
+            branched_at_step=len(self.steps),
+        )
+
+    def branch_record(self) -> dict[str, Any]:
+        """The `branch` line written when this copy starts: which episode and step its prefix is taken from."""
+        return {
+            "type": "branch",
+            "env_id": self.env_id,
+            "seed": self.seed,
+            "parent": self.parent,
+            "step": self.branched_at_step,
+            "group_id": self.group_id,
+        }
 
     @property
     def messages(self) -> list[Message]:
@@ -313,6 +351,9 @@ class Trajectory:
             record["sampling"] = self.sampling
         if self.tools is not None:
             record["tools"] = self.tools
+        if self.parent is not None:
+            record["parent"] = self.parent
+            record["branched_at_step"] = self.branched_at_step
         if self.reward_source != "environment":
             record["reward_source"] = self.reward_source
         if self.error:

@@ -16,6 +16,7 @@ blob references of observations. Two views are built on them:
 import base64
 import binascii
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,8 @@ class _Assembler:
         self.problems: list[str] = []
         self.damage: list[str] = []
         self.rows: dict[str, Row] = {}
+        self.parents: dict[str, str] = {}
+        """A branch's env id -> the env id it was copied from."""
 
     def problem(self, lineno: int, text: str, *, damage: bool = False) -> None:
         self.problems.append(f"{self.path}:{lineno}: {text}")
@@ -242,6 +245,25 @@ class _Assembler:
         step.observation = self.resolve(step.observation, lineno)
         trajectory.add_step(step)
 
+    def on_branch(self, record: dict[str, Any], lineno: int) -> None:
+        """A copy of an episode starts: its first `step` steps (and their turns) are its parent's, above."""
+        env_id, parent_id, step = str(record["env_id"]), str(record.get("parent")), record.get("step")
+        parent = self.trajectories.get(parent_id)
+        if env_id in self.trajectories:
+            self.problem(lineno, f"a branch line for {env_id!r}, which has lines above")
+            return
+        if parent is None or not isinstance(step, int) or not 0 <= step <= len(parent.steps):
+            self.problem(lineno, f"{env_id!r} branches from {parent_id!r} at step {step!r}, which is not above")
+            return
+        prefix = Trajectory(parent.env_id, parent.seed, parent.row, parent.initial_observation, parent.steps[:step])
+        prefix.turns = [turn for turn in parent.turns if turn.step <= step]
+        prefix.protocol = parent.protocol
+        copy = prefix.branch(env_id, str(record.get("group_id") or f"{parent_id}@{step}"))
+        copy.total_reward = sum(s.reward for s in copy.steps if math.isfinite(s.reward))
+        copy.complete = False
+        self.trajectories[env_id] = copy
+        self.parents[env_id] = parent_id
+
     def on_episode(self, record: dict[str, Any], lineno: int) -> None:
         trajectory = self.trajectory(record)
         if trajectory.complete:
@@ -260,6 +282,10 @@ class _Assembler:
         trajectory.group_id = str(group) if group is not None else None
         trajectory.sampling = record.get("sampling") if isinstance(record.get("sampling"), dict) else None
         trajectory.tools = record.get("tools") if isinstance(record.get("tools"), list) else None
+        if record.get("parent") is not None:
+            trajectory.parent = str(record["parent"])
+            step = record.get("branched_at_step")
+            trajectory.branched_at_step = step if isinstance(step, int) else trajectory.branched_at_step
         protocol = record.get("protocol")
         trajectory.protocol = protocol if isinstance(protocol, str) else None
         if record.get("duration_s") is not None:
@@ -293,10 +319,11 @@ class _Assembler:
             "step": self.on_step,
             "turn": self.on_turn,
             "episode": self.on_episode,
+            "branch": self.on_branch,
         }
         if kind not in handler:
             return  # unknown record types are for newer readers
-        if kind in ("step", "turn", "episode") and "env_id" not in record:
+        if kind in ("step", "turn", "episode", "branch") and "env_id" not in record:
             self.problem(lineno, f"{kind} line without 'env_id'")
             return
         try:
@@ -305,6 +332,14 @@ class _Assembler:
             raise
         except (KeyError, TypeError, ValueError) as exc:
             self.problem(lineno, f"malformed {kind} line: {type(exc).__name__}: {exc}")
+
+
+def _place(env_id: str, order: dict[str, int], parents: dict[str, str]) -> tuple[int, int]:
+    """Dataset order, each branch right after the episode it was copied from (file order among siblings)."""
+    root, depth = env_id, 0
+    while root in parents and depth < len(parents):
+        root, depth = parents[root], depth + 1
+    return order.get(root, len(order)), min(depth, 1)
 
 
 def read_recording(path: str | Path, *, strict: bool = True) -> Recording:
@@ -334,5 +369,5 @@ def assemble(path: Path, lines: list[Line], *, strict: bool = True) -> Recording
             f"{first}{more}; read it with strict=False (--lenient) to keep the complete episodes{listed}"
         )
     order = {env_id: index for index, env_id in enumerate(assembler.rows)}
-    trajectories = sorted(assembler.trajectories.values(), key=lambda t: order.get(t.env_id, len(order)))
+    trajectories = sorted(assembler.trajectories.values(), key=lambda t: _place(t.env_id, order, assembler.parents))
     return Recording(path, assembler.header, trajectories, assembler.problems, assembler.damage)

@@ -147,6 +147,13 @@ class Recorder:
             record["observation"] = self._externalize(step.observation, blobs)
             await self._write([*turns, *blobs, record])
 
+    async def branch(self, copy: Trajectory) -> None:
+        """A copy of an episode starts (`Trajectory.branch`): its `branch` line; its prefix's steps and turns are
+        its parent's lines, so they are not written again."""
+        async with self._lock:
+            self._turns_written[copy.env_id] = len(copy.turns)
+            await self._write([copy.branch_record()])
+
     async def episode(self, trajectory: Trajectory) -> None:
         record = trajectory.episode_record()
         async with self._lock:

@@ -6,6 +6,7 @@ with an `Action` (a tool call) or `None` to end the episode. One policy object s
 rollout concurrently, so per-episode state belongs in `episode.memory`, never on `self`.
 """
 
+import copy as copy_module
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,6 +54,13 @@ class Policy(ABC):
 
     async def reset(self, episode: EpisodeContext) -> None:  # noqa: B027 (optional hook)
         """Called once per episode before the first `act` (the initial observation is on `episode`)."""
+
+    async def branch(self, source: EpisodeContext, copy: EpisodeContext) -> None:
+        """A copy of `source`'s episode goes on as `copy` (`rollout(..., branch_at=N, branches=K)`): give it its own
+        per-episode state. The default deep-copies `source.memory`, so an LLM conversation carries on in every
+        copy (each then samples its own continuation); override it when copied state would make the copies act
+        alike (`RandomPolicy` starts each copy's generator afresh from the copy's env id)."""
+        copy.memory = copy_module.deepcopy(source.memory)
 
     @abstractmethod
     async def act(self, episode: EpisodeContext, observation: Observation) -> Action | None:

@@ -69,5 +69,9 @@ class RandomPolicy(Policy):
         tool = rng.choice(tools)
         return Action(tool["name"], sample_arguments(tool.get("inputSchema") or {}, rng))
 
+    async def branch(self, source: EpisodeContext, copy: EpisodeContext) -> None:
+        """Each copy draws from a generator of its own (seeded by its env id): copies of one state diverge."""
+        copy.memory = {}
+
     def describe(self) -> dict[str, Any]:
         return {"policy": self.name, "seed": self.seed}
