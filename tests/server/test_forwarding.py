@@ -137,3 +137,31 @@ async def test_session_requests_take_the_envelope_only_path_with_their_streams_i
         assert '"id":2' in answer.text and "y seed=8" in answer.text
         assert _fast_requests(toolbox) == before
         await http.delete(toolbox.mcp, headers=headers)
+
+
+async def test_a_fast_path_request_in_flight_ends_when_its_session_is_deleted(toolbox):
+    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    async with httpx.AsyncClient(timeout=30) as http:
+        opened = await http.post(
+            f"{toolbox.mcp}?seed=9",
+            json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init},
+            headers=headers,
+        )
+        headers |= {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        await http.post(toolbox.mcp, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        before = _fast_requests(toolbox)
+        slow = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "slow", "arguments": {"seconds": 60}},
+        }
+        with anyio.fail_after(15):  # not the 60 s the call would take: the deleted session ends its stream
+            async with http.stream("POST", toolbox.mcp, json=slow, headers=headers) as response:
+                # the event stream opens once the request is on its way to the instance
+                assert response.headers["content-type"].startswith("text/event-stream")
+                assert (await http.delete(toolbox.mcp, headers=headers)).status_code in (200, 204)
+                body = (await response.aread()).decode()
+    assert '"result"' not in body  # the session's end, not an answer
+    assert _fast_requests(toolbox) == before + 1

@@ -121,10 +121,10 @@ async def serve_fast(
     send: Send,
 ) -> bool:
     """Answer the POST of `msg`; False (nothing sent) when the SDK transport has to take it after all."""
-    if await _SECURITY.validate_request(request, is_post=True) is not None:
+    if instance.mux is None or await _SECURITY.validate_request(request, is_post=True) is not None:
         return False
     events = channel.claim(msg.id)
-    if events is None or instance.mux is None:
+    if events is None:
         return False
     try:
         await forward(instance, instance.mux, channel, SessionMessage(msg))
