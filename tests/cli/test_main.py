@@ -27,3 +27,12 @@ def test_other_exceptions_are_not_swallowed(monkeypatch, bug):
     monkeypatch.setattr(render, "run", crash)
     with pytest.raises(type(bug)):
         cli.main(["render", "run.jsonl"])
+
+
+@pytest.mark.parametrize(("flags", "forks"), [((), False), (("--fork-server",), True), (("--no-fork-server",), False)])
+def test_fork_server_is_opt_in_and_can_be_refused_explicitly(flags, forks):
+    # the contract's --fork-server stays; --no-fork-server says "spawn" explicitly (docs/performance.md: the default)
+    from mcpsim.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--env", "frozen_lake", *flags])
+    assert args.fork_server is forks

@@ -178,3 +178,28 @@ def test_sigkill_of_serve_with_a_fork_server_leaves_nothing(tmp_path):
     while any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in grandchildren):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def _comparable(trajectory) -> list:
+    """What an episode is made of, without timings: initial observation, then every step's action and outcome."""
+    assert trajectory.error is None, trajectory.error
+    steps = [
+        (s.action.tool, s.action.arguments, s.observation, s.reward, s.terminated, s.truncated)
+        for s in trajectory.steps
+    ]
+    return [trajectory.initial_observation, *steps]
+
+
+@pytest.mark.parametrize("env", ["taxi", "lunar_lander"])
+async def test_every_shipped_env_gives_the_same_episodes_forked_and_spawned(serve_factory, env):
+    # FrozenLake is covered above; the fork-server default (docs/performance.md) rests on this for all three
+    import mcpsim
+
+    episodes = {}
+    for flags in ((), ("--fork-server",)):
+        serve = serve_factory("--env", env, *flags)
+        envs = mcpsim.make(serve.mcp, seeds=[3, 11])
+        got = await mcpsim.rollout(envs, mcpsim.RandomPolicy(5), steps=6, max_concurrency=2, progress=False)
+        episodes[flags] = [_comparable(t) for t in got]
+    assert episodes[()] == episodes[("--fork-server",)]
+    assert all(len(steps) > 1 for steps in episodes[()])

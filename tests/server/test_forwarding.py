@@ -3,6 +3,7 @@
 import json
 
 import anyio
+import httpx
 import pytest
 from mcp import Client
 from mcp.types import CreateMessageResult, TextContent
@@ -87,3 +88,80 @@ async def test_server_to_client_sampling_request_round_trips(toolbox):
         result = await client.call_tool("ask_model", {"prompt": "meaning of life?"})
     assert asked == ["meaning of life?"]
     assert result.content[0].text == "model said: forty-two"
+
+
+def _fast_requests(serve) -> float:
+    text = httpx.get(f"{serve.url}/metrics").text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("mcpsim_session_requests_fast"))
+
+
+async def test_session_requests_take_the_envelope_only_path_with_their_streams_intact(toolbox):
+    # fronts/fastpost.py: a plain request is carried without the SDK transport; its progress, its server request
+    # (sampling) and its answer must still reach that request's own stream
+    before = _fast_requests(toolbox)
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async def sampling(context, params) -> CreateMessageResult:
+        return CreateMessageResult(role="assistant", content=TextContent(type="text", text="yes"), model="test")
+
+    async with Client(f"{toolbox.mcp}?seed=7", mode="legacy", sampling_callback=sampling) as client:
+        assert (await client.call_tool("progress", {"steps": 2}, progress_callback=on_progress)).content[
+            0
+        ].text == "done"
+        assert (await client.call_tool("ask_model", {"prompt": "ok?"})).content[0].text == "model said: yes"
+        assert (await client.call_tool("echo", {"text": "x"})).content[0].text.startswith("x seed=7")
+    assert progress == [1, 2]
+    assert _fast_requests(toolbox) - before >= 3
+    # a request with a member beyond the envelope is the SDK transport's to judge, and still answered
+    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    async with httpx.AsyncClient(timeout=30) as http:
+        opened = await http.post(
+            f"{toolbox.mcp}?seed=8",
+            json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init},
+            headers=headers,
+        )
+        headers |= {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        await http.post(toolbox.mcp, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        before = _fast_requests(toolbox)
+        odd = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "y"}},
+        }
+        answer = await http.post(toolbox.mcp, json={**odd, "extra": 1}, headers=headers)
+        assert '"id":2' in answer.text and "y seed=8" in answer.text
+        assert _fast_requests(toolbox) == before
+        await http.delete(toolbox.mcp, headers=headers)
+
+
+async def test_a_fast_path_request_in_flight_ends_when_its_session_is_deleted(toolbox):
+    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    async with httpx.AsyncClient(timeout=30) as http:
+        opened = await http.post(
+            f"{toolbox.mcp}?seed=9",
+            json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init},
+            headers=headers,
+        )
+        headers |= {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        await http.post(toolbox.mcp, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        before = _fast_requests(toolbox)
+        slow = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "slow", "arguments": {"seconds": 60}},
+        }
+        with anyio.fail_after(15):  # not the 60 s the call would take: the deleted session ends its stream
+            async with http.stream("POST", toolbox.mcp, json=slow, headers=headers) as response:
+                # the event stream opens once the request is on its way to the instance
+                assert response.headers["content-type"].startswith("text/event-stream")
+                assert (await http.delete(toolbox.mcp, headers=headers)).status_code in (200, 204)
+                body = (await response.aread()).decode()
+    assert '"result"' not in body  # the session's end, not an answer
+    assert _fast_requests(toolbox) == before + 1

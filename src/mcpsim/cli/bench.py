@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="--rollout modes, interleaved per round: managed-fork, in-process, managed, managed-fork-json "
         "(--json-response), managed-fork-fast (--fast-io)",
     )
-    p.add_argument("--rounds", type=int, default=1, help="--rollout rounds (medians and per-round ratios)")
+    p.add_argument("--rounds", type=int, default=1, help="--rollout/--gateway rounds (medians, per-round ratios)")
     p.add_argument(
         "--branch",
         action="store_true",
@@ -57,6 +57,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="fork,replay,client",
         help="--branch methods to measure: fork (live fork), replay (server-side replay), client (client replay)",
     )
+    p.add_argument(
+        "--gateway",
+        metavar="N,N,...",
+        help="instead: steady-state calls/s with N open sessions, mcpsim (fork server) vs supergateway --stateful "
+        "serving the same stdio server, e.g. 4,16,64 (needs supergateway from npm; see docs/performance.md)",
+    )
+    p.add_argument("--gateway-seconds", type=float, default=10.0, help="measuring window per --gateway run")
+    p.add_argument("--gateway-bin", help="the supergateway executable (default: .mcpsim/tools/node_modules/.bin)")
     p.add_argument("--json", metavar="FILE", default="bench.json", help="where to write the results")
     p.set_defaults(handler=run)
 
@@ -84,6 +92,18 @@ def run(args: argparse.Namespace) -> int:
         rollout_report = anyio.run(run_rollout_bench, rollout_settings)
         _write(args.json, rollout_report)
         print_rollout(rollout_report)
+        return 0
+    if args.gateway is not None:
+        from mcpsim.bench.gateway import GatewaySettings, print_gateway, run_gateway_bench
+
+        try:
+            counts = tuple(int(n) for n in args.gateway.split(","))
+        except ValueError:
+            raise ConfigError(f"--gateway takes session counts such as 4,16,64, got {args.gateway!r}") from None
+        gateway_settings = GatewaySettings(counts, args.gateway_seconds, args.rounds, args.gateway_bin)
+        gateway_report = anyio.run(run_gateway_bench, gateway_settings)
+        _write(args.json, gateway_report)
+        print_gateway(gateway_report)
         return 0
     if args.matrix:
         from mcpsim.bench.matrix import print_matrix, run_matrix

@@ -57,8 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--fork-server",
-        action="store_true",
-        help="start Python servers as forks of one template that imported them once (falls back to spawn)",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="start Python servers as forks of one template that imported them once (falls back to spawn); "
+        "--no-fork-server: always spawn (the default for now, see docs/performance.md)",
     )
     p.add_argument(
         "--warm",

@@ -57,6 +57,7 @@ async def bridge(
     name: str,
     primary: bool,
     back_channel: bool = True,
+    channel: ClientChannel | None = None,
 ) -> None:
     """Forward client messages to `instance` until the client side closes; replies flow back via the channel.
 
@@ -64,10 +65,11 @@ async def bridge(
     non-primary one (a single HTTP request on an `/envs` handle) only the answers to what it sent.
     `back_channel=False` is a session whose transport cannot carry server requests (JSON-response mode drops
     them), so the server's requests are refused at once, as the SDK's own server does, instead of hanging.
+    A caller may bring its own `channel` on `write_stream` (the `/mcp` session's, see `fronts/fastpost.py`).
     """
     mux = instance.mux
     assert mux is not None
-    channel = ClientChannel(write_stream, name, accepts_server_requests=primary and back_channel)
+    channel = channel or ClientChannel(write_stream, name, accepts_server_requests=primary and back_channel)
     mux.attach(channel, primary=primary)
     try:
         async for item in read_stream:
@@ -122,6 +124,7 @@ async def serve_client(
     *,
     name: str,
     back_channel: bool = True,
+    channel: ClientChannel | None = None,
 ) -> None:
     """A client session's life on one instance: bridge until either side ends, then end the instance."""
     try:
@@ -132,7 +135,9 @@ async def serve_client(
                 tg.cancel_scope.cancel()
 
             tg.start_soon(end_with_instance)
-            await bridge(instance, read_stream, write_stream, name=name, primary=True, back_channel=back_channel)
+            await bridge(
+                instance, read_stream, write_stream, name=name, primary=True, back_channel=back_channel, channel=channel
+            )
             tg.cancel_scope.cancel()
     finally:
         instance.stop()

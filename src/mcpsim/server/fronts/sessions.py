@@ -39,6 +39,7 @@ from mcpsim.errors import (
 from mcpsim.pool import Instance, InstancePool
 from mcpsim.server.edge import note_request_id, respond_error
 from mcpsim.server.fronts.bodies import parse_json, read_body, replaying
+from mcpsim.server.fronts.fastpost import SessionChannel, fast_request, serve_fast
 from mcpsim.server.fronts.modern import ModernFront, modern_header
 from mcpsim.server.fronts.params import query_values, start_params
 from mcpsim.server.fronts.starts import start_for_request
@@ -57,6 +58,8 @@ class Session:
     instance: Instance
     client_key: str | None = None
     """The client's own key for its episode (`clientInfo.session_id`), if it sent one: see `control.py`."""
+    channel: SessionChannel | None = None
+    """The session's channel to its instance, once the session's task runs (`fastpost.py` uses it)."""
 
 
 class SessionFront:
@@ -74,6 +77,8 @@ class SessionFront:
         self._task_group: TaskGroup | None = None
         self.created = 0
         self.ended = 0
+        self.fast_requests = 0
+        """Requests answered by `fastpost.py` instead of the SDK transport (a metric)."""
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -113,6 +118,14 @@ class SessionFront:
             )
         if scope["method"] == "POST":  # bounded here: the SDK transport would read any body whole
             body = await read_body(receive, self.pool.config.max_message_bytes, scope)
+            if session.channel is not None and not session.transport.is_terminated:
+                request = Request(scope, receive)
+                msg = fast_request(request, body, self.json_response)
+                if msg is not None and await serve_fast(
+                    request, msg, session.instance, session.channel, session.id, self.json_response, send
+                ):
+                    self.fast_requests += 1
+                    return
             receive = replaying(body, receive)
         await session.transport.handle_request(scope, receive, send)
         if session.transport.is_terminated:
@@ -196,14 +209,13 @@ class SessionFront:
         """
         try:
             async with session.transport.connect() as (read_stream, write_stream):
+                name, back_channel = f"session {session.id}", not self.json_response
+                session.channel = SessionChannel(write_stream, name, accepts_server_requests=back_channel)
                 task_status.started()
-                await serve_client(
-                    session.instance,
-                    read_stream,
-                    write_stream,
-                    name=f"session {session.id}",
-                    back_channel=not self.json_response,
-                )
+                try:
+                    await serve_client(session.instance, read_stream, write_stream, name=name, channel=session.channel)
+                finally:
+                    session.channel.close_claims()
         except Exception:
             session.instance.log.exception("session failed unexpectedly", extra={"event": "session.failed"})
             self.pool.count_internal_error("session")

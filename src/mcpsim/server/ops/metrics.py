@@ -160,6 +160,11 @@ class _PoolCollector(Collector):
             "mcpsim_sessions_created", "Sessions opened since start.", value=self.sessions.created
         )
         yield CounterMetricFamily("mcpsim_sessions_ended", "Sessions ended since start.", value=self.sessions.ended)
+        yield CounterMetricFamily(
+            "mcpsim_session_requests_fast",
+            "Requests on handshake-era /mcp sessions carried by the envelope-only path (not the SDK transport).",
+            value=self.sessions.fast_requests,
+        )
         warm = self.pool.warm
         yield CounterMetricFamily("mcpsim_warm_hits", "Sessions that found their instance warm.", value=warm.hits)
         yield CounterMetricFamily("mcpsim_warm_misses", "Sessions that had to start their instance.", value=warm.misses)
