@@ -156,4 +156,10 @@ def write_big(gigabytes: int = 10) -> str:
 
 
 if __name__ == "__main__":
-    server.run()
+    # `--transport http|sse --port N`: the same tools behind an HTTP backend (the sandbox's relay)
+    transport = sys.argv[sys.argv.index("--transport") + 1] if "--transport" in sys.argv else "stdio"
+    if transport == "stdio":
+        server.run()
+    else:
+        port = int(sys.argv[sys.argv.index("--port") + 1])
+        server.run("sse" if transport == "sse" else "streamable-http", host="127.0.0.1", port=port)

@@ -69,6 +69,8 @@ class Preparation:
                 raise
             if self.config.fork_server and self.sandbox is not None and not self.sandbox.as_root:
                 logger.warning("fork server not used: a sandboxed template needs root; instances are spawned")
+            elif self.config.fork_server and self.sandbox is not None and command.transport != "stdio":
+                logger.warning("fork server not used: a sandboxed HTTP/SSE backend is spawned with its relay")
             elif self.config.fork_server:
                 self.forker = ForkServer(
                     prepared.argv,
