@@ -51,6 +51,7 @@ async def test_a_sandboxed_http_backend_reaches_nothing_but_what_its_level_allow
         own_port = await client.call_tool("connect", {"host": "127.0.0.1", "port": port_of(serve.url)})
         outside = await client.call_tool("connect", {"host": "1.1.1.1", "port": 80})
         loopback = await client.call_tool("listen_loopback", {})
+        fast_open = await client.call_tool("fast_open", {"host": "127.0.0.1", "port": port_of(serve.url)})
         files = await client.call_tool("listdir", {"path": "/tmp"})
         assert len(relay_sockets(serve)) == 1
     assert text(own_port).startswith("refused"), text(own_port)  # mcpsim's port: another network namespace
@@ -61,3 +62,4 @@ async def test_a_sandboxed_http_backend_reaches_nothing_but_what_its_level_allow
     else:  # strict: it may listen (the relay connects to it) but connect nowhere, its own loopback included
         assert text(loopback).startswith("refused") and "101" in text(loopback), text(loopback)
         assert "101" in text(own_port) and "101" in text(outside)  # ENETUNREACH, from the seccomp filter
+        assert text(fast_open).startswith("refused") and "101" in text(fast_open), text(fast_open)
