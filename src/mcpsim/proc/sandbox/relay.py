@@ -67,6 +67,7 @@ class Side:
         self.pending = b""
         self.eof = False
         self.closed = False
+        self.registered = False
 
     def events(self) -> int:
         wanted = 0
@@ -127,7 +128,7 @@ class Relay:
         a.peer, b.peer = b, a
         for side in (a, b):
             side.sock.setblocking(False)
-            self.selector.register(side.sock, side.events(), side)
+            self.watch(side)
         self.pairs += 1
         if self.pairs >= MAX_CONNECTIONS:
             self.selector.unregister(self.listener)
@@ -160,13 +161,27 @@ class Relay:
             self.close_pair(side)
             return
         for each in (side, side.peer):
-            self.selector.modify(each.sock, each.events() or selectors.EVENT_READ, each)
+            self.watch(each)
+
+    def watch(self, side: Side) -> None:
+        """Select on what `side` waits for now; nothing (half-closed and flushed) means not selected at all,
+        since a socket at EOF stays readable and would spin the loop."""
+        wanted = side.events()
+        if wanted and side.registered:
+            self.selector.modify(side.sock, wanted, side)
+        elif wanted:
+            self.selector.register(side.sock, wanted, side)
+        elif side.registered:
+            self.selector.unregister(side.sock)
+        side.registered = bool(wanted)
 
     def close_pair(self, side: Side) -> None:
         for each in (side, side.peer):
             if not each.closed:
                 each.closed = True
-                self.selector.unregister(each.sock)
+                if each.registered:
+                    self.selector.unregister(each.sock)
+                    each.registered = False
                 each.sock.close()
         if self.pairs >= MAX_CONNECTIONS:
             self.selector.register(self.listener, selectors.EVENT_READ, None)
