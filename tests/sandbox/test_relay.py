@@ -15,7 +15,8 @@ from helpers.serve import ports
 from mcpsim.proc.sandbox.runtime import RELAY
 
 ECHO = """
-import socket, sys
+import socket, sys, time
+time.sleep(0.5)  # a server still importing: connects to the relay's socket must be refused meanwhile
 with socket.create_server(("127.0.0.1", int(sys.argv[1]))) as listener:
     while True:
         conn, _ = listener.accept()
@@ -34,16 +35,18 @@ def test_the_relay_copies_both_ways_passes_a_half_close_on_and_dies_with_the_ser
     server = subprocess.Popen([*argv, sys.executable, "-c", ECHO, str(port)], pass_fds=[listener.fileno()])
     listener.close()
     try:
-        deadline = time.monotonic() + 30
+        deadline, refused = time.monotonic() + 30, 0
         while True:  # refused until the echo server listens and the relay with it
             client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 client.connect(path)
                 break
             except OSError:
+                refused += 1
                 client.close()
                 assert time.monotonic() < deadline and server.poll() is None
                 time.sleep(0.02)
+        assert refused > 0
         payload = os.urandom(3 << 20)  # more than every buffer on the way: both directions block at times
 
         def send() -> None:
