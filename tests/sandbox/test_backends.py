@@ -46,7 +46,7 @@ async def test_http_and_sse_backends_give_the_same_trajectories_sandboxed(serve_
 @pytest.mark.parametrize(("transport", "level"), [("http", "standard"), ("http", "strict"), ("sse", "strict")])
 async def test_a_sandboxed_http_backend_reaches_nothing_but_what_its_level_allows(serve_factory, transport, level):
     command = f"python {server_script('hostile.py')} --transport {transport} --port {{port}}"
-    serve = serve_factory("--server", command, "--backend-transport", transport, "--sandbox", level)
+    serve = serve_factory("--server", command, "--backend-transport", transport, "--sandbox", level, "--fork-server")
     async with Client(f"{serve.mcp}?seed=1", mode="legacy") as client:
         own_port = await client.call_tool("connect", {"host": "127.0.0.1", "port": port_of(serve.url)})
         outside = await client.call_tool("connect", {"host": "1.1.1.1", "port": 80})
@@ -54,6 +54,8 @@ async def test_a_sandboxed_http_backend_reaches_nothing_but_what_its_level_allow
         fast_open = await client.call_tool("fast_open", {"host": "127.0.0.1", "port": port_of(serve.url)})
         files = await client.call_tool("listdir", {"path": "/tmp"})
         assert len(relay_sockets(serve)) == 1
+    fork = serve.get("/health").json()["fork_server"]  # spawned: the relay must be outside the server's filter
+    assert fork["state"] == "fallback" and "relay" in fork["fallback_reason"] and fork["spawned_instead"] == 1
     assert text(own_port).startswith("refused"), text(own_port)  # mcpsim's port: another network namespace
     assert text(outside).startswith("refused"), text(outside)
     assert ".sock" not in text(files)  # the relay's socket is outside the sandbox, passed in as a descriptor
