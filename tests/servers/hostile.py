@@ -1,7 +1,7 @@
 """A hostile MCP server for the sandbox tests: each tool tries something a server nobody vetted might do.
 
-Probing tools (`connect`, `listen_loopback`, `read`, `write`, `listdir`, `processes`) answer with what happened
-("ok: ..." or "refused: <error>"), so a test sees each attempt's outcome. Attack tools (`fork_bomb`,
+Probing tools (`connect`, `fast_open`, `listen_loopback`, `read`, `write`, `listdir`, `processes`) answer with
+what happened ("ok: ..." or "refused: <error>"), so a test sees each attempt's outcome. Attack tools (`fork_bomb`,
 `memory_hog`, `cpu_spin`, `write_big`) behave like a server that crashes on the error it provokes: the
 exception goes to stderr and the process exits, so the session's error must name the limit. `echo` is the
 well-behaved tool a second session keeps calling meanwhile.
@@ -53,6 +53,19 @@ def connect_or_die(host: str, port: int) -> str:
     except OSError as exc:
         _die(exc)
     return "connected"
+
+
+@server.tool()
+def fast_open(host: str, port: int) -> str:
+    """Open a TCP connection without connect(): TCP fast open (sendto with MSG_FASTOPEN)."""
+
+    def run() -> str:
+        with socket.socket() as sock:
+            sock.settimeout(2)
+            sock.sendto(b"x", socket.MSG_FASTOPEN, (host, port))
+            return "sent"
+
+    return _try(run)
 
 
 @server.tool()
@@ -156,4 +169,10 @@ def write_big(gigabytes: int = 10) -> str:
 
 
 if __name__ == "__main__":
-    server.run()
+    # `--transport http|sse --port N`: the same tools behind an HTTP backend (the sandbox's relay)
+    transport = sys.argv[sys.argv.index("--transport") + 1] if "--transport" in sys.argv else "stdio"
+    if transport == "stdio":
+        server.run()
+    else:
+        port = int(sys.argv[sys.argv.index("--port") + 1])
+        server.run("sse" if transport == "sse" else "streamable-http", host="127.0.0.1", port=port)

@@ -13,14 +13,17 @@ MODES = (
     "managed-fork",
     "managed-strict",
     "managed-fork-strict",
+    "managed-fork-standard",
     "in-process",
 )
 MODE_FLAGS = {
     "managed-fork": ["--fork-server"],
     "managed-strict": ["--sandbox", "strict"],
     "managed-fork-strict": ["--fork-server", "--sandbox", "strict"],
+    "managed-fork-standard": ["--fork-server", "--sandbox", "standard"],
 }
-"""`mcpsim serve` flags of the managed modes that have any (`-strict`: every instance in its sandbox)."""
+"""`mcpsim serve` flags of the managed modes that have any (`-strict`, `-standard`: every instance in its
+sandbox; `-standard` beside `-strict` separates what strict's seccomp filter costs)."""
 BENCH_CONFIG = '{"max_steps": 1000000}'
 
 

@@ -75,16 +75,6 @@ class PoolConfig:
             raise ConfigError("--request-timeout must be positive (or None: no limit)")
         if self.max_message_bytes < MIN_MESSAGE_BYTES:
             raise ConfigError(f"--max-message-bytes must be at least {MIN_MESSAGE_BYTES}")
-        if self.sandbox.level == "strict" and self.command.transport != "stdio":
-            raise ConfigError(
-                "--sandbox strict refuses every network socket, so the server cannot listen on a port: "
-                "use a stdio backend, or --sandbox standard"
-            )
-        if self.sandbox.enabled and self.command.transport != "stdio":
-            raise ConfigError(
-                "--sandbox standard runs HTTP/SSE backends in a network namespace mcpsim cannot reach yet: "
-                "use a stdio backend (see docs/isolation.md)"
-            )
         low, high = self.port_range
         if not 1 <= low <= high <= 65535:
             raise ConfigError(f"port range {low}-{high} must satisfy 1 <= low <= high <= 65535")

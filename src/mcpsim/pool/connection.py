@@ -7,6 +7,7 @@ SDK's client transports carry them. The connection is opened once per instance a
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -86,14 +87,58 @@ def shared_http_client() -> httpx2.AsyncClient:
     )
 
 
+def unix_socket_client(
+    path: str,
+    headers: dict[str, str] | None = None,
+    timeout: httpx2.Timeout | None = None,
+    auth: httpx2.Auth | None = None,
+) -> httpx2.AsyncClient:
+    """An HTTP client whose every connection goes to the Unix socket `path` (a sandboxed backend's relay, see
+    `mcpsim.proc.sandbox.relay`), whatever the URL's host; the SDK's client factory signature (SSE)."""
+    return httpx2.AsyncClient(
+        transport=httpx2.AsyncHTTPTransport(uds=path),
+        headers=headers,
+        timeout=timeout or httpx2.Timeout(30.0, read=None),
+        auth=auth,
+        limits=httpx2.Limits(max_connections=None, max_keepalive_connections=8),
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_http(
-    url: str, transport: str, http_client: httpx2.AsyncClient | None = None
+    url: str, transport: str, http_client: httpx2.AsyncClient | None = None, uds: str | None = None
 ) -> AsyncIterator[ServerConnection]:
-    client = streamable_http_client(url, http_client=http_client) if transport == "http" else sse_client(url)
-    async with client as streams:
-        read, write = streams[0], streams[1]
-        yield StreamsConnection(read, write)
+    """The SDK's streamable HTTP or SSE client on `url`; with `uds`, over that Unix socket (a client of the
+    instance's own, closed with it) instead of TCP."""
+    async with contextlib.AsyncExitStack() as stack:
+        if transport == "http":
+            if uds is not None:
+                http_client = await stack.enter_async_context(unix_socket_client(uds))
+            client = streamable_http_client(url, http_client=http_client)
+        elif uds is not None:
+            client = sse_client(url, httpx_client_factory=functools.partial(unix_socket_client, uds))
+        else:
+            client = sse_client(url)
+        streams = await stack.enter_async_context(client)
+        yield StreamsConnection(streams[0], streams[1])
+
+
+async def wait_until_listening(process: ChildProcess, port: int, uds: str | None) -> None:
+    """`wait_for_listener` on 127.0.0.1:`port`, or on a sandboxed backend's relay socket `uds` (which accepts
+    only once the server does: its port is in the sandbox's own network namespace)."""
+    if uds is None:
+        await wait_for_listener("127.0.0.1", port, process)
+        return
+    delay = 0.002
+    while process.running:
+        try:
+            stream = await anyio.connect_unix(uds)
+        except OSError:
+            await anyio.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
+            continue
+        await stream.aclose()
+        return
 
 
 async def wait_for_listener(host: str, port: int, process: ChildProcess) -> None:

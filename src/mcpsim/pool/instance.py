@@ -26,7 +26,7 @@ from anyio.abc import TaskStatus
 
 from mcpsim.errors import BackendError, MessageTooLarge, StartError
 from mcpsim.pool import eras
-from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_for_listener
+from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_until_listening
 from mcpsim.pool.exits import exit_reason, stderr_suffix
 from mcpsim.pool.history import CallHistory
 from mcpsim.pool.spec import ContextLog, InstanceSpec, State
@@ -234,7 +234,10 @@ class Instance:
         if spec.tracker is not None and self.adopted is None:
             self.cgroup = await spec.tracker.instance_group(self.id)  # StartError if it cannot be created
         if spec.sandbox is not None:  # StartError if it cannot be built
-            self.box = await spec.sandbox.open(self.id, argv, spec.command.cwd, env, spec.python, self.directory)
+            relay_port = spec.port if spec.command.transport != "stdio" else None
+            self.box = await spec.sandbox.open(
+                self.id, argv, spec.command.cwd, env, spec.python, self.directory, relay_port
+            )
         try:
             self.process = self.adopted or await spec.launch(
                 argv,
@@ -259,10 +262,12 @@ class Instance:
                 await self._serve(StdioConnection(self.process, spec.max_message_bytes), startup)
                 return
             assert spec.port is not None
-            await wait_for_listener("127.0.0.1", spec.port, self.process)
+            uds = self.box.socket_path if self.box is not None else None  # sandboxed: through its relay
+            await wait_until_listening(self.process, spec.port, uds)
             if not self.process.running:
                 raise StartError(self._exit_reason("before it was ready"))
-            async with open_http(spec.command.url(spec.port), spec.command.transport, spec.http_client) as connection:
+            url, transport = spec.command.url(spec.port), spec.command.transport
+            async with open_http(url, transport, spec.http_client, uds) as connection:
                 await self._serve(connection, startup)
                 return
         if startup.cancelled_caught:

@@ -47,6 +47,8 @@ class Preparation:
         """Instances spawned although `--fork-server` was asked for (not Python, template unusable or gone)."""
         self.fork_error: str | None = None
         """The last fork request the template refused (that instance was spawned instead)."""
+        self.fork_skipped: str | None = None
+        """Why `--fork-server` is not used at all with this sandbox (reported as a fallback in /health)."""
         self._failed_at = 0.0
         self._lock = anyio.Lock()
 
@@ -68,7 +70,11 @@ class Preparation:
                 self.error, self._failed_at = exc, time.monotonic()
                 raise
             if self.config.fork_server and self.sandbox is not None and not self.sandbox.as_root:
-                logger.warning("fork server not used: a sandboxed template needs root; instances are spawned")
+                self.fork_skipped = "a sandboxed template needs root"
+            elif self.config.fork_server and self.sandbox is not None and command.transport != "stdio":
+                self.fork_skipped = "a sandboxed HTTP/SSE backend is spawned with its relay (sandbox/relay.py)"
+            if self.fork_skipped is not None:
+                logger.warning("fork server not used: %s; instances are spawned", self.fork_skipped)
             elif self.config.fork_server:
                 self.forker = ForkServer(
                     prepared.argv,
@@ -128,6 +134,8 @@ class Preparation:
         forker = self.forker
         if not self.config.fork_server:
             state, reason = "off", None
+        elif self.fork_skipped is not None:
+            state, reason = "fallback", self.fork_skipped
         elif forker is None or not (forker.usable or forker.reason):
             state, reason = "preparing", None  # environments being built, or the template preloading
         elif forker.usable:

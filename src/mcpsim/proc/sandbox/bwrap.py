@@ -32,34 +32,105 @@ HIDDEN = ("/tmp", "/root", "/home", "/run")
 TMPFS_SIZE = 64 << 20
 """Bound of each private tmpfs (`/tmp` and the others) when no `--limit-file-size` bounds it."""
 
-_ARCH = {"x86_64": (0xC000003E, 41, 425), "aarch64": (0xC00000B7, 198, 425)}
-"""Machine -> (AUDIT_ARCH, socket(2) number, io_uring_setup(2) number)."""
+_CALLS = ("socket", "connect", "sendto", "sendmsg", "sendmmsg", "ptrace", "io_uring_setup")
+_ARCH = {
+    "x86_64": (0xC000003E, (41, 42, 44, 46, 307, 101, 425)),
+    "aarch64": (0xC00000B7, (198, 203, 206, 211, 269, 117, 425)),
+}
+"""Machine -> (AUDIT_ARCH, the numbers of the system calls in `_CALLS`, which the filters test)."""
+AF_UNIX, AF_INET, AF_INET6, SOCK_STREAM, SOCK_TYPE_MASK = 1, 2, 10, 1, 0xF
+MSG_FASTOPEN = 0x20000000
+"""sendto/sendmsg with this flag open a TCP connection (fast open) without connect(): refused with connect."""
+_LD, _JEQ, _JSET, _AND, _RET = 0x20, 0x15, 0x45, 0x54, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JMP|JSET|K, ALU|AND|K, RET|K
+_ALLOW = 0x7FFF0000
 
 
-def seccomp_filter() -> bytes:
-    """A classic-BPF seccomp program: `socket()` of any family but AF_UNIX fails with EAFNOSUPPORT, io_uring
-    (which can open sockets itself) fails too, and so does every syscall of a foreign ABI (32-bit calls on a
-    64-bit kernel could reach `socketcall`). Everything else is allowed. Raises OSError on an unknown machine."""
+def _refuse(code: int) -> int:
+    return 0x00050000 | code  # SECCOMP_RET_ERRNO
+
+
+def _arg(index: int) -> int:
+    """Offset of the low half of system call argument `index` in `struct seccomp_data` (little-endian)."""
+    return 16 + 8 * index
+
+
+def _assemble(program: list[tuple]) -> bytes:
+    """Classic BPF with labels: ("label", name) marks a place; a jump's targets may be names (forward only)."""
+    places, index = {}, 0
+    for item in program:
+        if item[0] == "label":
+            places[item[1]] = index
+        else:
+            index += 1
+    out, index = [], 0
+    for item in program:
+        if item[0] == "label":
+            continue
+        code, true, false, k = item
+        jt = places[true] - index - 1 if isinstance(true, str) else true
+        jf = places[false] - index - 1 if isinstance(false, str) else false
+        assert 0 <= jt < 256 and 0 <= jf < 256, f"BPF jumps go forward only: {item}"
+        out.append(struct.pack("=HBBI", code, jt, jf, k))
+        index += 1
+    return b"".join(out)
+
+
+def seccomp_filter(listening: bool = False) -> bytes:
+    """The seccomp program of `strict`; OSError on an unknown machine. Every system call of a foreign ABI fails
+    (32-bit calls on a 64-bit kernel could reach `socketcall`), so does io_uring (it can open sockets itself).
+
+    Without `listening` (stdio backends): `socket()` of any family but AF_UNIX fails with EAFNOSUPPORT. With it
+    (an HTTP/SSE backend behind `relay.py`): inet stream sockets may be made, bound, listened and accepted on,
+    but `connect()` (any family) and TCP fast-open sends fail with ENETUNREACH, and `ptrace` with EPERM, so the
+    server answers the relay's connections and reaches nothing, not even its own loopback."""
     machine = platform.machine()
     if machine not in _ARCH:
         raise OSError(f"no seccomp filter for this machine ({machine})")
-    arch, sys_socket, sys_io_uring_setup = _ARCH[machine]
-    ld, jeq, ret = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K
-    allow, refuse = 0x7FFF0000, 0x00050000 | errno.EAFNOSUPPORT
-    program = [
-        (ld, 0, 0, 4),  # 0: A = arch
-        (jeq, 1, 0, arch),  # 1: native ABI -> 3
-        (ret, 0, 0, refuse),  # 2
-        (ld, 0, 0, 0),  # 3: A = syscall number
-        (jeq, 0, 3, sys_socket),  # 4: socket -> 5, else -> 8
-        (ld, 0, 0, 16),  # 5: A = low half of args[0] (the family)
-        (jeq, 3, 0, 1),  # 6: AF_UNIX -> 10
-        (ret, 0, 0, refuse),  # 7
-        (jeq, 0, 1, sys_io_uring_setup),  # 8: io_uring_setup -> 9, else -> 10
-        (ret, 0, 0, refuse),  # 9
-        (ret, 0, 0, allow),  # 10
+    arch, numbers = _ARCH[machine]
+    nr = dict(zip(_CALLS, numbers, strict=True))
+    no_family, unreachable = _refuse(errno.EAFNOSUPPORT), _refuse(errno.ENETUNREACH)
+    program: list[tuple] = [
+        (_LD, 0, 0, 4),
+        (_JEQ, 1, 0, arch),
+        (_RET, 0, 0, no_family),
+        (_LD, 0, 0, 0),
+        (_JEQ, "socket", 0, nr["socket"]),
+        (_JEQ, "no_family", 0, nr["io_uring_setup"]),
     ]
-    return b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
+    if listening:
+        program += [
+            (_JEQ, "unreachable", 0, nr["connect"]),
+            (_JEQ, "flags3", 0, nr["sendto"]),
+            (_JEQ, "flags3", 0, nr["sendmmsg"]),
+            (_JEQ, "flags2", 0, nr["sendmsg"]),
+            (_JEQ, "not_permitted", 0, nr["ptrace"]),
+        ]
+    program += [(_RET, 0, 0, _ALLOW), ("label", "socket"), (_LD, 0, 0, _arg(0)), (_JEQ, "allow", 0, AF_UNIX)]
+    if listening:
+        program += [
+            (_JEQ, "stream", 0, AF_INET),
+            (_JEQ, "stream", "no_family", AF_INET6),
+            ("label", "stream"),
+            (_LD, 0, 0, _arg(1)),
+            (_AND, 0, 0, SOCK_TYPE_MASK),
+            (_JEQ, "allow", "no_family", SOCK_STREAM),
+            ("label", "no_family"),
+            (_RET, 0, 0, no_family),
+            ("label", "flags3"),
+            (_LD, 0, 0, _arg(3)),
+            (_JSET, "unreachable", "allow", MSG_FASTOPEN),
+            ("label", "flags2"),
+            (_LD, 0, 0, _arg(2)),
+            (_JSET, "unreachable", "allow", MSG_FASTOPEN),
+            ("label", "unreachable"),
+            (_RET, 0, 0, unreachable),
+            ("label", "not_permitted"),
+            (_RET, 0, 0, _refuse(errno.EPERM)),
+        ]
+    else:
+        program += [("label", "no_family"), (_RET, 0, 0, no_family)]
+    program += [("label", "allow"), (_RET, 0, 0, _ALLOW)]
+    return _assemble(program)
 
 
 def _tmpfs(config: SandboxConfig, path: str) -> list[str]:
@@ -147,18 +218,21 @@ def instance_argv(
     seccomp_fd: int | None,
     limits: Sequence[str],
     as_root: bool,
+    relay: Sequence[str] = (),
 ) -> list[str]:
-    """`bwrap ... -- [prlimit ... --] [setpriv ... --] argv`: one instance's command in its own sandbox.
+    """`bwrap ... -- [prlimit ... --] [setpriv ... --] [relay ... --] argv`: one instance's command in its own
+    sandbox.
 
     `limits` are `prlimit` options, applied inside the sandbox (none: the caller set the rlimits already); a
     pid namespace of its own (the server sees only its own processes) and a new session (no terminal to inject
-    keystrokes into)."""
+    keystrokes into). `relay`: the command line of `relay.py` for an HTTP/SSE backend, which then installs the
+    seccomp filter itself (on the server only), so `seccomp_fd` must be None."""
     out = ["bwrap", "--unshare-pid", "--new-session", *_namespaces(as_root), *_common(config, ro_paths)]
     out += [*_parents(work_dir, set(HIDDEN)), "--bind", work_dir, work_dir, "--chdir", cwd or work_dir]
     if seccomp_fd is not None:
         out += ["--seccomp", str(seccomp_fd)]
     setting = ["prlimit", *limits, "--"] if limits else []
-    return [*out, "--", *setting, *_drop_privileges(as_root), *argv]
+    return [*out, "--", *setting, *_drop_privileges(as_root), *relay, *argv]
 
 
 def template_argv(

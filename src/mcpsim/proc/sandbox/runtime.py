@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,10 @@ from mcpsim.proc.sandbox.limits import InstanceLimits, LimitGroups, prlimit_opti
 logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 10.0
+RELAY = str(Path(__file__).with_name("relay.py"))
+"""Run by path with `python -I -S` (standard library only) inside an HTTP/SSE backend's sandbox."""
+MAX_SOCKET_PATH = 107
+"""Longest path of a Unix socket (`sun_path` holds 108 bytes with the terminating NUL)."""
 ROOT_PREFIX = "mcpsim-sandbox-"
 """Each pool's directory of work dirs in the temp dir: `mcpsim-sandbox-<pid>-<random>`."""
 TOOLS = ("bwrap", "prlimit", "setpriv")
@@ -83,6 +88,8 @@ class SandboxedStart:
     drop_to: int | None = None
     preexec_rlimits: list[tuple[str, int, int]] = field(default_factory=list)
     """For a spawn as root: rlimits the child sets on itself before exec'ing bwrap (inherited by the server)."""
+    socket_path: str | None = None
+    """An HTTP/SSE backend's Unix socket (outside the sandbox), which `relay.py` inside connects to its port."""
 
     def started(self) -> None:
         """The process runs: close our copies of what it inherited (the seccomp pipe)."""
@@ -100,6 +107,8 @@ class SandboxedStart:
         self.started()
         self.limits.remove()
         shutil.rmtree(self.work_dir, ignore_errors=True)
+        if self.socket_path is not None:
+            Path(self.socket_path).unlink(missing_ok=True)
 
 
 class Sandbox:
@@ -193,13 +202,37 @@ class Sandbox:
             os.chown(work, bwrap.NOBODY, 0)
         return str(work)
 
-    def _seccomp_fd(self) -> int | None:
+    def _seccomp_fd(self, listening: bool = False) -> int | None:
         if self.config.level != "strict":
             return None
         read, write = os.pipe()
-        os.write(write, bwrap.seccomp_filter())
+        os.write(write, bwrap.seccomp_filter(listening))
         os.close(write)
         return read
+
+    def _relay_socket(self, instance_id: str) -> tuple[socket.socket, str]:
+        """The Unix socket mcpsim reaches an HTTP/SSE backend through: bound, not listening (the relay listens
+        once the server does, so a connect that succeeds means the server is there). Outside the sandbox; the
+        relay gets it as a file descriptor only."""
+        assert self.root is not None, "Sandbox.start first"
+        path = str(self.root / f"{instance_id}.sock")
+        if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+            raise OSError(f"the relay socket's path is too long ({path}): set TMPDIR to a shorter directory")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(path)
+        except OSError:
+            listener.close()
+            raise
+        return listener, path
+
+    def _relay(self, instance_id: str, port: int) -> tuple[list[str], list[int], str]:
+        """`relay.py`'s command line for an instance, the fds it inherits, and its socket's path."""
+        listener, path = self._relay_socket(instance_id)
+        fd = listener.detach()
+        seccomp = self._seccomp_fd(listening=True)
+        argv = [sys.executable, "-I", "-S", RELAY, str(fd), str(port), "-" if seccomp is None else str(seccomp), "--"]
+        return argv, [fd] if seccomp is None else [fd, seccomp], path
 
     async def open(
         self,
@@ -209,10 +242,13 @@ class Sandbox:
         env: Mapping[str, str],
         python: str,
         work_dir: str | None = None,
+        relay_port: int | None = None,
     ) -> SandboxedStart:
         """`open_instance` off the event loop; StartError if the sandbox cannot be made."""
         try:
-            return await anyio.to_thread.run_sync(self.open_instance, instance_id, argv, cwd, env, python, work_dir)
+            return await anyio.to_thread.run_sync(
+                self.open_instance, instance_id, argv, cwd, env, python, work_dir, relay_port
+            )
         except OSError as exc:
             raise StartError(f"cannot build the instance's sandbox: {exc}") from None
 
@@ -224,10 +260,13 @@ class Sandbox:
         env: Mapping[str, str],
         python: str,
         work_dir: str | None = None,
+        relay_port: int | None = None,
     ) -> SandboxedStart:
         """Blocking: one instance's work dir, limit groups, and how to start it: `argv` (spawned), or
         `child_rlimits` and `drop_to` (forked from the sandboxed template). `work_dir`: the instance's own
-        directory (`pool/workdir.py`), whose variables its environment already has; else one is made here."""
+        directory (`pool/workdir.py`), whose variables its environment already has; else one is made here.
+        `relay_port`: an HTTP/SSE backend listening there on its own loopback, reached through `relay.py`
+        (spawned only)."""
         work = self._work_dir(instance_id, work_dir)
         try:
             limits = self.groups.instance(instance_id)
@@ -246,8 +285,23 @@ class Sandbox:
         preexec_rlimits = child_rlimits if self.as_root else []
         if self.as_root:
             options = []
-        seccomp = self._seccomp_fd()
-        ro_paths = bwrap.needed_paths(argv, cwd, self._extra_paths(python, env))
+        relay: list[str] = []
+        pass_fds: list[int] = []
+        socket_path = None
+        seccomp = None
+        extra = self._extra_paths(python, env)
+        try:
+            if relay_port is not None:
+                relay, pass_fds, socket_path = self._relay(instance_id, relay_port)
+                extra += [*interpreter_paths(sys.executable), RELAY]
+            else:
+                seccomp = self._seccomp_fd()
+                pass_fds = [seccomp] if seccomp is not None else []
+        except OSError:
+            limits.remove()
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        ro_paths = bwrap.needed_paths(argv, cwd, extra)
         command = bwrap.instance_argv(
             self.config,
             argv,
@@ -257,6 +311,7 @@ class Sandbox:
             seccomp_fd=seccomp,
             limits=options,
             as_root=self.as_root,
+            relay=relay,
         )
         return SandboxedStart(
             argv=command,
@@ -264,11 +319,12 @@ class Sandbox:
             work_dir=work,
             config=self.config,
             limits=limits,
-            pass_fds=[seccomp] if seccomp is not None else [],
+            pass_fds=pass_fds,
             procs_files=limits.procs_files,
             child_rlimits=child_rlimits,
             drop_to=bwrap.NOBODY if self.as_root else None,
             preexec_rlimits=preexec_rlimits,
+            socket_path=socket_path,
         )
 
     def template_command(
