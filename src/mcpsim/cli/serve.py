@@ -123,7 +123,7 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
         help=f"with --ray local:N: Ray's ports are PORT..PORT+{LOCAL_PORTS - 1} (default: free ones)",
     )
     p.add_argument(
-        "--ray-temp-dir", type=Path, metavar="DIR", help="with --ray local:N: Ray's files (default: RAY_TMPDIR, else /tmp)"
+        "--ray-temp-dir", type=Path, metavar="DIR", help="with --ray local:N: Ray's files (default: RAY_TMPDIR or /tmp)"
     )
 
 

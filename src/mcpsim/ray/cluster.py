@@ -63,6 +63,25 @@ class Node:
         return f"{self.node_id[:12]} ({self.url})"
 
 
+def _dead_agents(nodes: list[Node]) -> list[tuple[str, str]]:
+    """(key, reason) of the agents that Ray says died (one cheap actor call each, answered in ~1 ms)."""
+    import ray
+    from ray.exceptions import ActorDiedError
+
+    refs = {node.key: node.actor.info.remote() for node in nodes}
+    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=1.0)
+    dead = []
+    for key, ref in refs.items():
+        if ref in ready:
+            try:
+                ray.get(ref)
+            except ActorDiedError as exc:
+                dead.append((key, f"its agent died ({str(exc).splitlines()[0][:200]})"))
+            except Exception:  # unavailable for a moment (a node going away): Ray's node view decides
+                pass
+    return dead
+
+
 def fingerprint(pool: PoolConfig) -> str:
     """What must agree between fronts sharing agents (the port range may differ per node)."""
     return f"{pool.command.label}|max={pool.max_instances}|{pool.isolation.isolation}|{pool.sandbox.level}"
@@ -95,6 +114,7 @@ class Nodes:
             except Exception as exc:  # ConnectionError, RuntimeError, ValueError by Ray's whim
                 raise ClusterUnreachable(f"--ray {self.ray.address}: cannot join the Ray cluster: {exc}") from exc
 
+        await self._probe()
         await anyio.to_thread.run_sync(join)
         alive = await self._alive_nodes()
         if not alive:
@@ -103,6 +123,19 @@ class Nodes:
             for node_id in alive:
                 tasks.start_soon(self._start_agent, node_id, True)
         await self.refresh()
+
+    async def _probe(self) -> None:
+        """A `HOST:PORT` or `ray://` address that refuses TCP fails at once (`ray.init` retries for a minute)."""
+        target = self.ray.address.removeprefix("ray://")
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit():
+            return  # auto: Ray finds the address itself
+        try:
+            with anyio.fail_after(5):
+                stream = await anyio.connect_tcp(host.strip("[]"), int(port))
+            await stream.aclose()
+        except (OSError, TimeoutError) as exc:
+            raise ClusterUnreachable(f"--ray {self.ray.address}: nothing answers there ({exc})") from None
 
     async def _alive_nodes(self) -> list[str]:
         import ray
@@ -158,6 +191,9 @@ class Nodes:
                     for node in list(self.nodes.values()):
                         if node.node_id not in alive:
                             self.lost(node, "Ray marked the node dead")
+                    for key, reason in await anyio.to_thread.run_sync(_dead_agents, list(self.nodes.values())):
+                        if key in self.nodes:
+                            self.lost(self.nodes[key], reason)
                     covered = {node.node_id for node in self.nodes.values()} | self.starting
                     for node_id in alive - covered:
                         tasks.start_soon(self._start_agent, node_id)

@@ -11,7 +11,7 @@ from mcpsim.errors import ConfigError
 
 MAX_LOCAL_NODES = 8
 """`local:N`: at most this many nodes on one machine (each Ray node costs ~250 MB and a raylet)."""
-LOCAL_PORTS = 600
+LOCAL_PORTS = 300
 """`--ray-port-base B` reserves B .. B+LOCAL_PORTS-1 for a local cluster (`local.py` lays them out)."""
 DEFAULT_LEASE = 10.0
 """`--ray-lease` given without SECONDS."""

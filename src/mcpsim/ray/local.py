@@ -22,8 +22,8 @@ NODE_PORTS_OFFSET = 10
 """Node i's own ports are base+10+10i .. base+15+10i: node manager, object manager, metrics export, metrics
 agent, dashboard agent, runtime env agent."""
 WORKER_PORTS_OFFSET = 100
-WORKER_PORTS_PER_NODE = 50
-"""Node i's workers bind base+100+50i .. base+149+50i (an agent is one worker; Ray itself needs a few)."""
+WORKER_PORTS_PER_NODE = 25
+"""Node i's workers bind base+100+25i .. base+124+25i (an agent is one worker; Ray itself needs a few)."""
 FAST_HEALTH_CHECKS = {
     "health_check_initial_delay_ms": 500,
     "health_check_period_ms": 300,
@@ -79,6 +79,7 @@ def ray_environment(temp_dir: Path | None) -> Iterator[dict[str, str]]:
     saved = {name: os.environ.get(name) for name in [*variables, "RAY_AUTH_TOKEN_PATH"]}
     os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
     os.environ.update(variables)
+    _refresh_ray_config()
     try:
         yield variables
     finally:
@@ -87,6 +88,20 @@ def ray_environment(temp_dir: Path | None) -> Iterator[dict[str, str]]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        _refresh_ray_config()
+
+
+def _refresh_ray_config() -> None:
+    """Ray reads these variables once, on import; when it is already imported, have it read them again
+    (`RAY_AUTH_MODE` as Ray itself does after enabling tokens, the cluster switch where Ray looks it up)."""
+    import sys
+
+    if "ray._raylet" in sys.modules:
+        from ray._private import ray_constants
+        from ray._raylet import Config
+
+        Config.initialize("")
+        ray_constants.ENABLE_RAY_CLUSTER = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "1") != "0"
 
 
 class LocalCluster:
@@ -113,9 +128,9 @@ class LocalCluster:
             head["temp_dir"] = str(self.temp_dir / "ray")
         if self.fast:
             head["_system_config"] = dict(FAST_HEALTH_CHECKS)
+        self.cluster = Cluster(shutdown_at_exit=False)  # set before any node starts, so `stop` reaches them all
         try:
-            self.cluster = Cluster(initialize_head=True, head_node_args=head, shutdown_at_exit=False)
-            self.nodes = [self.cluster.head_node]
+            self.nodes = [self.cluster.add_node(**head)]
             for index in range(1, self.count):
                 self.nodes.append(self.cluster.add_node(**node_args(index, self.port_base)))
         except Exception as exc:  # Ray raises plain exceptions (a port taken, a binary that fails)
@@ -144,4 +159,3 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-

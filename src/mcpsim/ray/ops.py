@@ -58,8 +58,13 @@ def health_body(nodes: Nodes, started_at: float) -> tuple[int, dict[str, Any]]:
         "limits": {"max_instances": sum(node.max_instances for node in live), "per_node": True},
         "ray": {"address": nodes.ray.address, "front": nodes.front_id, "lease_s": nodes.ray.lease},
         "nodes": [
-            {"node": node.node_id, "url": node.url, "status": node.health.get("status", "unknown"),
-             "live": node.live, "max_instances": node.max_instances}
+            {
+                "node": node.node_id,
+                "url": node.url,
+                "status": node.health.get("status", "unknown"),
+                "live": node.live,
+                "max_instances": node.max_instances,
+            }
             for node in live
         ],
         "lost": list(nodes.gone.values())[-20:],
@@ -154,5 +159,3 @@ def ops_routes(nodes: Nodes, started_at: float) -> list[Route]:
         Route("/api/instances", instances, methods=["GET"]),
         Route("/api/overview", overview),
     ]
-
-

@@ -60,9 +60,7 @@ class Relay:
                 f"node {node.label} is gone ({type(exc).__name__}); the instance ended with it", node.node_id
             ) from None
 
-    async def deliver(
-        self, reply: httpx.Response, send: Send, watch: Callable[[bytes], Any] | None = None
-    ) -> None:
+    async def deliver(self, reply: httpx.Response, send: Send, watch: Callable[[bytes], Any] | None = None) -> None:
         """Stream `reply` to the client; `watch` sees each chunk (reading a session id from an SSE stream)."""
         try:
             await send({"type": "http.response.start", "status": reply.status_code, "headers": _headers(reply)})
