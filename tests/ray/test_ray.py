@@ -144,7 +144,6 @@ def _until_failed(url: str, session: str, deadline_s: float = 15) -> tuple[int, 
 
 
 def _agent_of(node_id: str):
-    import ray
 
     return ray.get_actor(f"mcpsim-agent-{node_id}", namespace="mcpsim")
 
@@ -153,7 +152,6 @@ def test_a_killed_agent_fails_its_sessions_naming_the_node(ray_cluster, front):
     session = open_session(front.url, 11)
     item = of_session(front.url, session)
     ray_cluster.note(item["pid"])
-    import ray
 
     agent = _agent_of(item["node"])
     info = ray.get(agent.info.remote())

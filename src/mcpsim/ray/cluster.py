@@ -65,8 +65,9 @@ class Node:
 
 def _dead_agents(nodes: list[Node]) -> list[tuple[str, str]]:
     """(key, reason) of the agents that Ray says died (one cheap actor call each, answered in ~1 ms)."""
-    import ray
     from ray.exceptions import ActorDiedError
+
+    import ray
 
     refs = {node.key: node.actor.info.remote() for node in nodes}
     ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=1.0)
@@ -146,7 +147,6 @@ class Nodes:
     async def _start_agent(self, node_id: str, strict: bool = False) -> None:
         """The agent of `node_id` (found or created), added to `nodes`; errors raise if `strict`, else log."""
         import ray
-
         from mcpsim.ray.agent import NodeAgent, actor_options
 
         self.starting.add(node_id)
