@@ -14,11 +14,13 @@ MODES = (
     "managed-strict",
     "managed-fork-strict",
     "in-process",
+    "ray-fork",
 )
 MODE_FLAGS = {
     "managed-fork": ["--fork-server"],
     "managed-strict": ["--sandbox", "strict"],
     "managed-fork-strict": ["--fork-server", "--sandbox", "strict"],
+    "ray-fork": ["--fork-server"],
 }
 """`mcpsim serve` flags of the managed modes that have any (`-strict`: every instance in its sandbox)."""
 BENCH_CONFIG = '{"max_steps": 1000000}'
@@ -66,6 +68,8 @@ class ModeResult:
     rss_mb: float | None = None
     uss_mb: float | None = None
     live: dict[str, Any] = field(default_factory=dict)
+    ray: dict[str, Any] = field(default_factory=dict)
+    """`ray-fork`: memory per node and the failure timings (`bench/cluster.py`)."""
     errors: list[str] = field(default_factory=list)
 
 
