@@ -73,6 +73,8 @@ def local_cluster(nodes: int = 3) -> Any:
 def _end_agents() -> None:
     import ray
 
+    if not ray.is_initialized():  # the cluster did not start; asking Ray would start a new one here
+        return
     for info in ray.util.list_named_actors(all_namespaces=True):
         if info["namespace"] == "mcpsim" and info["name"].startswith("mcpsim-agent-"):
             with contextlib.suppress(Exception):

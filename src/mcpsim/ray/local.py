@@ -153,9 +153,17 @@ class LocalCluster:
         cluster, self.cluster = self.cluster, None
         with contextlib.suppress(Exception):
             cluster.shutdown()
+        if self.temp_dir is not None:
+            _kill_leftovers(self.temp_dir)
 
-    def __enter__(self) -> "LocalCluster":
-        return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+def _kill_leftovers(temp_dir: Path) -> None:
+    """SIGKILL what Ray left of this cluster: a node whose start timed out is not in the `Cluster`'s books, so
+    `shutdown` does not reach its daemons. Only this process's descendants that name the cluster's directory."""
+    import psutil
+
+    marker = str(temp_dir / "ray")
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if marker in " ".join(process.cmdline()):
+                process.kill()
