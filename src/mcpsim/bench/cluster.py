@@ -143,6 +143,38 @@ def _running(pid: int) -> bool:
         return False
 
 
+async def hop(target: RayTarget, calls: int = 200) -> dict[str, Any]:
+    """Per-call latency (ms) of one session through the front vs one straight to a node's own mcpsim (its URL
+    and token from the agent), calls interleaved so both see the same load: the price of the front's hop."""
+    import ray
+    from mcpsim.bench.settings import percentiles
+
+    async with httpx.AsyncClient(timeout=60) as http:
+        via_front, item = await _session(http, target.url)
+        node = ray.get(ray.get_actor(f"mcpsim-agent-{item['node']}", namespace="mcpsim").info.remote())
+        direct_url = node["url"]
+        auth = {"authorization": f"Bearer {node['token']}"}
+        opened = await http.post(f"{direct_url}/mcp", json=INIT, headers={**HEADERS, **auth})
+        direct = {
+            **HEADERS,
+            **auth,
+            "mcp-session-id": opened.headers["mcp-session-id"],
+            "mcp-protocol-version": "2025-11-25",
+        }
+        await http.post(
+            f"{direct_url}/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=direct
+        )
+        samples: dict[str, list[float]] = {"front": [], "direct": []}
+        for _ in range(calls):
+            for name, url, headers in (("front", target.url, via_front), ("direct", direct_url, direct)):
+                started = time.perf_counter()
+                await http.post(f"{url}/mcp", json=CALL, headers=headers)
+                samples[name].append((time.perf_counter() - started) * 1000)
+        await http.delete(f"{target.url}/mcp", headers=via_front)
+        await http.delete(f"{direct_url}/mcp", headers=direct)
+    return {name: percentiles(values) for name, values in samples.items()}
+
+
 async def failures(cluster: LocalCluster, target: RayTarget, settings: BenchSettings) -> dict[str, Any]:
     """The three failure timings (see the module docstring), seconds."""
     import ray

@@ -63,7 +63,7 @@ async def bench_managed(mode: str, settings: BenchSettings, target: ManagedTarge
 async def bench_ray(mode: str, settings: BenchSettings) -> ModeResult:
     """The managed phases through a `--ray` front of a local 3-node cluster, then memory per node, then the
     failures (they kill an agent and a node, so they come last)."""
-    from mcpsim.bench.cluster import RayTarget, failures, local_cluster, node_memory
+    from mcpsim.bench.cluster import RayTarget, failures, hop, local_cluster, node_memory
 
     with local_cluster(3) as cluster:
         target = RayTarget(settings, MODE_FLAGS.get(mode, []), cluster.address, cluster.count)
@@ -73,6 +73,7 @@ async def bench_ray(mode: str, settings: BenchSettings) -> ModeResult:
             result.ray["node_memory_idle"] = await anyio.to_thread.run_sync(
                 node_memory, cluster, set(await target.instance_pids())
             )
+            result.ray["hop_ms"] = await hop(target, settings.steps)
             result.ray["failures"] = await failures(cluster, target, settings)
         finally:
             target.close()

@@ -8,7 +8,8 @@ own children; mcpsim stops by itself on its stdin's EOF instead (`node.py`).
 
 Leases (`--ray-lease`): a front claims the sessions and handles it started and renews its lease; the agent
 checks every `REAP_PERIOD` seconds and ends the instances of a front whose lease ran out (the front died). A
-claim is forgotten once its instance is gone, so the table is bounded by the node's live instances.
+claim is forgotten once its instance is gone, so the table is bounded by the node's live instances. Every
+`PRUNE_PERIOD` the agent also drops the registry keys of its own ended instances.
 """
 
 import asyncio
@@ -25,12 +26,15 @@ from typing import Any
 import httpx
 
 from mcpsim.errors import StartError
+from mcpsim.ray import registry
 from mcpsim.ray.node import NodeSpec, encode
 
 logger = logging.getLogger(__name__)
 
 REAP_PERIOD = 0.5
 """Seconds between lease checks."""
+PRUNE_PERIOD = 60.0
+"""Seconds between two sweeps of the registry for keys of this agent's ended instances."""
 START_TIMEOUT = 60.0
 """Seconds for the node's mcpsim to print its URL."""
 KEPT_VARIABLES = ("RAY_TMPDIR",)
@@ -92,8 +96,9 @@ class NodeAgent:
         self.reaper: asyncio.Task[None] | None = None
         self.client: httpx.AsyncClient | None = None
 
-    def info(self) -> dict[str, Any]:
+    async def info(self) -> dict[str, Any]:
         """What a front needs to use this node: its URL, token, the pid of its mcpsim, the pool fingerprint."""
+        self._start_reaper()
         return {
             "node_id": self.node_id,
             "url": self.url,
@@ -107,7 +112,6 @@ class NodeAgent:
         """Front `front` started the instances with these session ids or handles; its lease is `lease` s."""
         self.leases[front] = time.monotonic() + lease
         self.claims.setdefault(front, set()).update(ids)
-        self._start_reaper()
 
     async def renew(self, front: str, lease: float) -> None:
         if front in self.leases:
@@ -120,15 +124,22 @@ class NodeAgent:
 
     async def _reap(self) -> None:
         assert self.client is not None
+        pruned = time.monotonic()
         while True:
             await asyncio.sleep(REAP_PERIOD)
             now = time.monotonic()
             expired = [front for front, until in self.leases.items() if until < now]
-            if not expired and sum(map(len, self.claims.values())) < 1024:
+            prune = now - pruned > PRUNE_PERIOD
+            if not expired and not prune and sum(map(len, self.claims.values())) < 1024:
                 continue  # nothing to end, and the claims are small enough to prune later
             with contextlib.suppress(httpx.HTTPError, ValueError):
                 listing = (await self.client.get(f"{self.url}/api/instances")).json()
                 live = {key: item["id"] for item in listing for key in (item["id"], item.get("session_id")) if key}
+                if prune:  # the registry keys of this agent's ended instances
+                    pruned = now
+                    key = f"{self.node_id}.{os.getpid()}"
+                    with contextlib.suppress(Exception):
+                        await asyncio.to_thread(registry.prune, key, set(live))
                 for front in expired:
                     doomed = {live[key] for key in self.claims.pop(front, set()) if key in live}
                     del self.leases[front]

@@ -5,8 +5,9 @@ whichever front started it. A key is written before the answer that names it rea
 that takes its handle to another front at once finds it), and never changes: an instance lives on one node.
 Each front keeps what it looked up in a bounded cache (`CACHE_SIZE`), so a session's later requests cost no
 GCS round trip. Keys are ~100 bytes (`s:<session id>` or `h:<handle>` -> node id); a front deletes the key of
-an instance ended through it, and the node's agent drops its node's keys whose instance is gone
-(`prune`), so the store holds about one key per live instance.
+an instance ended through it, and the node's agent drops its own keys whose instance is gone (`prune`, every
+minute), so the store holds about one key per live instance (plus those of dead agents, which keep naming
+their node).
 
 Calls into Ray block (a gRPC round trip to the GCS, ~1 ms), so they run in worker threads.
 """
@@ -66,7 +67,8 @@ class Registry:
 
 
 def prune(node_id: str, live: set[str]) -> int:
-    """Delete the keys naming `node_id` whose session or handle is not in `live` (blocking; the agent's thread)."""
+    """Delete the keys naming `node_id` (an agent key, `node id.agent pid`) whose session or handle is not in
+    `live` (blocking; the agent runs it in a thread). Keys of a dead agent stay, so they keep naming the node."""
     from ray.experimental import internal_kv
 
     dropped = 0
