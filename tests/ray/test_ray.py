@@ -15,7 +15,7 @@ import pytest
 import ray
 from helpers.mcp_client import ACCEPT, INIT
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray")]  # one cluster: one worker (--dist loadgroup)
 
 ENVELOPE = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
 
@@ -92,6 +92,8 @@ def test_sessions_spread_over_nodes_and_ops_show_every_node(ray_cluster, front):
         assert len({line.split('node="')[1].split('"')[0] for line in metrics.splitlines() if 'node="' in line}) == 3
         overview = httpx.get(f"{front.url}/api/overview", timeout=30).json()
         assert {item["node"] for item in overview["instances"]} >= {item["node"] for item in listed}
+        assert overview["health"]["fork_server"]  # what the page reads besides the instances
+        assert 'class="node-col"' in httpx.get(f"{front.url}/", timeout=30).text
     finally:
         for session in sessions:
             end(front.url, session)
@@ -202,7 +204,7 @@ def test_a_killed_front(ray_cluster, front, tmp_path, lease):
     doomed.process.send_signal(signal.SIGKILL)
     doomed.process.wait()
     if lease is None:  # left to its idle timeout: another front still serves it
-        time.sleep(2)
+        time.sleep(1)
         assert move(front.url, session)[0] == 200
         end(front.url, session)
     else:  # the agent ends it once the lease (1 s) runs out
@@ -212,16 +214,17 @@ def test_a_killed_front(ray_cluster, front, tmp_path, lease):
         assert not any(i["session_id"] == session for i in instances(front.url))
 
 
-def test_bad_ray_options_are_refused_before_anything_starts(tmp_path):
+def test_bad_ray_options_are_refused_before_anything_starts(capsys):
     import subprocess
     import sys
 
-    def serve(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "mcpsim", "serve", *args], capture_output=True, text=True, timeout=60
-        )
+    from mcpsim.cli import main
 
-    assert "local or local:N" in serve("--ray", "local:99").stderr
-    assert "--ray-lease needs --ray" in serve("--ray-lease", "5").stderr
-    unreachable = serve("--ray", "127.0.0.1:1")
+    for args, why in ((["--ray", "local:99"], "local or local:N"), (["--ray-lease", "5"], "--ray-lease needs --ray")):
+        with pytest.raises(SystemExit) as exited:
+            main(["serve", *args])
+        assert exited.value.code == 2 and why in capsys.readouterr().err
+    unreachable = subprocess.run(  # its own process: a failed join would end this process's Ray driver
+        [sys.executable, "-m", "mcpsim", "serve", "--ray", "127.0.0.1:1"], capture_output=True, text=True, timeout=60
+    )
     assert unreachable.returncode == 2 and "nothing answers there" in unreachable.stderr
