@@ -46,7 +46,12 @@ class RayTarget(ManagedTarget):
         return [*super().command(settings, extra), "--ray", self.address]
 
     def ready(self, health: dict[str, Any]) -> bool:
-        return health.get("status") == "ok" and len(health.get("nodes", [])) == self.nodes
+        nodes = health.get("nodes", [])  # every node's environment (fork template) built: starts are timed
+        return (
+            health.get("status") == "ok"
+            and len(nodes) == self.nodes
+            and all(node.get("environment") == "ready" for node in nodes)
+        )
 
 
 @contextlib.contextmanager

@@ -2,7 +2,8 @@
 node's answers gathered at once, each instance and each sample tagged with its node id.
 
 - `/health`: the nodes' counts summed, `limits.max_instances` the cluster's total, and `nodes`: one entry per
-  live node (id, URL, status, live, max) plus the nodes this front saw go (`lost`). 503 when no node is live.
+  live node (id, URL, status, live, max, `environment`: `ready` once its fork template or isolated environment
+  is built) plus the nodes this front saw go (`lost`). 503 when no node is live.
 - `/metrics`: each node's Prometheus text with a `node="<id>"` label on every sample, families kept together,
   plus `mcpsim_ray_nodes` (live nodes as this front sees them).
 - `/api/instances`, `/api/overview`: the nodes' lists with a `node` field (the dashboard's node column).
