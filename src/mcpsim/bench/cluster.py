@@ -13,6 +13,7 @@ the mcpsim agent, the node's mcpsim and fork template), with no session open.
 """
 
 import contextlib
+import json
 import os
 import signal
 import tempfile
@@ -150,7 +151,9 @@ def _running(pid: int) -> bool:
 
 async def hop(target: RayTarget, calls: int = 200) -> dict[str, Any]:
     """Per-call latency (ms) of one session through the front vs one straight to a node's own mcpsim (its URL
-    and token from the agent), calls interleaved so both see the same load: the price of the front's hop."""
+    and token from the agent), calls interleaved so both see the same load: the price of the front's hop; and
+    the direct session's calls made through an actor call to the agent (`actor` - `direct`: what relaying over
+    actor calls would cost instead of the hop)."""
     import ray
     from mcpsim.bench.settings import percentiles
 
@@ -169,12 +172,18 @@ async def hop(target: RayTarget, calls: int = 200) -> dict[str, Any]:
         await http.post(
             f"{direct_url}/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=direct
         )
-        samples: dict[str, list[float]] = {"front": [], "direct": []}
+        agent = ray.get_actor(f"mcpsim-agent-{item['node']}", namespace="mcpsim")
+        plain = {k: v for k, v in direct.items() if k != "authorization"}
+        body = json.dumps(CALL).encode()
+        samples: dict[str, list[float]] = {"front": [], "direct": [], "actor": []}
         for _ in range(calls):
             for name, url, headers in (("front", target.url, via_front), ("direct", direct_url, direct)):
                 started = time.perf_counter()
                 await http.post(f"{url}/mcp", json=CALL, headers=headers)
                 samples[name].append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()  # the same call through an actor call to the agent, then its HTTP
+            await agent.bench_relay.remote("/mcp", plain, body)
+            samples["actor"].append((time.perf_counter() - started) * 1000)
         await http.delete(f"{target.url}/mcp", headers=via_front)
         await http.delete(f"{direct_url}/mcp", headers=direct)
     return {name: percentiles(values) for name, values in samples.items()}

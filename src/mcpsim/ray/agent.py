@@ -108,6 +108,13 @@ class NodeAgent:
             "fingerprint": self.fingerprint,
         }
 
+    async def bench_relay(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        """For `mcpsim bench`: one request to this node's mcpsim made by the agent and answered over the actor
+        call, to price that data path against the front's HTTP hop (docs/scaling.md)."""
+        assert self.client is not None
+        reply = await self.client.post(f"{self.url}{path}", headers=headers, content=body)
+        return reply.status_code, reply.content
+
     async def claim(self, front: str, lease: float, ids: list[str]) -> None:
         """Front `front` started the instances with these session ids or handles; its lease is `lease` s."""
         self.leases[front] = time.monotonic() + lease

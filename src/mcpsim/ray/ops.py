@@ -65,6 +65,7 @@ def health_body(nodes: Nodes, started_at: float) -> tuple[int, dict[str, Any]]:
                 "status": node.health.get("status", "unknown"),
                 "live": node.live,
                 "max_instances": node.max_instances,
+                "environment": node.health.get("environment", {}).get("state"),
             }
             for node in live
         ],
