@@ -100,6 +100,7 @@ class Nodes:
         self.gone: dict[str, str] = {}
         self.starting: set[str] = set()
         self.leased: set[str] = set()
+        self.failures: list[str] = []
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=1.0))
 
     async def connect(self) -> None:
@@ -123,6 +124,10 @@ class Nodes:
         async with anyio.create_task_group() as tasks:
             for node_id in alive:
                 tasks.start_soon(self._start_agent, node_id, True)
+        if not self.nodes:  # one node's agent may be dying or restarting: the refresh retries it; none is fatal
+            raise ClusterUnreachable(
+                f"--ray {self.ray.address}: no node's agent started: {'; '.join(self.failures) or 'no reason given'}"
+            )
         await self.refresh()
 
     async def _probe(self) -> None:
@@ -145,7 +150,9 @@ class Nodes:
         return [node["NodeID"] for node in nodes if node.get("Alive")]
 
     async def _start_agent(self, node_id: str, strict: bool = False) -> None:
-        """The agent of `node_id` (found or created), added to `nodes`; errors raise if `strict`, else log."""
+        """The agent of `node_id` (found or created), added to `nodes`. An agent serving other options raises
+        if `strict` (the front's start); any other failure is logged and noted in `failures`, and the refresh
+        tries that node again (a dead agent's name may still be registered for a moment)."""
         import ray
         from mcpsim.ray.agent import NodeAgent, actor_options
 
@@ -174,8 +181,7 @@ class Nodes:
                 raise
             logger.exception("no agent on node %s", node_id[:12])
         except Exception as exc:
-            if strict:
-                raise ClusterUnreachable(f"node {node_id[:12]}: its agent did not start: {exc}") from exc
+            self.failures = [*self.failures[-7:], f"node {node_id[:12]}: {str(exc).splitlines()[0][:300]}"]
             logger.warning("no agent on node %s: %s", node_id[:12], exc, extra={"event": "ray.agent_failed"})
         finally:
             self.starting.discard(node_id)
