@@ -80,15 +80,18 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayTestClu
             ray.init(address=cluster.local.address, namespace="mcpsim", log_to_driver=False)
             yield cluster
         finally:
-            for front in cluster.fronts:
-                if front.process.poll() is None:
-                    front.stop(signal.SIGTERM)
-            for actor in _agents():
-                with contextlib.suppress(Exception):
-                    ray.get(actor.stop.remote(), timeout=30)
-                ray.kill(actor)
-            ray.shutdown()
-            cluster.local.stop()
+            try:  # the cluster stops below whatever happens here
+                for front in cluster.fronts:
+                    if front.process.poll() is None:
+                        front.stop(signal.SIGTERM)
+                if ray.is_initialized():
+                    for actor in _agents():
+                        with contextlib.suppress(Exception):
+                            ray.get(actor.stop.remote(), timeout=30)
+                        ray.kill(actor)
+            finally:
+                ray.shutdown()
+                cluster.local.stop()
             left = _still_running(cluster, deadline_s=10)
             left += survivors(cluster.seen_pids, deadline_s=10)
             for pid in left:
