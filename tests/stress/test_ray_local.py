@@ -6,6 +6,7 @@ the ports tests/ray's shared cluster uses (offsets 1800-1899), which `make stres
 """
 
 import os
+import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -42,4 +43,5 @@ def test_local_cluster_front_leaves_nothing_behind(tmp_path):
     for process in psutil.process_iter(["pid", "cmdline"]):
         if str(root) in " ".join(process.info["cmdline"] or []) and process.pid != os.getpid():
             left.append(process.pid)
+    shutil.rmtree(root, ignore_errors=True)
     assert left == [], f"Ray processes of the front's cluster survived it: {left}"
