@@ -30,20 +30,23 @@ RANKS = {
     "mcpsim.pool": 5,
     "mcpsim.server": 6,
     "mcpsim.client": 6,
+    "mcpsim.ray": 6,
     "mcpsim.bench": 7,
     "mcpsim.export": 7,
     "mcpsim.gym": 7,
     "mcpsim.cli": 8,
 }
 """A module may import modules of its own rank or below. Ranks: wire/errors -> protocol -> trajectory -> proc ->
-isolation -> pool -> server | client -> bench | export | gym -> cli."""
+isolation -> pool -> server | client | ray (which uses server) -> bench | export | gym -> cli."""
 FORBIDDEN = {
     "mcpsim.client": ("mcpsim.server", "mcpsim.pool", "mcpsim.proc", "mcpsim.isolation"),
-    "mcpsim.server": ("mcpsim.client",),
+    "mcpsim.server": ("mcpsim.client", "mcpsim.ray"),
+    "mcpsim.ray": ("mcpsim.client",),
     "mcpsim.export": ("mcpsim.server", "mcpsim.pool", "mcpsim.proc", "mcpsim.isolation"),
     "mcpsim.gym": ("mcpsim.server", "mcpsim.pool", "mcpsim.proc", "mcpsim.isolation"),
 }
-"""Beside the ranks: the client talks MCP to any server and knows nothing of mcpsim's own; the server is no client."""
+"""Beside the ranks: the client talks MCP to any server and knows nothing of mcpsim's own; the server is no client
+and knows nothing of Ray; `mcpsim.ray` runs the server on every node and fronts it, and is no client either."""
 ENVS_MAY_IMPORT = ("mcpsim.envs", "mcpsim.wire", "mcpsim.errors")
 """The production servers are ordinary MCP servers: they may share the wire constants and the error tree only."""
 

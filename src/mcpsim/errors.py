@@ -80,6 +80,10 @@ class ConfigError(MCPSimError, ValueError):
     A `ValueError` too, so library callers that validate arguments with `except ValueError` keep working."""
 
 
+class ClusterUnreachable(ConfigError):
+    """`--ray ADDRESS`: the Ray cluster cannot be reached, or its agents cannot be started; raised before serving."""
+
+
 class CommandError(ConfigError):
     """The server command cannot be understood or found; raised at start-up, before any instance exists."""
 
@@ -224,6 +228,20 @@ class LimitExceeded(StartError):
 
 class InstanceGone(PoolError):
     """The instance exists no more (ended, idled out, or never existed)."""
+
+
+class NodeGone(InstanceGone):
+    """`--ray`: the Ray node (or its agent) that held the instance is gone, and the instance with it; `data`
+    names the node so a trainer can tell a lost node from an ended episode."""
+
+    def __init__(self, message: str, node_id: str) -> None:
+        super().__init__(message)
+        self.data = {"node": node_id}
+
+
+class ClusterFull(CapacityError):
+    """`--ray`: every live node's pool is at `--max-instances` (or no node has an agent): retrying later can
+    succeed."""
 
 
 class TooManySeeds(PoolError):

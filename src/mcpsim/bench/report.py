@@ -48,6 +48,9 @@ def print_report(report: dict[str, Any]) -> None:
                 f"opened in {live['open_s']} s; process tree {live['tree_processes']} processes, "
                 f"USS {live['tree_uss_mb']} MB, RSS {live['tree_rss_mb']} MB"
             )
+    for r in results:
+        if r.get("ray"):
+            console.print(f"{r['mode']}: {r['ray']}")
     if len(results) > 1:
         base = results[0]
         for r in results[1:]:

@@ -23,10 +23,12 @@ from mcpsim.bench.targets import DirectTarget, InProcessTarget, ManagedTarget
 from mcpsim.wire import VERSION
 
 
-async def bench_managed(mode: str, settings: BenchSettings) -> ModeResult:
+async def bench_managed(mode: str, settings: BenchSettings, target: ManagedTarget | None = None) -> ModeResult:
     result = ModeResult(mode)
-    if mode == "in-process":
-        target: ManagedTarget = InProcessTarget(settings)
+    if target is not None:
+        pass
+    elif mode == "in-process":
+        target = InProcessTarget(settings)
     else:
         target = ManagedTarget(settings, MODE_FLAGS.get(mode, []))
     try:
@@ -53,7 +55,28 @@ async def bench_managed(mode: str, settings: BenchSettings) -> ModeResult:
         if settings.live:
             result.live = await measure_live(target, settings.live)
     finally:
-        target.close()
+        if not mode.startswith("ray"):
+            target.close()
+    return result
+
+
+async def bench_ray(mode: str, settings: BenchSettings) -> ModeResult:
+    """The managed phases through a `--ray` front of a local 3-node cluster, then memory per node, then the
+    failures (they kill an agent and a node, so they come last)."""
+    from mcpsim.bench.cluster import RayTarget, failures, hop, local_cluster, node_memory
+
+    with local_cluster(3) as cluster:
+        target = RayTarget(settings, MODE_FLAGS.get(mode, []), cluster.address, cluster.count)
+        try:
+            result = await bench_managed(mode, settings, target)
+            await anyio.sleep(2)  # sessions ended: instances gone
+            result.ray["node_memory_idle"] = await anyio.to_thread.run_sync(
+                node_memory, cluster, set(await target.instance_pids())
+            )
+            result.ray["hop_ms"] = await hop(target, settings.steps)
+            result.ray["failures"] = await failures(cluster, target, settings)
+        finally:
+            target.close()
     return result
 
 
@@ -73,7 +96,12 @@ async def bench_direct(settings: BenchSettings) -> ModeResult:
 async def run_bench(modes: list[str], settings: BenchSettings) -> dict[str, Any]:
     results = []
     for mode in modes:
-        results.append(await bench_direct(settings) if mode == "direct" else await bench_managed(mode, settings))
+        if mode == "direct":
+            results.append(await bench_direct(settings))
+        elif mode.startswith("ray"):
+            results.append(await bench_ray(mode, settings))
+        else:
+            results.append(await bench_managed(mode, settings))
     return {
         "mcpsim": VERSION,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

@@ -15,12 +15,14 @@ MODES = (
     "managed-fork-strict",
     "managed-fork-standard",
     "in-process",
+    "ray-fork",
 )
 MODE_FLAGS = {
     "managed-fork": ["--fork-server"],
     "managed-strict": ["--sandbox", "strict"],
     "managed-fork-strict": ["--fork-server", "--sandbox", "strict"],
     "managed-fork-standard": ["--fork-server", "--sandbox", "standard"],
+    "ray-fork": ["--fork-server"],
 }
 """`mcpsim serve` flags of the managed modes that have any (`-strict`, `-standard`: every instance in its
 sandbox; `-standard` beside `-strict` separates what strict's seccomp filter costs)."""
@@ -69,6 +71,8 @@ class ModeResult:
     rss_mb: float | None = None
     uss_mb: float | None = None
     live: dict[str, Any] = field(default_factory=dict)
+    ray: dict[str, Any] = field(default_factory=dict)
+    """`ray-fork`: memory per node and the failure timings (`bench/cluster.py`)."""
     errors: list[str] = field(default_factory=list)
 
 

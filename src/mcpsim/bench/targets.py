@@ -19,6 +19,9 @@ from mcpsim.proc import free_port
 class ManagedTarget:
     """A real `mcpsim serve` subprocess."""
 
+    start_timeout = 60.0
+    """Seconds for the server to be ready (a `--ray` front joins a cluster first)."""
+
     def __init__(self, settings: BenchSettings, extra: Sequence[str] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -47,7 +50,7 @@ class ManagedTarget:
         return bool(health["environment"]["state"] == "ready")
 
     async def start(self) -> None:
-        with anyio.fail_after(60):
+        with anyio.fail_after(self.start_timeout):
             while True:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"mcpsim serve exited with {self.process.returncode}")

@@ -13,6 +13,7 @@ from mcpsim.pool import SHIPPED_ENVS, TRANSPORTS, PoolConfig, for_env, parse_com
 from mcpsim.proc import parse_port_range
 from mcpsim.proc.sandbox import LEVELS, Sandbox, SandboxConfig, format_size, parse_size
 from mcpsim.protocol.jsontext import parse_json_text
+from mcpsim.ray.config import DEFAULT_LEASE, LOCAL_PORTS, RayConfig
 from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES, SEED_VARIABLE, parse_seed
 
 
@@ -94,8 +95,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="serve with uvloop and httptools when installed (pip install 'mcpsim[fast]'); see docs/performance.md",
     )
+    add_ray_options(p)
     add_server_options(p)
     p.set_defaults(handler=run)
+
+
+def add_ray_options(p: argparse.ArgumentParser) -> None:
+    """`--ray` and its companions (`mcpsim.ray`; docs/scaling.md)."""
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="place instances on a Ray cluster: auto, ray://HOST:PORT, HOST:PORT (GCS), or local[:N] (start N"
+        " nodes here); --max-instances is then per node",
+    )
+    p.add_argument(
+        "--ray-lease",
+        type=float,
+        nargs="?",
+        const=DEFAULT_LEASE,
+        metavar="SECONDS",
+        help=f"end this front's instances SECONDS after it dies (default without it: their idle timeout;"
+        f" bare flag: {DEFAULT_LEASE:g} s)",
+    )
+    p.add_argument(
+        "--ray-port-base",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help=f"with --ray local:N: Ray's ports are PORT..PORT+{LOCAL_PORTS - 1} (default: free ones)",
+    )
+    p.add_argument(
+        "--ray-temp-dir", type=Path, metavar="DIR", help="with --ray local:N: Ray's files (default: RAY_TMPDIR or /tmp)"
+    )
 
 
 def add_sandbox_options(p: argparse.ArgumentParser) -> None:
@@ -164,6 +195,10 @@ def run(args: argparse.Namespace) -> int:
     from mcpsim.server.ops import configure_logging
 
     pool = pool_config(args)
+    if args.ray is not None:
+        ray_config(args)  # refuse bad --ray options before anything starts
+    elif args.ray_lease is not None:
+        raise ConfigError("--ray-lease needs --ray")
     configure_logging(args.log_format, args.log_level)
     if pool.sandbox.enabled:  # refuse in one line before serving, rather than from inside the server's start-up
         probe = Sandbox(pool.sandbox)
@@ -183,8 +218,21 @@ def run(args: argparse.Namespace) -> int:
         orphan_timeout=args.orphan_timeout,
         fast_io=args.fast_io,
     )
+    if args.ray is not None:
+        from mcpsim.ray import serve_ray
+
+        anyio.run(serve_ray, config, ray_config(args), args.log_level, backend_options=loop_options(args.fast_io))
+        return 0
     anyio.run(serve, config, backend_options=loop_options(args.fast_io))
     return 0
+
+
+def ray_config(args: argparse.Namespace) -> RayConfig:
+    if args.stdio:
+        raise ConfigError("--ray serves HTTP fronts: it cannot be combined with --stdio")
+    if args.auth_token_file is not None:
+        raise ConfigError("--ray: one token (--auth-token or MCPSIM_AUTH_TOKEN) for now, not --auth-token-file")
+    return RayConfig(args.ray, args.ray_lease, args.ray_port_base, args.ray_temp_dir)
 
 
 def _stdio_config(raw: str | None) -> dict[str, object]:
