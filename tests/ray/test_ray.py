@@ -15,7 +15,7 @@ import pytest
 import ray
 from helpers.mcp_client import ACCEPT, INIT
 
-pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray")]  # one cluster: one worker (--dist loadgroup)
+pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray")]  # one cluster, one worker (--dist loadfile or loadgroup)
 
 ENVELOPE = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
 
