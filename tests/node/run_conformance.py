@@ -48,6 +48,8 @@ SERVER = TESTS / "servers" / "conformance_server.py"
 RESULT_DIR = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d\d-\d\dT[\d-]+Z$")
 PORT_BASE = int(os.environ.get("MCPSIM_TEST_PORT_BASE", "23000"))
 SUITE_TIMEOUT = 600
+PORT_SPAN = 999
+"""Ports of `--port-range` for an mcpsim target's HTTP backends (the target's own port is just below them)."""
 
 
 def suite_command(url: str, requirements: str | None, out: Path, scenario: str | None) -> list[str]:
@@ -180,7 +182,10 @@ def start_target(args: argparse.Namespace, work: Path) -> tuple[str, list[subpro
         return f"http://127.0.0.1:{port}/mcp", [process]
     template = f"{{python}} {SERVER}" + (" --port {port}" if args.backend == "http" else "")  # {python}: forkable
     argv = [sys.executable, "-m", "mcpsim", "serve", "--port", str(port), "--server", template, "--fork-server"]
-    argv += ["--port-range", f"{port + 1}-{port + 49}"]
+    # HTTP backends lease a port each: every handle-less 2026 call is a fresh instance living until the orphan
+    # timeout, so at ~10 calls/s (an idle machine) 49 ports ran out mid-suite (503 -31014 in the SEP-2243 checks,
+    # which come late); 999 ports outlast any rate the suite reaches. Stays inside this run's 2000-port slot.
+    argv += ["--port-range", f"{port + 1}-{port + PORT_SPAN}"]
     # at 2026-07-28 every handle-less call is a fresh instance the suite never addresses again: reclaim them soon
     argv += ["--orphan-timeout", "5"]
     process = start(argv, port, work / "serve.log")

@@ -183,6 +183,10 @@ class ModernFront:
             await empty_listen(message["id"])(scope, receive, send)
             return
         handle = self._state_handle(handle, params)
+        if handle is None and method == "tools/call":  # refused requests start nothing
+            config = parse_config(request.query_params.get("config"))
+            tool = await self.listings.config_tool(config, (params or {}).get("name"), receive)
+            self._check_headers(scope, tool, params)
         instance = self._resolve(scope, handle) if handle is not None else await self._fresh(request, receive)
         url = f"{request.url.scheme}://{request.url.netloc}/envs/{instance.id}/mcp"
         passthrough = instance.era == MODERN
@@ -196,8 +200,8 @@ class ModernFront:
             }
             await JSONResponse(body)(scope, receive, send)
             return
-        if method == "tools/call":
-            await self._check_param_headers(scope, instance, params)
+        if method == "tools/call" and handle is not None:
+            self._check_headers(scope, await self.listings.tool(instance, (params or {}).get("name")), params)
         forwarded = translate.passthrough_params(params) if passthrough else translate.backend_params(params)
 
         def finish(reply: JSONRPCResponse | JSONRPCError) -> tuple[dict[str, Any], int]:
@@ -251,12 +255,12 @@ class ModernFront:
             raise HandleConflict("the requestState belongs to another episode than the handle", handle, "conflict")
         return named
 
-    async def _check_param_headers(self, scope: Scope, instance: Instance, params: dict[str, Any] | None) -> None:
-        """`Mcp-Param-*` headers against the tool's `x-mcp-header` arguments (the backend sees no headers)."""
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        tool = await self.listings.tool(instance, (params or {}).get("name"))
+    @staticmethod
+    def _check_headers(scope: Scope, tool: dict[str, Any] | None, params: dict[str, Any] | None) -> None:
+        """`Mcp-Param-*` headers against the tool's `x-mcp-header` arguments (a stdio backend sees no headers)."""
         if tool is None:
             return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         arguments = (params or {}).get("arguments")
         rejection = validate_mcp_param_headers(
             tool.get("inputSchema"), arguments if isinstance(arguments, dict) else {}, headers
