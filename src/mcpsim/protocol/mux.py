@@ -233,6 +233,8 @@ class Multiplexer:
             await self._deliver(pending.channel, SessionMessage(msg.model_copy(update={"id": pending.client_id})))
         elif isinstance(msg, JSONRPCRequest):
             target = self.primary
+            if target is None or not target.accepts_server_requests:  # a stateless request that can ask (2026)
+                target = self._pending_channel(lambda channel: channel.accepts_server_requests) or target
             if target is None or not target.accepts_server_requests:
                 if msg.method == "ping":
                     await self._to_server(SessionMessage(JSONRPCResponse(jsonrpc="2.0", id=msg.id, result={})))
@@ -269,6 +271,8 @@ class Multiplexer:
                 await self._deliver(channel, SessionMessage(msg))
             return
         target = self.primary or self._busiest_channel()
+        if msg.method == "notifications/message":  # a log: to the request that asked for logs, if any (2026)
+            target = self._pending_channel(lambda channel: getattr(channel, "takes_logs", False)) or target
         if target is None:
             logger.debug("%s: %s with no client attached dropped", self.name, msg.method)
             return
@@ -279,6 +283,13 @@ class Multiplexer:
         for pending in reversed(self._pending.values()):
             if pending.channel is channel:
                 return ServerMessageMetadata(related_request_id=pending.client_id)
+        return None
+
+    def _pending_channel(self, wanted: Callable[[Channel], bool]) -> Channel | None:
+        """The channel of the latest in-flight request whose channel is `wanted`."""
+        for pending in reversed(self._pending.values()):
+            if pending.channel is not self._internal and wanted(pending.channel):
+                return pending.channel
         return None
 
     def _busiest_channel(self) -> Channel | None:

@@ -63,10 +63,12 @@ from mcpsim.protocol.messages import SUBSCRIPTION_ID_KEY
 from mcpsim.server.edge import modern_status, note_request_id
 from mcpsim.server.fronts import translate
 from mcpsim.server.fronts.bodies import parse_json
-from mcpsim.server.fronts.exchange import exchange, relay, sse_frame
+from mcpsim.server.fronts.exchange import exchange, open_call, relay, sse_frame
 from mcpsim.server.fronts.listings import ListingCache
 from mcpsim.server.fronts.params import parse_config
+from mcpsim.server.fronts.rounds import ASKING_METHODS, Held, Rounds, round_token, target_of
 from mcpsim.server.fronts.starts import start_for_request
+from mcpsim.server.fronts.translate import client_capabilities as capabilities
 from mcpsim.server.principals import principal_of
 from mcpsim.wire import parse_seed
 
@@ -120,6 +122,7 @@ class ModernFront:
         self.pool = pool
         self.orphan_timeout = orphan_timeout
         self.listings = ListingCache(pool)
+        self.rounds = Rounds(pool.config.request_timeout or 120.0)
         self.orphans: dict[str, float] = {}
         """Handles minted by a handle-less request and not used since, with when they were minted."""
         self.minted: OrderedDict[str, None] = OrderedDict()
@@ -130,9 +133,11 @@ class ModernFront:
     async def running(self) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._reap_orphans)
+            tg.start_soon(self.rounds.reap)
             try:
                 yield
             finally:
+                await self.rounds.close_all()
                 tg.cancel_scope.cancel()
 
     async def _reap_orphans(self) -> None:
@@ -211,6 +216,8 @@ class ModernFront:
                 return {"jsonrpc": "2.0", "id": message["id"], "error": error}, modern_status(error["code"])
             if passthrough:
                 result = translate.stamp(translate.wrap_state(reply.result, instance.id), None, instance.id, url)
+            elif reply.result.get("resultType") == "input_required":  # rounds.py's: nothing to translate
+                result = translate.stamp(reply.result, server_info, instance.id, url)
             else:
                 result = translate.modern_result(method, reply.result, server_info, instance.id, url)
             return {"jsonrpc": "2.0", "id": message["id"], "result": result}, 200
@@ -218,9 +225,32 @@ class ModernFront:
         streaming = "text/event-stream" in request.headers.get("accept", "")
         if method == "subscriptions/listen" and not streaming:
             raise BadRequest("subscriptions/listen answers with an SSE stream: Accept must include text/event-stream")
+        if not passthrough and method in ASKING_METHODS:  # server requests become input_required rounds
+            held = await self._round(instance, method, params, forwarded, message["id"])
+            try:
+                answers = (params or {}).get("inputResponses")
+                events = self.rounds.outcome(held, answers, capabilities(params), message["id"])
+                await relay(events, finish, streaming, scope, receive, send)
+            finally:
+                if not held.parked:
+                    await held.call.close()
+            return
         params_headers = {k: v for k, v in request.headers.items() if k.startswith("mcp-param-")}
-        async with exchange(instance, "stateless", method, forwarded, message["id"], params_headers) as events:
+        level = translate.log_level(params)
+        async with exchange(instance, "stateless", method, forwarded, message["id"], params_headers, level) as events:
             await relay(events, finish, streaming, scope, receive, send)
+
+    async def _round(
+        self, instance: Instance, method: str, params: dict[str, Any] | None, forwarded: Any, request_id: Any
+    ) -> Held:
+        """The held call a retry names (`rounds.py`), or a new call that can ask."""
+        if round_token(params) is not None:
+            held = self.rounds.take(instance.id, method, params)
+            held.call.channel.log_level = translate.log_level(params)  # this round's own envelope
+            return held
+        level = translate.log_level(params)
+        call = await open_call(instance, "stateless", method, forwarded, request_id, asks=True, log_level=level)
+        return Held(call, instance.id, method, target_of(method, params))
 
     # -- the steps ---------------------------------------------------------------------------------------------
 

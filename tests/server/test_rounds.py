@@ -1,0 +1,93 @@
+"""A handshake-era-only backend (TypeScript SDK 1.x, `tests/servers/asking.cjs`) behind mcpsim, a 2026-07-28 client.
+
+The server asks its client mid-call (sampling, elicitation, roots); mcpsim turns each ask into an
+`input_required` round and resumes the held call with the client's `inputResponses`. The official Python SDK
+client in `mode="2026-07-28"` drives the rounds itself, so a test that passes shows the whole loop works.
+"""
+
+import httpx
+import pytest
+from mcp import Client
+from mcp.types import CreateMessageResult, ElicitResult, ListRootsResult, Root, TextContent
+
+from helpers.serve import TESTS, start_serve, survivors
+
+SERVER = TESTS / "servers" / "asking.cjs"
+NODE_SDK = TESTS / "node" / "node_modules" / "@modelcontextprotocol" / "sdk"
+ENVELOPE = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory):
+    if not NODE_SDK.is_dir():
+        pytest.fail("tests/node/node_modules is missing: run `make node-tools` (npm ci --prefix tests/node)")
+    serve = start_serve(tmp_path_factory.mktemp("rounds"), "--server", f"node {SERVER}")
+    try:
+        yield serve
+    finally:
+        serve.stop()
+    assert not survivors(serve.seen_descendants)
+
+
+async def model(context, params):
+    prompt = params.messages[0].content.text
+    return CreateMessageResult(role="assistant", content=TextContent(type="text", text=prompt.upper()), model="m")
+
+
+async def user(context, params):
+    return ElicitResult(action="accept", content={"answer": f"yes to {params.message}"})
+
+
+async def roots(context):
+    return ListRootsResult(roots=[Root(uri="file:///work", name="work"), Root(uri="file:///tmp", name="tmp")])
+
+
+async def test_server_requests_become_input_required_rounds(serve):
+    client = Client(
+        serve.mcp, mode="2026-07-28", sampling_callback=model, elicitation_callback=user, list_roots_callback=roots
+    )
+    async with client:
+        asked = await client.call_tool("ask_model", {"prompt": "hello"})
+        assert asked.content[0].text == "model said: HELLO"
+        handle = asked.meta["mcpsim/handle"]
+        both = await client.call_tool("ask_both", {"prompt": "two"}, meta={"mcpsim/handle": handle})  # two rounds
+        assert both.content[0].text == "model said: TWO; user said: yes to The model said TWO. Agree?"
+        assert both.meta["mcpsim/handle"] == handle
+        listed = await client.call_tool("ask_roots", {}, meta={"mcpsim/handle": handle})
+        assert listed.content[0].text == "roots: work, tmp"
+
+
+def post(url: str, params: dict, rpc_id: int = 1, name: str = "ask_user") -> httpx.Response:
+    headers = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": name}
+    body = {"jsonrpc": "2.0", "id": rpc_id, "method": "tools/call", "params": {"name": name, **params}}
+    return httpx.post(url, json=body, headers={**headers, "accept": "application/json"}, timeout=60)
+
+
+def test_the_wire_of_a_round(serve):
+    """The raw rounds: the ask, a retry missing the answer (asked again), a tampered or reused state (-32602),
+    and a request that did not declare the capability (-32021 naming it)."""
+    asking = {**ENVELOPE, "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
+    params = {"arguments": {"question": "Ready?"}, "_meta": asking}
+    first = post(serve.mcp, params).json()["result"]
+    assert first["resultType"] == "input_required"
+    [(key, ask)] = first["inputRequests"].items()
+    assert ask["method"] == "elicitation/create" and ask["params"]["message"] == "Ready?"
+    state = first["requestState"]
+    assert state.startswith(f"mcpsim1.{first['_meta']['mcpsim/handle']}.r.")
+
+    extra = {"other": {"action": "decline"}}  # a key nobody asked for: ignored, the real one asked again
+    again = post(serve.mcp, {**params, "requestState": state, "inputResponses": extra}, 2).json()["result"]
+    assert again["resultType"] == "input_required" and list(again["inputRequests"]) == [key]
+    assert post(serve.mcp, {**params, "requestState": state}, 3).json()["error"]["code"] == -32602  # used once
+
+    tampered = again["requestState"][:-4] + "AAAA"
+    assert post(serve.mcp, {**params, "requestState": tampered}, 4).json()["error"]["code"] == -32602
+    answer = {key: {"action": "accept", "content": {"answer": "go"}}}
+    done = post(serve.mcp, {**params, "requestState": again["requestState"], "inputResponses": answer}, 5).json()
+    assert done["result"]["resultType"] == "complete"
+    assert done["result"]["content"][0]["text"] == "user said: go"
+
+    undeclared = post(serve.mcp, {"arguments": {"prompt": "x"}, "_meta": ENVELOPE}, 6, "ask_model")
+    assert undeclared.status_code == 400
+    error = undeclared.json()["error"]
+    assert error["code"] == -32021 and error["data"] == {"requiredCapabilities": {"sampling": {}}}
