@@ -5,6 +5,7 @@ The server asks its client mid-call (sampling, elicitation, roots); mcpsim turns
 client in `mode="2026-07-28"` drives the rounds itself, so a test that passes shows the whole loop works.
 """
 
+import anyio
 import httpx
 import pytest
 from mcp import Client
@@ -91,3 +92,39 @@ def test_the_wire_of_a_round(serve):
     assert undeclared.status_code == 400
     error = undeclared.json()["error"]
     assert error["code"] == -32021 and error["data"] == {"requiredCapabilities": {"sampling": {}}}
+
+
+async def test_notifications_reach_a_listen_and_logs_only_the_requests_that_ask(serve):
+    """Item 2: the backend's list_changed and resources/updated reach a listen on the episode's handle (and only
+    what the filter admits: prompts are not announced by this server, so not honoured); its log messages reach a
+    request only at or above that request's own logLevel, and none without one."""
+    logs: list[tuple[str, str]] = []
+
+    async def keep(params):
+        logs.append((params.level, params.data))
+
+    async with Client(serve.mcp, mode="2026-07-28", logging_callback=keep) as client:
+        handle = (await client.read_resource("memo://note")).meta["mcpsim/handle"]
+        mine = {"mcpsim/handle": handle}
+        assert (await client.call_tool("log", {}, meta=mine)).content[0].text == "logged"
+        assert logs == []  # no logLevel on the request: the spec's MUST NOT
+        async with Client(f"{serve.url}/envs/{handle}/mcp", mode="2026-07-28") as watcher:
+            listening = watcher.listen(
+                tools_list_changed=True, prompts_list_changed=True, resource_subscriptions=["memo://note"]
+            )
+            async with listening as subscription:
+                assert subscription.honored.tools_list_changed is True
+                assert not subscription.honored.prompts_list_changed
+                assert subscription.honored.resource_subscriptions == ["memo://note"]
+                await client.call_tool("change", {}, meta=mine)
+                seen = []
+                with anyio.fail_after(20):
+                    async for event in subscription:
+                        seen.append(event)
+                        if len(seen) == 2:
+                            break
+        assert sorted(type(event).__name__ for event in seen) == ["ResourceUpdated", "ToolsListChanged"]
+        assert any(getattr(event, "uri", None) == "memo://note" for event in seen)
+    async with Client(serve.mcp, mode="2026-07-28", logging_callback=keep, log_level="warning") as client:
+        await client.call_tool("log", {}, meta=mine)
+    assert logs == [("warning", "a warning message"), ("error", "a error message")]

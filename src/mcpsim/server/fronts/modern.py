@@ -64,6 +64,7 @@ from mcpsim.server.edge import modern_status, note_request_id
 from mcpsim.server.fronts import translate
 from mcpsim.server.fronts.bodies import parse_json
 from mcpsim.server.fronts.exchange import exchange, open_call, relay, sse_frame
+from mcpsim.server.fronts.listen import Listens
 from mcpsim.server.fronts.listings import ListingCache
 from mcpsim.server.fronts.params import parse_config
 from mcpsim.server.fronts.rounds import ASKING_METHODS, Held, Rounds, round_token, target_of
@@ -122,6 +123,7 @@ class ModernFront:
         self.pool = pool
         self.orphan_timeout = orphan_timeout
         self.listings = ListingCache(pool)
+        self.listens = Listens()
         self.rounds = Rounds(pool.config.request_timeout or 120.0)
         self.orphans: dict[str, float] = {}
         """Handles minted by a handle-less request and not used since, with when they were minted."""
@@ -225,6 +227,9 @@ class ModernFront:
         streaming = "text/event-stream" in request.headers.get("accept", "")
         if method == "subscriptions/listen" and not streaming:
             raise BadRequest("subscriptions/listen answers with an SSE stream: Accept must include text/event-stream")
+        if not passthrough and method == "subscriptions/listen":  # the backend's notifications become events
+            await self.listens.serve(instance, message["id"], params, scope, receive, send)
+            return
         if not passthrough and method in ASKING_METHODS:  # server requests become input_required rounds
             held = await self._round(instance, method, params, forwarded, message["id"])
             try:
