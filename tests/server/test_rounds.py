@@ -5,6 +5,8 @@ The server asks its client mid-call (sampling, elicitation, roots); mcpsim turns
 client in `mode="2026-07-28"` drives the rounds itself, so a test that passes shows the whole loop works.
 """
 
+import time
+
 import anyio
 import httpx
 import pytest
@@ -22,7 +24,8 @@ ENVELOPE = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelco
 def serve(tmp_path_factory):
     if not NODE_SDK.is_dir():
         pytest.fail("tests/node/node_modules is missing: run `make node-tools` (npm ci --prefix tests/node)")
-    serve = start_serve(tmp_path_factory.mktemp("rounds"), "--server", f"node {SERVER}")
+    # --request-timeout 4: a held call waits at most 4 s for its retry (min(120 s, the timeout))
+    serve = start_serve(tmp_path_factory.mktemp("rounds"), "--server", f"node {SERVER}", "--request-timeout", "4")
     try:
         yield serve
     finally:
@@ -81,6 +84,9 @@ def test_the_wire_of_a_round(serve):
     assert again["resultType"] == "input_required" and list(again["inputRequests"]) == [key]
     assert post(serve.mcp, {**params, "requestState": state}, 3).json()["error"]["code"] == -32602  # used once
 
+    other = post(serve.mcp, {"arguments": {}, "_meta": ENVELOPE}, 7, "log").json()["result"]["_meta"]["mcpsim/handle"]
+    stolen = again["requestState"].replace(first["_meta"]["mcpsim/handle"], other)  # bound to its own handle
+    assert post(serve.mcp, {**params, "requestState": stolen}, 8).json()["error"]["code"] == -32602
     tampered = again["requestState"][:-4] + "AAAA"
     assert post(serve.mcp, {**params, "requestState": tampered}, 4).json()["error"]["code"] == -32602
     answer = {key: {"action": "accept", "content": {"answer": "go"}}}
@@ -128,3 +134,16 @@ async def test_notifications_reach_a_listen_and_logs_only_the_requests_that_ask(
     async with Client(serve.mcp, mode="2026-07-28", logging_callback=keep, log_level="warning") as client:
         await client.call_tool("log", {}, meta=mine)
     assert logs == [("warning", "a warning message"), ("error", "a error message")]
+
+
+def test_a_held_call_expires(serve):
+    """Nobody retries: after the held call's limit (here 4 s) the state is refused and the episode goes on."""
+    asking = {**ENVELOPE, "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
+    params = {"arguments": {"question": "Still there?"}, "_meta": asking}
+    first = post(serve.mcp, params).json()["result"]
+    time.sleep(6)
+    late = post(serve.mcp, {**params, "requestState": first["requestState"], "inputResponses": {}}, 2).json()
+    assert late["error"] == {"code": -32602, "message": "Invalid or expired requestState", "data": None}
+    handle = {"mcpsim/handle": first["_meta"]["mcpsim/handle"]}
+    logged = post(serve.mcp, {"arguments": {}, "_meta": {**ENVELOPE, **handle}}, 3, "log").json()
+    assert logged["result"]["content"][0]["text"] == "logged"

@@ -19,8 +19,9 @@ A handshake-era server asks its client mid-call with a server request (`sampling
 
 Limits: a held call waits at most `ttl` seconds (`min(120, --request-timeout)`) for its retry, then its
 server requests are refused, the backend call cancelled, and the state answers -32602 "Invalid or expired
-requestState"; a state is single-use (taken by the first retry); at most `MAX_HELD_PER_INSTANCE` calls are held
-per episode and `MAX_HELD` in all (the oldest goes first). A token names its handle: the same token with
+requestState" (while it is held, the multiplexer stops the call's `--request-timeout` clock: the server waits on
+its client, it is not hung); a state is single-use (taken by the first retry); at most `MAX_HELD_PER_INSTANCE`
+calls are held per episode and `MAX_HELD` in all (the oldest goes first). A token names its handle: the same token with
 another handle, method or target is refused like an unknown one.
 """
 
