@@ -147,3 +147,25 @@ def test_a_held_call_expires(serve):
     handle = {"mcpsim/handle": first["_meta"]["mcpsim/handle"]}
     logged = post(serve.mcp, {"arguments": {}, "_meta": {**ENVELOPE, **handle}}, 3, "log").json()
     assert logged["result"]["content"][0]["text"] == "logged"
+
+
+def test_held_calls_are_bounded_per_episode(serve):
+    """The 17th call held on one episode ends the oldest (its state is then refused); the others still resume."""
+    asking = {**ENVELOPE, "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
+    first = post(serve.mcp, {"arguments": {"question": "q0"}, "_meta": asking}).json()["result"]
+    meta = {**asking, "mcpsim/handle": first["_meta"]["mcpsim/handle"]}
+    rounds = [first] + [
+        post(serve.mcp, {"arguments": {"question": f"q{n}"}, "_meta": meta}, n + 1).json()["result"] for n in range(16)
+    ]
+    assert all(r["resultType"] == "input_required" for r in rounds)
+
+    def resume(index: int) -> dict:
+        r = rounds[index]
+        [key] = r["inputRequests"]
+        answer = {key: {"action": "accept", "content": {"answer": f"a{index}"}}}
+        params = {"arguments": {"question": f"q{index}"}, "_meta": meta, "requestState": r["requestState"]}
+        return post(serve.mcp, {**params, "inputResponses": answer}, 100 + index).json()
+
+    assert resume(0)["error"]["code"] == -32602  # evicted by the 17th
+    assert resume(16)["result"]["content"][0]["text"] == "user said: a16"
+    assert resume(1)["result"]["content"][0]["text"] == "user said: a1"
