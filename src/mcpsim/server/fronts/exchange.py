@@ -45,10 +45,16 @@ class ReplyChannel:
         self.name = name
         self.accepts_server_requests = asks
         """A translated 2026 request that can turn the backend's server requests into input_required rounds."""
-        self.log_level = log_level if log_level in LOG_LEVELS else None
-        self.takes_logs = self.log_level is not None
+        self.log_level: str | None = None
+        self.takes_logs = False
+        self.want_logs(log_level)
         self._send, self.events = anyio.create_memory_object_stream[Event](MAX_EVENTS)
         self.answered = False
+
+    def want_logs(self, level: str | None) -> None:
+        """The least severe log level this request takes (None: none; the multiplexer routes logs by it)."""
+        self.log_level = level if level in LOG_LEVELS else None
+        self.takes_logs = self.log_level is not None
 
     async def deliver(self, message: SessionMessage) -> None:
         msg = message.message

@@ -11,9 +11,11 @@ against the body, version; then the per-version method gate), then routed by its
   starts); `subscriptions/listen` gets a stream that honours no notification (there is no
   episode whose lists could change: its acknowledgement says so); anything else gets a fresh instance with the URL's
   `seed` and `config`, and the result names its handle and URL in `_meta` (`mcpsim/handle`, `mcpsim/url`).
-The backend connection is the instance's handshake-era one; `translate` turns the request and the answer
-into each era. Answers are JSON (no stream): progress and log notifications are not relayed on this path, and
-a backend's server request (sampling, elicitation) is refused, as on an `/envs` request of the handshake era.
+A 2026 backend's requests pass through (`translate.passthrough_params`, the `requestState` wrapped with the
+handle). On a handshake-era backend connection `translate` turns the request and the answer into each era;
+its server requests become `input_required` rounds (`rounds.py`), a listen on the handle gets its change
+notifications (`listen.py`), and its log messages reach only requests whose `_meta` logLevel admits them. The
+answer is JSON, or an SSE stream of the related notifications when the client accepts one (`exchange.relay`).
 
 An instance started by a handle-less request whose handle nobody uses again ends after `--orphan-timeout`
 (the client may have crashed before reading its answer); a handle used once lives like any instance (idle
@@ -251,7 +253,7 @@ class ModernFront:
         """The held call a retry names (`rounds.py`), or a new call that can ask."""
         if round_token(params) is not None:
             held = self.rounds.take(instance.id, method, params)
-            held.call.channel.log_level = translate.log_level(params)  # this round's own envelope
+            held.call.channel.want_logs(translate.log_level(params))  # this round's own envelope
             return held
         level = translate.log_level(params)
         call = await open_call(instance, "stateless", method, forwarded, request_id, asks=True, log_level=level)
