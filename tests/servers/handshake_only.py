@@ -19,8 +19,9 @@ import threading
 REFUSED = b'{"jsonrpc":"2.0","id":%s,"error":{"code":-32601,"message":"Method not found","data":"server/discover"}}\n'
 
 
-def feed(real_stdin: int, to_server: int) -> None:
-    """Copy client lines to the server, answering `server/discover` itself (one short write: atomic on a pipe)."""
+def feed(real_stdin: int, to_server: int, wire: int) -> None:
+    """Copy client lines to the server, answering `server/discover` itself on `wire` (a copy of the original
+    stdout: the SDK's stdio server soon diverts fd 1 to stderr; one short write is atomic on a pipe)."""
     with os.fdopen(real_stdin, "rb") as lines, os.fdopen(to_server, "wb", buffering=0) as server:
         for line in lines:
             try:
@@ -28,18 +29,18 @@ def feed(real_stdin: int, to_server: int) -> None:
             except ValueError:
                 message = None
             if isinstance(message, dict) and message.get("method") == "server/discover" and "id" in message:
-                os.write(1, REFUSED % json.dumps(message["id"]).encode())
+                os.write(wire, REFUSED % json.dumps(message["id"]).encode())
                 continue
             server.write(line)
 
 
 def main() -> None:
     script, *args = sys.argv[1:]
-    real_stdin = os.dup(0)
+    real_stdin, wire = os.dup(0), os.dup(1)
     read_end, write_end = os.pipe()
     os.dup2(read_end, 0)
     os.close(read_end)
-    threading.Thread(target=feed, args=(real_stdin, write_end), daemon=True).start()
+    threading.Thread(target=feed, args=(real_stdin, write_end, wire), daemon=True).start()
     sys.argv = [script, *args]
     runpy.run_path(script, run_name="__main__")
 
