@@ -125,12 +125,18 @@ class Listens:
         if hub is not None and len(hub.listeners) >= MAX_LISTENS:
             raise ProtocolRejection(f"at most {MAX_LISTENS} listens may be open on one episode", INVALID_PARAMS)
         honored = honored_filter(asked, instance.init_result.get("capabilities") or {})
-        uris = await self._subscribe(instance, honored.resource_subscriptions or [])
+        hub = self._hub(instance)
+        listener = Listener(request_id, honored, frozenset())
+        hub.listeners.append(listener)  # first, so a failed subscribe below still leaves through _leave
+        try:
+            uris = await self._subscribe(instance, hub, listener, honored.resource_subscriptions or [])
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._leave(instance, hub, listener)
+            raise
         if honored.resource_subscriptions is not None:
             honored = honored.model_copy(update={"resource_subscriptions": sorted(uris)})
-        listener = Listener(request_id, honored, frozenset(uris))
-        hub = self._hub(instance)
-        hub.listeners.append(listener)
+        listener.honored, listener.uris = honored, frozenset(uris)
         ack = {
             "jsonrpc": "2.0",
             "method": "notifications/subscriptions/acknowledged",
@@ -167,9 +173,9 @@ class Listens:
                 instance.mux.attach(hub, primary=True)
         return hub
 
-    async def _subscribe(self, instance: Instance, uris: list[str]) -> set[str]:
-        """The URIs the backend accepted `resources/subscribe` for (each once per episode)."""
-        hub = self._hub(instance)
+    async def _subscribe(self, instance: Instance, hub: Hub, listener: Listener, uris: list[str]) -> set[str]:
+        """The URIs the backend accepted `resources/subscribe` for (each once per episode), counted on the
+        listener as they are (so `_leave` undoes exactly what was done, even if this is cancelled midway)."""
         accepted = set()
         for uri in dict.fromkeys(uris):
             if hub.subscribed[uri] == 0 and instance.mux is not None:
@@ -180,6 +186,7 @@ class Listens:
                     continue
             hub.subscribed[uri] += 1
             accepted.add(uri)
+            listener.uris = frozenset(accepted)
         return accepted
 
     async def _leave(self, instance: Instance, hub: Hub, listener: Listener) -> None:
