@@ -182,7 +182,11 @@ class InstancePool:
             raise ShuttingDown("the server is shutting down")
         config = dict(config or {})
         version = protocol_version or LATEST_HANDSHAKE_VERSION
-        claimable = version in (LATEST_HANDSHAKE_VERSION, MODERN) and client_info is None
+        # 2026 warm instances are announced ones (spares are handshake-era), so a seedless 2026 start (a listing
+        # probe, a handle-less request without ?seed=) has nothing to claim and is not counted as a miss
+        claimable = client_info is None and (
+            version == LATEST_HANDSHAKE_VERSION or (version == MODERN and seed is not None)
+        )
         warm = await self.warm.claim(seed, config, version) if claimable else None
         if warm is not None:
             warm.claim(session_id, owner)
