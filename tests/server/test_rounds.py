@@ -24,8 +24,8 @@ ENVELOPE = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelco
 def serve(tmp_path_factory):
     if not NODE_SDK.is_dir():
         pytest.fail("tests/node/node_modules is missing: run `make node-tools` (npm ci --prefix tests/node)")
-    # --request-timeout 4: a held call waits at most 4 s for its retry (min(120 s, the timeout))
-    serve = start_serve(tmp_path_factory.mktemp("rounds"), "--server", f"node {SERVER}", "--request-timeout", "4")
+    # --request-timeout 8: a held call waits at most 8 s for its retry (min(120 s, the timeout))
+    serve = start_serve(tmp_path_factory.mktemp("rounds"), "--server", f"node {SERVER}", "--request-timeout", "8")
     try:
         yield serve
     finally:
@@ -59,6 +59,14 @@ async def test_server_requests_become_input_required_rounds(serve):
         assert both.meta["mcpsim/handle"] == handle
         listed = await client.call_tool("ask_roots", {}, meta={"mcpsim/handle": handle})
         assert listed.content[0].text == "roots: work, tmp"
+    metrics = dict(line.split() for line in serve.get("/metrics").text.splitlines() if line.startswith("mcpsim_input"))
+    assert float(metrics["mcpsim_input_rounds_total"]) >= 4 and metrics["mcpsim_input_held"] == "0.0"
+
+
+def result_of(response: httpx.Response) -> dict:
+    answer = response.json()
+    assert "result" in answer, answer
+    return answer["result"]
 
 
 def post(url: str, params: dict, rpc_id: int = 1, name: str = "ask_user") -> httpx.Response:
@@ -72,7 +80,7 @@ def test_the_wire_of_a_round(serve):
     and a request that did not declare the capability (-32021 naming it)."""
     asking = {**ENVELOPE, "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
     params = {"arguments": {"question": "Ready?"}, "_meta": asking}
-    first = post(serve.mcp, params).json()["result"]
+    first = result_of(post(serve.mcp, params))
     assert first["resultType"] == "input_required"
     [(key, ask)] = first["inputRequests"].items()
     assert ask["method"] == "elicitation/create" and ask["params"]["message"] == "Ready?"
@@ -80,11 +88,11 @@ def test_the_wire_of_a_round(serve):
     assert state.startswith(f"mcpsim1.{first['_meta']['mcpsim/handle']}.r.")
 
     extra = {"other": {"action": "decline"}}  # a key nobody asked for: ignored, the real one asked again
-    again = post(serve.mcp, {**params, "requestState": state, "inputResponses": extra}, 2).json()["result"]
+    again = result_of(post(serve.mcp, {**params, "requestState": state, "inputResponses": extra}, 2))
     assert again["resultType"] == "input_required" and list(again["inputRequests"]) == [key]
     assert post(serve.mcp, {**params, "requestState": state}, 3).json()["error"]["code"] == -32602  # used once
 
-    other = post(serve.mcp, {"arguments": {}, "_meta": ENVELOPE}, 7, "log").json()["result"]["_meta"]["mcpsim/handle"]
+    other = result_of(post(serve.mcp, {"arguments": {}, "_meta": ENVELOPE}, 7, "log"))["_meta"]["mcpsim/handle"]
     stolen = again["requestState"].replace(first["_meta"]["mcpsim/handle"], other)  # bound to its own handle
     assert post(serve.mcp, {**params, "requestState": stolen}, 8).json()["error"]["code"] == -32602
     tampered = again["requestState"][:-4] + "AAAA"
@@ -137,11 +145,11 @@ async def test_notifications_reach_a_listen_and_logs_only_the_requests_that_ask(
 
 
 def test_a_held_call_expires(serve):
-    """Nobody retries: after the held call's limit (here 4 s) the state is refused and the episode goes on."""
+    """Nobody retries: after the held call's limit (here 8 s) the state is refused and the episode goes on."""
     asking = {**ENVELOPE, "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
     params = {"arguments": {"question": "Still there?"}, "_meta": asking}
-    first = post(serve.mcp, params).json()["result"]
-    time.sleep(6)
+    first = result_of(post(serve.mcp, params))
+    time.sleep(10)
     late = post(serve.mcp, {**params, "requestState": first["requestState"], "inputResponses": {}}, 2).json()
     assert late["error"] == {"code": -32602, "message": "Invalid or expired requestState", "data": None}
     handle = {"mcpsim/handle": first["_meta"]["mcpsim/handle"]}
@@ -152,10 +160,10 @@ def test_a_held_call_expires(serve):
 def test_held_calls_are_bounded_per_episode(serve):
     """The 17th call held on one episode ends the oldest (its state is then refused); the others still resume."""
     asking = {**ENVELOPE, "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
-    first = post(serve.mcp, {"arguments": {"question": "q0"}, "_meta": asking}).json()["result"]
+    first = result_of(post(serve.mcp, {"arguments": {"question": "q0"}, "_meta": asking}))
     meta = {**asking, "mcpsim/handle": first["_meta"]["mcpsim/handle"]}
     rounds = [first] + [
-        post(serve.mcp, {"arguments": {"question": f"q{n}"}, "_meta": meta}, n + 1).json()["result"] for n in range(16)
+        result_of(post(serve.mcp, {"arguments": {"question": f"q{n}"}, "_meta": meta}, n + 1)) for n in range(16)
     ]
     assert all(r["resultType"] == "input_required" for r in rounds)
 
