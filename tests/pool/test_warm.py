@@ -11,6 +11,7 @@ from mcp import Client
 from helpers.mcp_client import initial_map, lake, move
 from mcpsim.errors import QueueFull, TooManySeeds
 from mcpsim.pool.seed_queue import MAX_QUEUED_SEEDS, MAX_SEEDS_PER_ANNOUNCE, SeedQueue
+from mcpsim.pool.warm import version_of, warm_key
 
 
 def instances(serve) -> list[dict]:
@@ -85,6 +86,20 @@ def test_announcements_are_validated(frozen_lake_server):
         response = httpx.post(url, json=body)
         assert response.status_code == 400, body
         assert response.json()["error"]["message"]
+    refused = httpx.post(url, json={"seeds": [1], "protocol": "2099-01-01"})
+    assert refused.status_code == 400 and "protocol must be one of 2026-07-28" in refused.json()["error"]["message"]
+
+
+def test_warm_keys_carry_the_era():
+    """A 2026-07-28 warm instance and a handshake one of the same seed and config are different keys, and the era
+    comes back from the key (the warm pool starts each instance for the era it was announced for)."""
+    legacy, modern = warm_key(4, {"map_size": 5}), warm_key(4, {"map_size": 5}, "2026-07-28")
+    assert legacy == (4, '{"map_size":5}') and modern == (4, '{"map_size":5}@2026-07-28')
+    assert version_of(legacy[1]) == "2025-11-25" and version_of(modern[1]) == "2026-07-28"
+    assert version_of(warm_key(None, {"a": "x@y"})[1]) == "2025-11-25"  # an @ inside the config is not an era
+    queue = SeedQueue()
+    queue.extend([4], modern[1], {"map_size": 5})
+    assert not queue.remove(legacy) and queue.popleft_entry() == (4, modern[1], {"map_size": 5})
 
 
 def test_the_seed_queue_keeps_announcement_order_and_takes_any_entry_in_place():

@@ -2,6 +2,7 @@
 over stdio (the directory detected as a Node project) and over HTTP (a `--port {port}` template)."""
 
 import re
+import time
 from collections import deque
 
 import httpx
@@ -142,9 +143,19 @@ async def test_a_2026_client_plays_the_handshake_only_server_through_translation
     headers = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "server/discover"}
     found = httpx.post(serve.mcp, json=discover, headers=headers, timeout=60).json()["result"]  # the server has none
     assert found["supportedVersions"] == ["2026-07-28"] and "tools" in found["capabilities"]
+    announced = httpx.post(f"{serve.url}/api/instances", json={"seeds": [5], "protocol": "2026-07-28"}, timeout=30)
+    assert announced.status_code == 202
+    warmed = None
+    for _ in range(600):  # a warm instance opened for 2026: discover refused, initialized, translated
+        warmed = next((i for i in serve.get("/api/instances").json() if i["warm"] and i["state"] == "ready"), None)
+        if warmed is not None:
+            break
+        time.sleep(0.05)
+    assert warmed is not None and warmed["seed"] == 5
     async with Client(f"{serve.mcp}?seed=5", mode="2026-07-28") as client:
         first = await client.read_resource("game://initial_state")
         handle = first.meta["mcpsim/handle"]
+        assert handle == warmed["id"], "the 2026 episode took the instance warmed for its era"
         path = safe_path(grid(first.contents[0].text))
         for step, action in enumerate(path, 1):
             result = await client.call_tool("lake_move", {"action": action}, meta={"mcpsim/handle": handle})

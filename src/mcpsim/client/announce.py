@@ -6,9 +6,10 @@ and the episode that arrives later claims its instance ready-made. At most `look
 announced ahead at any time, and the server's `--warm N` bounds it further. A server without the endpoint (a
 plain production server) answers 404/405 once and announcing stops for the rest of the rollout.
 
-Only handshake-era episodes (`protocol="legacy"`) announce: warm instances are initialized in the handshake era,
-and a 2026-07-28 episode starts its own instance in that era, so announcing for it would start a second,
-unclaimed process per episode.
+Announcements name the era the episode will speak (`"protocol": "2026-07-28"` unless the episode is
+`protocol="legacy"`), since a warm instance is opened for one era and only an episode of that era claims it. A
+rollout with `protocol="auto"` announces 2026-07-28: against mcpsim (the only server with announcements) auto
+speaks it.
 """
 
 import logging
@@ -16,10 +17,12 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcpsim.client.env import Environment
 
 logger = logging.getLogger(__name__)
+MODERN = MODERN_PROTOCOL_VERSIONS[-1]
 
 
 def api_url(url: str) -> str | None:
@@ -46,10 +49,12 @@ class Announcer:
             return
         env = self.envs[ahead]
         target = api_url(env.url)
-        if target is None or env.protocol != "legacy":
+        if target is None:
             self.enabled = False
             return
-        payload = {"seeds": [env.seed], "config": dict(env.row.config or {})}
+        payload: dict[str, object] = {"seeds": [env.seed], "config": dict(env.row.config or {})}
+        if env.protocol != "legacy":
+            payload["protocol"] = MODERN
         try:
             response = await self.http.post(target, json=payload, timeout=10.0)
         except httpx2.HTTPError as exc:

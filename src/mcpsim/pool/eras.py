@@ -43,6 +43,10 @@ def envelope(capabilities: Any = None) -> dict[str, Any]:
     }
 
 
+def is_modern(protocol_version: str) -> bool:
+    return protocol_version in MODERN_PROTOCOL_VERSIONS
+
+
 def wants_modern(protocol_version: str, transport: str) -> bool:
     return protocol_version in MODERN_PROTOCOL_VERSIONS and transport in ("stdio", "http")
 

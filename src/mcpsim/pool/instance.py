@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 HANDSHAKE_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {}}
 """What the pool declares for the client behind it, so the server may send these requests (they are forwarded)."""
+MODERN_CLIENT_EXTRA: dict[str, Any] = {"roots": {}}
+"""Declared too for an instance opened for a 2026-07-28 client: its roots/list becomes an input_required round."""
 TOOLS_PROBE_TIMEOUT = 5.0
 """Seconds the handshake's own `tools/list` may take; past that the instance is ready without it."""
 
@@ -311,9 +313,10 @@ class Instance:
             if self.discovered is not None:
                 self.init_result, self.era = eras.as_init_result(self.discovered), eras.MODERN
                 return None
+        extra = MODERN_CLIENT_EXTRA if eras.is_modern(self.spec.protocol_version) else {}
         params = {
             "protocolVersion": eras.handshake_version(self.spec.protocol_version),
-            "capabilities": HANDSHAKE_CAPABILITIES,
+            "capabilities": HANDSHAKE_CAPABILITIES | extra,
             "clientInfo": self.spec.client_info or {"name": "mcpsim", "version": VERSION},
         }
         try:

@@ -27,6 +27,7 @@ from mcpsim.isolation import Prepared
 from mcpsim.pool import branching
 from mcpsim.pool.config import PoolConfig
 from mcpsim.pool.connection import shared_http_client
+from mcpsim.pool.eras import MODERN
 from mcpsim.pool.instance import Instance
 from mcpsim.pool.labels import DeclaredTools
 from mcpsim.pool.observer import PoolObserver
@@ -170,8 +171,9 @@ class InstancePool:
         """A ready instance for `seed`/`config`: a warm one if announced, else a new one (raises `PoolError`).
 
         `protocol_version` is the one the session's client asked for in its `initialize`: a new instance is
-        initialized with it, so the server negotiates with that client as it would alone. Warm instances were
-        initialized with the latest handshake version, so only sessions asking for that one claim them.
+        initialized with it, so the server negotiates with that client as it would alone. Warm instances are opened
+        for the latest handshake version or for 2026-07-28 (the era their announcement named), and only clients
+        of that version claim them.
         `owner` is the principal asking (see `mcpsim.server.principals`), recorded on the instance.
         `client_info` (the client's `clientInfo`, when it carries hints) is what a new instance's server is
         initialized with instead of mcpsim's own, so such a session never claims a warm instance.
@@ -180,8 +182,12 @@ class InstancePool:
             raise ShuttingDown("the server is shutting down")
         config = dict(config or {})
         version = protocol_version or LATEST_HANDSHAKE_VERSION
-        claimable = version == LATEST_HANDSHAKE_VERSION and client_info is None
-        warm = await self.warm.claim(seed, config) if claimable else None
+        # 2026 warm instances are announced ones (spares are handshake-era), so a seedless 2026 start (a listing
+        # probe, a handle-less request without ?seed=) has nothing to claim and is not counted as a miss
+        claimable = client_info is None and (
+            version == LATEST_HANDSHAKE_VERSION or (version == MODERN and seed is not None)
+        )
+        warm = await self.warm.claim(seed, config, version) if claimable else None
         if warm is not None:
             warm.claim(session_id, owner)
             return warm
@@ -290,10 +296,10 @@ class InstancePool:
         """`count` ready copies of a live instance (`branching.py`)."""
         return await branching.branch(self, self.get(instance_id), count, method)
 
-    async def start_warm(self, seed: int, config: dict[str, Any]) -> Instance:
+    async def start_warm(self, seed: int, config: dict[str, Any], version: str = LATEST_HANDSHAKE_VERSION) -> Instance:
         """`WarmHooks`: an unclaimed instance, started in the background; nobody waits on it, so the pool records
         its start failure or readiness when it comes."""
-        instance = await self.launch(seed, config, None, warm=True)
+        instance = await self.launch(seed, config, None, warm=True, version=version)
         self._watch_start(instance)
         return instance
 

@@ -64,6 +64,14 @@ class SeedQueue:
         self._take((seed, config_key))  # the oldest entry overall is the oldest of its key
         return seed, dict(config)
 
+    def popleft_entry(self) -> tuple[int, str, dict[str, Any]]:
+        """The oldest queued seed, its config key and (a copy of) its config; IndexError when empty."""
+        if not self._order:
+            raise IndexError("pop from an empty seed queue")
+        _, (seed, config_key, config) = self._order.popitem(last=False)
+        self._take((seed, config_key))
+        return seed, config_key, dict(config)
+
     def remove(self, key: WarmKey) -> bool:
         """Take the oldest queued entry of `key` out (its session starts it instead); False if none is queued."""
         ticket = self._take(key)

@@ -16,6 +16,7 @@ import logging
 from typing import Any, Protocol
 
 import anyio
+from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from mcpsim.errors import PoolError
 from mcpsim.pool.instance import Instance
@@ -26,8 +27,17 @@ from mcpsim.wire import random_seed
 logger = logging.getLogger(__name__)
 
 
-def warm_key(seed: int | None, config: dict[str, Any]) -> WarmKey:
-    return seed, json.dumps(config, sort_keys=True, separators=(",", ":"))
+def warm_key(seed: int | None, config: dict[str, Any], version: str = LATEST_HANDSHAKE_VERSION) -> WarmKey:
+    """(seed, config and era): a 2026-07-28 instance is claimed only by a 2026 episode, and a handshake one only by
+    a handshake session. The handshake era's keys are the bare canonical config; a 2026 key appends `@<version>`
+    (canonical JSON of an object ends with `}`, so the suffix cannot be confused with it)."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return seed, canonical if version == LATEST_HANDSHAKE_VERSION else f"{canonical}@{version}"
+
+
+def version_of(config_key: str) -> str:
+    """The era a warm key names (see `warm_key`)."""
+    return LATEST_HANDSHAKE_VERSION if config_key.endswith("}") else config_key.rsplit("@", 1)[1]
 
 
 class WarmHooks(Protocol):
@@ -41,9 +51,9 @@ class WarmHooks(Protocol):
         """Instances whose process may run, admitted ones included: what `--max-instances` counts."""
         ...
 
-    async def start_warm(self, seed: int, config: dict[str, Any]) -> Instance:
-        """Start an unclaimed instance in the background (its failure or readiness is recorded when it comes);
-        raises `PoolError` when none can start now."""
+    async def start_warm(self, seed: int, config: dict[str, Any], version: str = LATEST_HANDSHAKE_VERSION) -> Instance:
+        """Start an unclaimed instance in the background, opened for a client of `version` (its failure or
+        readiness is recorded when it comes); raises `PoolError` when none can start now."""
         ...
 
 
@@ -64,18 +74,21 @@ class WarmPool:
     def unclaimed_count(self) -> int:
         return sum(len(instances) for instances in self.unclaimed.values())
 
-    def announce(self, seeds: list[int], config: dict[str, Any]) -> int:
-        """Queue seeds to start ahead of their sessions; returns how many are queued now.
+    def announce(self, seeds: list[int], config: dict[str, Any], version: str = LATEST_HANDSHAKE_VERSION) -> int:
+        """Queue seeds to start ahead of their sessions (of clients speaking `version`); returns how many are
+        queued now.
 
         Raises `TooManySeeds` (413) or `QueueFull` (429) past the queue's limits, queueing none of them.
         """
-        self.queue.extend(seeds, warm_key(None, config)[1], config)
+        self.queue.extend(seeds, warm_key(None, config, version)[1], config)
         self._wake.set()
         return len(self.queue)
 
-    async def claim(self, seed: int | None, config: dict[str, Any]) -> Instance | None:
-        """The warm instance for this seed/config, waiting for it if it is still starting; None if there is none."""
-        key = warm_key(seed, config)
+    async def claim(
+        self, seed: int | None, config: dict[str, Any], version: str = LATEST_HANDSHAKE_VERSION
+    ) -> Instance | None:
+        """The warm instance for this seed/config/era, waiting for it if it is still starting; None if none."""
+        key = warm_key(seed, config, version)
         candidates = self.unclaimed.get(key, [])
         while candidates:
             instance = candidates.pop(0)
@@ -120,7 +133,7 @@ class WarmPool:
                 if not instances:
                     del self.unclaimed[key]
 
-    def _next(self) -> tuple[int | None, dict[str, Any]] | None:
+    def _next(self) -> tuple[int | None, str, dict[str, Any]] | None:
         """What to start next, if there is room: an announced seed, else a seedless spare under `--warm N`."""
         if self.hooks.closing:
             return None
@@ -130,9 +143,9 @@ class WarmPool:
         if self.unclaimed_count >= limit or self.hooks.live_count >= self.max_instances:
             return None
         if self.queue:
-            return self.queue.popleft()
+            return self.queue.popleft_entry()
         if self.depth and len(self.unclaimed.get(warm_key(None, {}), [])) < self.depth:
-            return None, {}
+            return None, warm_key(None, {})[1], {}
         return None
 
     async def run(self) -> None:
@@ -141,10 +154,12 @@ class WarmPool:
             await self._wake.wait()
             self._wake = anyio.Event()
             while (item := self._next()) is not None:
-                seed, config = item
-                key = warm_key(seed, config)
+                seed, config_key, config = item
+                key = (seed, config_key)
                 try:
-                    instance = await self.hooks.start_warm(random_seed() if seed is None else seed, config)
+                    instance = await self.hooks.start_warm(
+                        random_seed() if seed is None else seed, config, version_of(config_key)
+                    )
                 except PoolError as exc:  # e.g. no free port: try again when something changes
                     logger.warning("cannot start a warm instance: %s", exc, extra={"event": "warm.failed"})
                     break

@@ -4,9 +4,12 @@ An instance has one persistent connection to its server. Usually one client sess
 `/envs/{id}/mcp` handle or the proxy itself (its initialize handshake) may send requests over the same
 connection, so request ids from different channels could collide. The multiplexer therefore gives every
 client request a fresh id on the server side and restores the client's id on the response. Everything else
-passes through untouched: server-initiated requests keep their ids (the client answers them with the same id),
-and notifications are routed to the channel they concern (progress by its token, the rest to the primary
-channel, related to the request it is serving so a streamable-HTTP front puts them on that request's stream).
+passes through untouched: server-initiated requests keep their ids (the client answers them with the same id)
+and go to the primary channel, or, when it cannot take them, to the latest in-flight request whose channel can
+(a translated 2026-07-28 call, which turns them into `input_required` rounds); notifications are routed to the
+channel they concern (progress by its token, log messages to the latest request that asked for logs, the rest
+to the primary channel, related to the request it is serving so a streamable-HTTP front puts them on that
+request's stream).
 
 When the connection ends, every pending request gets an error naming the cause, and later requests are answered
 with it at once: a dead server never leaves a client waiting.
@@ -169,8 +172,8 @@ class Multiplexer:
         if isinstance(msg, JSONRPCRequest):
             await self._forward_request(channel, msg, message.metadata)  # per-message HTTP headers (2026)
         elif isinstance(msg, JSONRPCResponse | JSONRPCError):
-            if msg.id is not None:
-                self._server_requests.pop(msg.id, None)
+            if msg.id is not None and self._server_requests.pop(msg.id, None) is not None:
+                self._hold_deadlines(channel, False)
             await self._to_server(SessionMessage(msg))
         elif isinstance(msg, JSONRPCNotification):
             if msg.method == "notifications/cancelled":
@@ -233,6 +236,12 @@ class Multiplexer:
             await self._deliver(pending.channel, SessionMessage(msg.model_copy(update={"id": pending.client_id})))
         elif isinstance(msg, JSONRPCRequest):
             target = self.primary
+            asking = None
+            if target is None or not target.accepts_server_requests:  # a stateless request that can ask (2026)
+                asking = self._pending_channel(lambda channel: channel.accepts_server_requests)
+                target = asking or target
+            if asking is not None:  # the server now waits on that client, so its silence is not a hang
+                self._hold_deadlines(asking, True)
             if target is None or not target.accepts_server_requests:
                 if msg.method == "ping":
                     await self._to_server(SessionMessage(JSONRPCResponse(jsonrpc="2.0", id=msg.id, result={})))
@@ -269,6 +278,8 @@ class Multiplexer:
                 await self._deliver(channel, SessionMessage(msg))
             return
         target = self.primary or self._busiest_channel()
+        if msg.method == "notifications/message":  # a log: to the request that asked for logs, if any (2026)
+            target = self._pending_channel(lambda channel: getattr(channel, "takes_logs", False)) or target
         if target is None:
             logger.debug("%s: %s with no client attached dropped", self.name, msg.method)
             return
@@ -279,6 +290,13 @@ class Multiplexer:
         for pending in reversed(self._pending.values()):
             if pending.channel is channel:
                 return ServerMessageMetadata(related_request_id=pending.client_id)
+        return None
+
+    def _pending_channel(self, wanted: Callable[[Channel], bool]) -> Channel | None:
+        """The channel of the latest in-flight request whose channel is `wanted`."""
+        for pending in reversed(self._pending.values()):
+            if pending.channel is not self._internal and wanted(pending.channel):
+                return pending.channel
         return None
 
     def _busiest_channel(self) -> Channel | None:
@@ -326,6 +344,18 @@ class Multiplexer:
             self._progress.pop(hashable_token(pending.progress_token), None)
 
     # -- deadlines --------------------------------------------------------------------------------------------
+
+    def _hold_deadlines(self, channel: Channel, held: bool) -> None:
+        """Stop (or restart) the clocks of `channel`'s requests while the server waits on that client's answer to
+        a server request routed to it as a non-primary channel (a 2026 call held for `input_required`)."""
+        if self.request_timeout is None or channel is self._internal:
+            return
+        for pending in self._pending.values():
+            if pending.channel is channel and pending.method not in OPEN_ENDED:
+                if held:
+                    pending.deadline = math.inf
+                elif pending.deadline == math.inf:  # only a held clock restarts (a session's runs on)
+                    self._set_deadline(pending)
 
     def _set_deadline(self, pending: _Pending) -> None:
         assert self.request_timeout is not None

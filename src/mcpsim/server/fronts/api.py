@@ -57,7 +57,12 @@ def api_routes(pool: InstancePool) -> list[Route]:
         parsed = [parse_seed(seed) for seed in seeds]
         if any(seed is None for seed in parsed):
             raise BadRequest("seeds must not contain empty values")
-        queued = pool.warm.announce([seed for seed in parsed if seed is not None], parse_config(payload.get("config")))
+        protocol = payload.get("protocol")  # "2026-07-28": for 2026 episodes (warm keys carry the era)
+        if protocol is not None and protocol not in MODERN_PROTOCOL_VERSIONS:
+            raise BadRequest(f"protocol must be one of {', '.join(MODERN_PROTOCOL_VERSIONS)} (or absent)")
+        options = {"version": protocol} if protocol else {}
+        config = parse_config(payload.get("config"))
+        queued = pool.warm.announce([seed for seed in parsed if seed is not None], config, **options)
         return JSONResponse({"announced": len(parsed), "queued": queued, "warm": pool.warm.unclaimed_count}, 202)
 
     async def listing(request: Request) -> Response:

@@ -1,11 +1,13 @@
 """One request to an instance and its answer, as a stateless 2026-07-28 request needs it.
 
-The instance's multiplexer serves any number of client channels; a `ReplyChannel` lives for a single request:
-it is not primary, so the backend's own requests and unrelated notifications never reach it (a server request
-related to it is refused at once, as on a JSON-response `/envs` request), and it is detached when the answer
-arrives. What does reach it, besides the answer, are the notifications related to the request (progress): at
-most `MAX_EVENTS` are kept waiting, later ones are dropped. The multiplexer bounds the wait
-(`--request-timeout`) and answers with an error if the backend exits meanwhile, so an exchange always ends.
+The instance's multiplexer serves any number of client channels; a `ReplyChannel` lives for a single request
+(a `Call`): it is not primary, so unrelated notifications never reach it, and it is detached when the call is
+closed. What does reach it, besides the answer, are the notifications related to the request (progress; log
+messages only at or above the request's own `_meta` logLevel, none without one, as 2026-07-28 requires) and,
+for a translated call that can ask (`asks`), the backend's server requests (`rounds.py` turns them into
+`input_required` rounds; otherwise they are refused at once, as on a JSON-response `/envs` request). At most
+`MAX_EVENTS` are kept waiting, later ones are dropped. The multiplexer bounds the wait (`--request-timeout`)
+and answers with an error if the backend exits meanwhile, so a call always ends.
 """
 
 import contextlib
@@ -16,7 +18,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 from mcp.shared.message import SessionMessage
-from mcp.types import JSONRPCError, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse, RequestId
+from mcp.types import ErrorData, JSONRPCError, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse, RequestId
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -24,26 +26,115 @@ from mcpsim.errors import HandleEnded
 from mcpsim.pool import Instance, eras
 
 MAX_EVENTS = 256
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+"""RFC 5424 severities, least severe first: a request's `_meta` logLevel admits that level and those after it."""
 Reply = JSONRPCResponse | JSONRPCError
-Event = JSONRPCNotification | Reply
+Event = JSONRPCNotification | JSONRPCRequest | Reply
+
+
+def log_admitted(level: Any, wanted: str | None) -> bool:
+    """Whether a log message at `level` may go to a request that asked for `wanted` (None: it asked for none,
+    and 2026-07-28 says the server MUST NOT send it any)."""
+    if wanted not in LOG_LEVELS:
+        return False
+    return level in LOG_LEVELS and LOG_LEVELS.index(level) >= LOG_LEVELS.index(wanted)
 
 
 class ReplyChannel:
-    accepts_server_requests = False
-
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, asks: bool = False, log_level: str | None = None) -> None:
         self.name = name
+        self.accepts_server_requests = asks
+        """A translated 2026 request that can turn the backend's server requests into input_required rounds."""
+        self.log_level: str | None = None
+        self.takes_logs = False
+        self.want_logs(log_level)
         self._send, self.events = anyio.create_memory_object_stream[Event](MAX_EVENTS)
         self.answered = False
 
+    def want_logs(self, level: str | None) -> None:
+        """The least severe log level this request takes (None: none; the multiplexer routes logs by it)."""
+        self.log_level = level if level in LOG_LEVELS else None
+        self.takes_logs = self.log_level is not None
+
     async def deliver(self, message: SessionMessage) -> None:
         msg = message.message
-        if isinstance(msg, JSONRPCResponse | JSONRPCError | JSONRPCNotification):
+        is_log = isinstance(msg, JSONRPCNotification) and msg.method == "notifications/message"
+        if is_log and not log_admitted((msg.params or {}).get("level"), self.log_level):
+            return
+        if isinstance(msg, JSONRPCResponse | JSONRPCError | JSONRPCNotification | JSONRPCRequest):
             with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 self._send.send_nowait(msg)
-            if not isinstance(msg, JSONRPCNotification):
+            if isinstance(msg, JSONRPCResponse | JSONRPCError):
                 self.answered = True
                 self._send.close()
+
+
+class Call:
+    """One request in flight on an instance, from `open_call` to `close`: usually the life of one HTTP request,
+    longer when a translated call is held between `input_required` rounds (`rounds.py`)."""
+
+    def __init__(self, instance: Instance, channel: ReplyChannel, request_id: RequestId) -> None:
+        self.instance = instance
+        self.channel = channel
+        self.request_id = request_id
+        self.events = channel.events
+
+    async def answer(self, server_request_id: RequestId, result: dict[str, Any]) -> None:
+        """Answer the backend's server request (its id as the backend sent it) with `result`."""
+        reply = JSONRPCResponse(jsonrpc="2.0", id=server_request_id, result=result)
+        await self._send_back(SessionMessage(reply))
+
+    async def refuse(self, server_request_id: RequestId, code: int, message: str) -> None:
+        reply = JSONRPCError(jsonrpc="2.0", id=server_request_id, error=ErrorData(code=code, message=message))
+        await self._send_back(SessionMessage(reply))
+
+    async def _send_back(self, message: SessionMessage) -> None:
+        mux = self.instance.mux
+        if mux is not None:
+            await mux.from_client(self.channel, message)
+
+    async def close(self) -> None:
+        """Detach; if the backend has not answered (the client left, or a held call expired), cancel it."""
+        mux = self.instance.mux
+        if mux is None:
+            return
+        if not self.channel.answered:
+            cancel = {"requestId": self.request_id, "reason": "the client closed its request"}
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                notice = JSONRPCNotification(jsonrpc="2.0", method="notifications/cancelled", params=cancel)
+                await mux.from_client(self.channel, SessionMessage(notice))
+        mux.detach(self.channel)
+
+
+async def open_call(
+    instance: Instance,
+    name: str,
+    method: str,
+    params: dict[str, Any] | None,
+    request_id: RequestId,
+    headers: dict[str, str] | None = None,
+    *,
+    asks: bool = False,
+    log_level: str | None = None,
+) -> Call:
+    """Send `method` to `instance`; the `Call`'s events are its related notifications (and, with `asks`, the
+    backend's server requests), ending with the answer. The caller closes it."""
+    mux = instance.mux
+    if mux is None or instance.ended.is_set():
+        raise HandleEnded(f"the episode {instance.id} has ended", instance.id, instance.failure or "ended")
+    channel = ReplyChannel(f"{name} {instance.id}", asks=asks, log_level=log_level)
+    fields: dict[str, Any] = {"params": params} if params is not None else {}
+    request = JSONRPCRequest(jsonrpc="2.0", id=request_id, method=method, **fields)
+    call = Call(instance, channel, request_id)
+    try:
+        metadata = (
+            eras.metadata_for(instance.transport, method, params, headers) if instance.era == eras.MODERN else None
+        )
+        await mux.from_client(channel, SessionMessage(request, metadata=metadata))
+    except BaseException:
+        await call.close()
+        raise
+    return call
 
 
 @contextlib.asynccontextmanager
@@ -54,27 +145,14 @@ async def exchange(
     params: dict[str, Any] | None,
     request_id: RequestId,
     headers: dict[str, str] | None = None,
+    log_level: str | None = None,
 ) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
     """Send `method` to `instance`; yields the stream of its related notifications, ending with the answer."""
-    mux = instance.mux
-    if mux is None or instance.ended.is_set():
-        raise HandleEnded(f"the episode {instance.id} has ended", instance.id, instance.failure or "ended")
-    channel = ReplyChannel(f"{name} {instance.id}")
-    fields: dict[str, Any] = {"params": params} if params is not None else {}
-    request = JSONRPCRequest(jsonrpc="2.0", id=request_id, method=method, **fields)
+    call = await open_call(instance, name, method, params, request_id, headers, log_level=log_level)
     try:
-        metadata = (
-            eras.metadata_for(instance.transport, method, params, headers) if instance.era == eras.MODERN else None
-        )
-        await mux.from_client(channel, SessionMessage(request, metadata=metadata))
-        yield channel.events
+        yield call.events
     finally:
-        if not channel.answered:  # the client left first (a listen stream closed): the server stops too
-            cancel = {"requestId": request_id, "reason": "the client closed its request"}
-            with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-                notice = JSONRPCNotification(jsonrpc="2.0", method="notifications/cancelled", params=cancel)
-                await mux.from_client(channel, SessionMessage(notice))
-        mux.detach(channel)
+        await call.close()
 
 
 async def ask(
@@ -83,7 +161,7 @@ async def ask(
     """`method`'s answer from `instance` (notifications dropped)."""
     async with exchange(instance, name, method, params, request_id) as events:
         async for event in events:
-            if not isinstance(event, JSONRPCNotification):
+            if isinstance(event, JSONRPCResponse | JSONRPCError):
                 return event
     raise HandleEnded(f"the episode {instance.id} ended before answering", instance.id, "ended")
 
@@ -93,7 +171,7 @@ def sse_frame(message: dict[str, Any]) -> bytes:
 
 
 async def relay(
-    events: MemoryObjectReceiveStream[Event],
+    events: AsyncIterator[Event],
     finish: Callable[[Reply], tuple[dict[str, Any], int]],
     streaming: bool,
     scope: Scope,
@@ -102,9 +180,18 @@ async def relay(
 ) -> None:
     """Answer the HTTP request: JSON if the answer comes first (or the client takes no stream), else an SSE
     stream of the related notifications, then the answer. `finish` turns the answer into (body, status)."""
-    first = await events.receive()
-    while not streaming and isinstance(first, JSONRPCNotification):
-        first = await events.receive()
+
+    async def next_event() -> Event:
+        try:
+            return await anext(events)
+        except (StopAsyncIteration, anyio.EndOfStream):
+            raise HandleEnded("the episode ended before answering", None, "ended") from None
+
+    first = await next_event()
+    while not isinstance(first, JSONRPCResponse | JSONRPCError) and not (
+        streaming and isinstance(first, JSONRPCNotification)
+    ):
+        first = await next_event()
     if not isinstance(first, JSONRPCNotification):
         body, status = finish(first)
         await JSONResponse(body, status)(scope, receive, send)
@@ -115,7 +202,7 @@ async def relay(
         async for event in events:
             if isinstance(event, JSONRPCNotification):
                 yield sse_frame(event.model_dump(by_alias=True, exclude_none=True))
-            else:
+            elif isinstance(event, JSONRPCResponse | JSONRPCError):
                 yield sse_frame(finish(event)[0])
                 return
 

@@ -48,6 +48,12 @@ class Listing:
     answers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
 
+def find_tool(listing: Listing, name: Any) -> dict[str, Any] | None:
+    answer = listing.answers.get(("tools/list", "null")) or {}
+    tools = (answer.get("result") or {}).get("tools") or []
+    return next((tool for tool in tools if isinstance(tool, dict) and tool.get("name") == name), None)
+
+
 class ListingCache:
     def __init__(self, pool: InstancePool) -> None:
         self.pool = pool
@@ -72,9 +78,13 @@ class ListingCache:
             listing = Listing(dict(instance.init_result), instance.discovered)
             listing.answers[("tools/list", "null")] = await self._fetch(instance, "tools/list", None)
             self._entries[key] = listing  # only the tools page: a discover or other list still probes
-        answer = listing.answers.get(("tools/list", "null")) or {}
-        tools = (answer.get("result") or {}).get("tools") or []
-        return next((tool for tool in tools if isinstance(tool, dict) and tool.get("name") == name), None)
+        return find_tool(listing, name)
+
+    async def config_tool(self, config: dict[str, Any], name: Any, receive: Receive) -> dict[str, Any] | None:
+        """The tool `name` as `config`'s cached listing has it: a handle-less call's `Mcp-Param-*` headers are
+        checked before an instance is started for it (a request that will be refused costs no instance)."""
+        listing, _ = await self.answer("tools/list", None, config, receive)
+        return find_tool(listing, name)
 
     async def answer(self, method: str, params: Any, config: dict[str, Any], receive: Receive) -> Listing | Any:
         """(`Listing`, `{"result"}` or `{"error"}`) for a handle-less list request of `config`."""

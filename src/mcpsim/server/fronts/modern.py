@@ -11,9 +11,11 @@ against the body, version; then the per-version method gate), then routed by its
   starts); `subscriptions/listen` gets a stream that honours no notification (there is no
   episode whose lists could change: its acknowledgement says so); anything else gets a fresh instance with the URL's
   `seed` and `config`, and the result names its handle and URL in `_meta` (`mcpsim/handle`, `mcpsim/url`).
-The backend connection is the instance's handshake-era one; `translate` turns the request and the answer
-into each era. Answers are JSON (no stream): progress and log notifications are not relayed on this path, and
-a backend's server request (sampling, elicitation) is refused, as on an `/envs` request of the handshake era.
+A 2026 backend's requests pass through (`translate.passthrough_params`, the `requestState` wrapped with the
+handle). On a handshake-era backend connection `translate` turns the request and the answer into each era;
+its server requests become `input_required` rounds (`rounds.py`), a listen on the handle gets its change
+notifications (`listen.py`), and its log messages reach only requests whose `_meta` logLevel admits them. The
+answer is JSON, or an SSE stream of the related notifications when the client accepts one (`exchange.relay`).
 
 An instance started by a handle-less request whose handle nobody uses again ends after `--orphan-timeout`
 (the client may have crashed before reading its answer); a handle used once lives like any instance (idle
@@ -63,10 +65,13 @@ from mcpsim.protocol.messages import SUBSCRIPTION_ID_KEY
 from mcpsim.server.edge import modern_status, note_request_id
 from mcpsim.server.fronts import translate
 from mcpsim.server.fronts.bodies import parse_json
-from mcpsim.server.fronts.exchange import exchange, relay, sse_frame
+from mcpsim.server.fronts.exchange import exchange, open_call, relay, sse_frame
+from mcpsim.server.fronts.listen import Listens
 from mcpsim.server.fronts.listings import ListingCache
 from mcpsim.server.fronts.params import parse_config
+from mcpsim.server.fronts.rounds import ASKING_METHODS, Held, Rounds, round_token, target_of
 from mcpsim.server.fronts.starts import start_for_request
+from mcpsim.server.fronts.translate import client_capabilities as capabilities
 from mcpsim.server.principals import principal_of
 from mcpsim.wire import parse_seed
 
@@ -120,6 +125,8 @@ class ModernFront:
         self.pool = pool
         self.orphan_timeout = orphan_timeout
         self.listings = ListingCache(pool)
+        self.listens = Listens()
+        self.rounds = Rounds(pool.config.request_timeout or 120.0)
         self.orphans: dict[str, float] = {}
         """Handles minted by a handle-less request and not used since, with when they were minted."""
         self.minted: OrderedDict[str, None] = OrderedDict()
@@ -130,9 +137,11 @@ class ModernFront:
     async def running(self) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._reap_orphans)
+            tg.start_soon(self.rounds.reap)
             try:
                 yield
             finally:
+                await self.rounds.close_all()
                 tg.cancel_scope.cancel()
 
     async def _reap_orphans(self) -> None:
@@ -183,6 +192,10 @@ class ModernFront:
             await empty_listen(message["id"])(scope, receive, send)
             return
         handle = self._state_handle(handle, params)
+        if handle is None and method == "tools/call":  # refused requests start nothing
+            config = parse_config(request.query_params.get("config"))
+            tool = await self.listings.config_tool(config, (params or {}).get("name"), receive)
+            self._check_headers(scope, tool, params)
         instance = self._resolve(scope, handle) if handle is not None else await self._fresh(request, receive)
         url = f"{request.url.scheme}://{request.url.netloc}/envs/{instance.id}/mcp"
         passthrough = instance.era == MODERN
@@ -196,8 +209,8 @@ class ModernFront:
             }
             await JSONResponse(body)(scope, receive, send)
             return
-        if method == "tools/call":
-            await self._check_param_headers(scope, instance, params)
+        if method == "tools/call" and handle is not None:
+            self._check_headers(scope, await self.listings.tool(instance, (params or {}).get("name")), params)
         forwarded = translate.passthrough_params(params) if passthrough else translate.backend_params(params)
 
         def finish(reply: JSONRPCResponse | JSONRPCError) -> tuple[dict[str, Any], int]:
@@ -207,6 +220,8 @@ class ModernFront:
                 return {"jsonrpc": "2.0", "id": message["id"], "error": error}, modern_status(error["code"])
             if passthrough:
                 result = translate.stamp(translate.wrap_state(reply.result, instance.id), None, instance.id, url)
+            elif reply.result.get("resultType") == "input_required":  # rounds.py's: nothing to translate
+                result = translate.stamp(reply.result, server_info, instance.id, url)
             else:
                 result = translate.modern_result(method, reply.result, server_info, instance.id, url)
             return {"jsonrpc": "2.0", "id": message["id"], "result": result}, 200
@@ -214,9 +229,35 @@ class ModernFront:
         streaming = "text/event-stream" in request.headers.get("accept", "")
         if method == "subscriptions/listen" and not streaming:
             raise BadRequest("subscriptions/listen answers with an SSE stream: Accept must include text/event-stream")
+        if not passthrough and method == "subscriptions/listen":  # the backend's notifications become events
+            await self.listens.serve(instance, message["id"], params, scope, receive, send)
+            return
+        if not passthrough and method in ASKING_METHODS:  # server requests become input_required rounds
+            held = await self._round(instance, method, params, forwarded, message["id"])
+            try:
+                answers = (params or {}).get("inputResponses")
+                events = self.rounds.outcome(held, answers, capabilities(params), message["id"])
+                await relay(events, finish, streaming, scope, receive, send)
+            finally:
+                if not held.parked:
+                    await held.call.close()
+            return
         params_headers = {k: v for k, v in request.headers.items() if k.startswith("mcp-param-")}
-        async with exchange(instance, "stateless", method, forwarded, message["id"], params_headers) as events:
+        level = translate.log_level(params)
+        async with exchange(instance, "stateless", method, forwarded, message["id"], params_headers, level) as events:
             await relay(events, finish, streaming, scope, receive, send)
+
+    async def _round(
+        self, instance: Instance, method: str, params: dict[str, Any] | None, forwarded: Any, request_id: Any
+    ) -> Held:
+        """The held call a retry names (`rounds.py`), or a new call that can ask."""
+        if round_token(params) is not None:
+            held = self.rounds.take(instance.id, method, params)
+            held.call.channel.want_logs(translate.log_level(params))  # this round's own envelope
+            return held
+        level = translate.log_level(params)
+        call = await open_call(instance, "stateless", method, forwarded, request_id, asks=True, log_level=level)
+        return Held(call, instance.id, method, target_of(method, params))
 
     # -- the steps ---------------------------------------------------------------------------------------------
 
@@ -251,12 +292,12 @@ class ModernFront:
             raise HandleConflict("the requestState belongs to another episode than the handle", handle, "conflict")
         return named
 
-    async def _check_param_headers(self, scope: Scope, instance: Instance, params: dict[str, Any] | None) -> None:
-        """`Mcp-Param-*` headers against the tool's `x-mcp-header` arguments (the backend sees no headers)."""
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        tool = await self.listings.tool(instance, (params or {}).get("name"))
+    @staticmethod
+    def _check_headers(scope: Scope, tool: dict[str, Any] | None, params: dict[str, Any] | None) -> None:
+        """`Mcp-Param-*` headers against the tool's `x-mcp-header` arguments (a stdio backend sees no headers)."""
         if tool is None:
             return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         arguments = (params or {}).get("arguments")
         rejection = validate_mcp_param_headers(
             tool.get("inputSchema"), arguments if isinstance(arguments, dict) else {}, headers

@@ -15,7 +15,12 @@ served on it by translating both ways:
 
 from typing import Any
 
-from mcp_types import PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY
+from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    LOG_LEVEL_META_KEY,
+    PROTOCOL_VERSION_META_KEY,
+    SERVER_INFO_META_KEY,
+)
 from mcp_types.methods import CACHEABLE_METHODS, serialize_server_result
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
@@ -54,13 +59,27 @@ def backend_params(params: Any) -> dict[str, Any] | None:
     """The request's params as the handshake-era backend gets them: envelope and `mcpsim/*` keys removed."""
     if not isinstance(params, dict):
         return None
-    out = dict(params)
+    out = {k: v for k, v in params.items() if k not in ("inputResponses", "requestState")}  # rounds.py's
     meta = out.pop("_meta", None)
     if isinstance(meta, dict):
         kept = {k: v for k, v in meta.items() if not k.startswith((ENVELOPE_PREFIX, MCPSIM_PREFIX))}
         if kept:
             out["_meta"] = kept
     return out
+
+
+def log_level(params: Any) -> str | None:
+    """The request's `_meta` logLevel: the least severe log message it wants (None: it wants none)."""
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    level = meta.get(LOG_LEVEL_META_KEY) if isinstance(meta, dict) else None
+    return level if isinstance(level, str) else None
+
+
+def client_capabilities(params: Any) -> dict[str, Any]:
+    """The capabilities the request's envelope declares (what an `input_required` round may ask for)."""
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    capabilities = meta.get(CLIENT_CAPABILITIES_META_KEY) if isinstance(meta, dict) else None
+    return capabilities if isinstance(capabilities, dict) else {}
 
 
 def passthrough_params(params: Any) -> dict[str, Any] | None:

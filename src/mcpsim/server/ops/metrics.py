@@ -172,6 +172,16 @@ class _PoolCollector(Collector):
             "mcpsim_warm_unclaimed", "Warm instances waiting for a session.", value=warm.unclaimed_count
         )
         yield GaugeMetricFamily("mcpsim_warm_queued", "Announced seeds not started yet.", value=len(warm.queue))
+        modern = self.sessions.modern
+        if modern is not None:  # 2026-07-28 on handshake backends: input_required rounds and listen streams
+            yield CounterMetricFamily(
+                "mcpsim_input_rounds", "input_required rounds made of server requests.", value=modern.rounds.rounds
+            )
+            yield GaugeMetricFamily(
+                "mcpsim_input_held", "Calls held for a client's inputResponses.", value=len(modern.rounds.held)
+            )
+            listens = sum(len(hub.listeners) for hub in modern.listens.hubs.values())
+            yield GaugeMetricFamily("mcpsim_listens_open", "Translated subscriptions/listen streams.", value=listens)
         messages = CounterMetricFamily(
             "mcpsim_messages",
             "JSON-RPC messages proxied, by sender (client or server) and kind.",
