@@ -4,7 +4,7 @@ the server layer that implements it."""
 from typing import Protocol
 
 from mcpsim.pool.instance import Instance
-from mcpsim.protocol.mux import MuxObserver
+from mcpsim.protocol.channels import MuxObserver
 
 
 class PoolObserver(Protocol):

@@ -15,7 +15,7 @@ from mcpsim.pool.workdir import InstanceDirs
 from mcpsim.proc.sandbox import Sandbox
 from mcpsim.proc.spawn import Launcher
 from mcpsim.proc.tracking import ProcessTracker
-from mcpsim.protocol.mux import MuxObserver
+from mcpsim.protocol.channels import MuxObserver
 from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from mcp.types import JSONRPCError, JSONRPCResponse, RequestId
 
 from mcpsim.pool.labels import DeclaredTools, method_label, shorten
-from mcpsim.protocol.mux import MuxObserver
+from mcpsim.protocol.channels import MuxObserver
 
 MAX_ERROR_TEXT = 500
 

@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
@@ -41,6 +41,7 @@ from mcp.types import (
 )
 
 from mcpsim.errors import BackendError
+from mcpsim.protocol.channels import Channel, InternalChannel, MuxObserver
 from mcpsim.protocol.messages import (
     MESSAGE_KINDS,
     error_message,
@@ -59,37 +60,6 @@ OPEN_ENDED = frozenset({"subscriptions/listen"})
 """Requests that last as long as the client wants (no `--request-timeout`: a quiet stream is not a hung server)."""
 
 
-class Channel(Protocol):
-    """A client-facing endpoint: where messages for one client go."""
-
-    name: str
-    accepts_server_requests: bool
-    """Whether the client can receive and answer server-initiated requests (sampling, elicitation, ...)."""
-
-    async def deliver(self, message: SessionMessage) -> None: ...
-
-
-class MuxObserver(Protocol):
-    """Hooks for metrics and the dashboard; called on the event loop, so they must not block.
-
-    `on_response` gets the client's request id (for log correlation) and the reply itself, so an observer can
-    keep a reference to what the server answered (the dashboard's latest frame) without parsing anything here.
-    """
-
-    def on_request(self, method: str, tool: str | None) -> None: ...
-
-    def on_response(
-        self,
-        method: str,
-        tool: str | None,
-        seconds: float,
-        is_error: bool,
-        *,
-        request_id: RequestId | None = None,
-        reply: JSONRPCResponse | JSONRPCError | None = None,
-    ) -> None: ...
-
-
 @dataclass
 class _Pending:
     channel: Channel
@@ -102,23 +72,6 @@ class _Pending:
     started: float = field(default_factory=time.perf_counter)
     deadline: float = math.inf
     """When, on the event loop's clock (`anyio.current_time`), the request runs out of time; inf: never."""
-
-
-class _InternalChannel:
-    """The proxy's own requests (the initialize handshake, health pings) resolve futures here."""
-
-    name = "mcpsim"
-    accepts_server_requests = False
-
-    def __init__(self) -> None:
-        self.waiting: dict[RequestId, tuple[anyio.Event, list[JSONRPCResponse | JSONRPCError]]] = {}
-
-    async def deliver(self, message: SessionMessage) -> None:
-        msg = message.message
-        if isinstance(msg, JSONRPCResponse | JSONRPCError) and msg.id in self.waiting:
-            event, box = self.waiting[msg.id]
-            box.append(msg)
-            event.set()
 
 
 class Multiplexer:
@@ -159,7 +112,7 @@ class Multiplexer:
         self._by_client: dict[tuple[int, RequestId], int] = {}
         self._progress: dict[Any, int] = {}
         self._server_requests: dict[RequestId, Channel] = {}
-        self._internal = _InternalChannel()
+        self._internal = InternalChannel()
         self._next_check = math.inf
         self._deadline_moved = anyio.Event()
 
