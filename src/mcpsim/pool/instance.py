@@ -8,9 +8,7 @@ what left its process group (see `tracking.py`): at the process's exit, and agai
 Readiness is the MCP handshake: the pool sends `initialize` and the instance is ready when its server answers
 (not after a sleep, not on a TCP connect). The result is kept and given to the client that attaches, so a
 client's own `initialize` is answered at once, and an instance can be started before its client arrives.
-Until some `tools/list` result has passed through the pool, the first handshake also asks for the tool list
-(a server that declares tools; once per pool), so the metrics know the declared tool names before the first
-call.
+How the server is opened, in which revision, is `handshake.py`.
 """
 
 import json
@@ -24,10 +22,10 @@ from typing import Any, Protocol
 import anyio
 from anyio.abc import TaskStatus
 
-from mcpsim.errors import BackendError, MessageTooLarge, StartError
-from mcpsim.pool import eras
+from mcpsim.errors import MessageTooLarge, StartError
 from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_until_listening
 from mcpsim.pool.exits import exit_reason, stderr_suffix
+from mcpsim.pool.handshake import open_server
 from mcpsim.pool.history import CallHistory
 from mcpsim.pool.spec import ContextLog, InstanceSpec, State
 from mcpsim.pool.stats import InstanceStats
@@ -42,17 +40,9 @@ from mcpsim.wire import (
     MESSAGE_TOO_LARGE,
     PORT_VARIABLE,
     SEED_VARIABLE,
-    VERSION,
 )
 
 logger = logging.getLogger(__name__)
-
-HANDSHAKE_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {}}
-"""What the pool declares for the client behind it, so the server may send these requests (they are forwarded)."""
-MODERN_CLIENT_EXTRA: dict[str, Any] = {"roots": {}}
-"""Declared too for an instance opened for a 2026-07-28 client: its roots/list becomes an input_required round."""
-TOOLS_PROBE_TIMEOUT = 5.0
-"""Seconds the handshake's own `tools/list` may take; past that the instance is ready without it."""
 
 
 class InstanceHooks(Protocol):
@@ -307,32 +297,11 @@ class Instance:
         raise StartError(refusal)
 
     async def _handshake(self, mux: Multiplexer) -> str | None:
-        """Initialize the server as its client would; returns why it failed, or None when it is ready."""
-        if eras.wants_modern(self.spec.protocol_version, self.transport):  # see pool/eras.py
-            self.discovered = await eras.discover(mux, self.transport)
-            if self.discovered is not None:
-                self.init_result, self.era = eras.as_init_result(self.discovered), eras.MODERN
-                return None
-        extra = MODERN_CLIENT_EXTRA if eras.is_modern(self.spec.protocol_version) else {}
-        params = {
-            "protocolVersion": eras.handshake_version(self.spec.protocol_version),
-            "capabilities": HANDSHAKE_CAPABILITIES | extra,
-            "clientInfo": self.spec.client_info or {"name": "mcpsim", "version": VERSION},
-        }
-        try:
-            self.init_result = await mux.request("initialize", params)  # bounded by the startup timeout
-        except BackendError as exc:
-            return mux.closed_reason or f"the server refused initialize: {exc.message}"
-        await mux.notify("notifications/initialized")
-        self.era = str(self.init_result.get("protocolVersion"))
-        capabilities = self.init_result.get("capabilities")
-        if isinstance(capabilities, dict) and "tools" in capabilities and self.spec.tools.should_ask():
-            with anyio.move_on_after(TOOLS_PROBE_TIMEOUT):
-                try:
-                    await mux.request("tools/list")  # the stats learn the names from the answer
-                except BackendError as exc:
-                    self.log.debug("tools/list refused: %s", exc, extra={"event": "instance.tools_unlisted"})
-        return None
+        """Open the server as its client would (`handshake.py`); returns why it failed, or None when ready."""
+        opened = await open_server(mux, self.spec, self.transport, self.log)
+        if opened.refusal is None:
+            self.init_result, self.era, self.discovered = opened.init_result, opened.era, opened.discovered
+        return opened.refusal
 
     def _hung(self, reason: str) -> None:
         """A request ran out of time: the server is presumed hung, so its process group is killed. The usual
