@@ -11,19 +11,18 @@ import contextlib
 import contextvars
 import json
 import math
-import shlex
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
 from jsonschema import Draft202012Validator, SchemaError
 from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
-from mcp import Client, StdioServerParameters
+from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import Implementation
@@ -32,19 +31,17 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from mcpsim.client.content import block_dict, blocks_from_content, blocks_from_resource
 from mcpsim.client.dataset import DatasetSource, assign_env_ids, load_rows, seed_rows
 from mcpsim.client.keepalive import DrainingTransport
+from mcpsim.client.urls import STDIO_PREFIX, check_url, session_url, stdio_command
 from mcpsim.errors import ConfigError, ConnectError, EnvError, InvalidAction, describe_exception
 from mcpsim.trajectory import Action, Observation, Row
 from mcpsim.wire import (
-    CONFIG_VARIABLE,
     HANDLE_META_KEY,
     INITIAL_STATE_URI,
     META_KEY,
-    SEED_VARIABLE,
     URL_META_KEY,
     VERSION,
 )
 
-STDIO_PREFIX = "stdio:"
 _SESSION_BOX: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("mcpsim_session", default=None)
 """Where the HTTP response hook puts the MCP session id of the session being opened (the SDK keeps it to itself;
 its transport tasks inherit this context)."""
@@ -60,45 +57,6 @@ PAGE_CAP = 100
 PROTOCOLS = ("auto", *MODERN_PROTOCOL_VERSIONS, "legacy")
 """What `make(..., protocol=)` and `--protocol` accept: the SDK client's modes."""
 DEFAULT_TIMEOUT = 120.0
-
-
-def session_url(url: str, seed: int, config: Mapping[str, Any] | None = None) -> str:
-    """`url` with `seed` (and `config` as compact JSON) in its query string, replacing any already there."""
-    parts = urlsplit(url)
-    path = parts.path if parts.path not in ("", "/") else "/mcp"
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ("seed", "config")]
-    query.append(("seed", str(seed)))
-    if config:
-        query.append(("config", json.dumps(dict(config), separators=(",", ":"), sort_keys=True)))
-    return urlunsplit((parts.scheme, parts.netloc, path, urlencode(query, quote_via=quote), parts.fragment))
-
-
-def check_url(url: str) -> str:
-    if url.startswith(STDIO_PREFIX):
-        stdio_command(url, 0, None)  # parses, or raises naming the problem
-        return url
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"an environment URL must be http(s)://host:port/mcp, .../sse or stdio:COMMAND, got {url!r}")
-    return url
-
-
-def stdio_command(url: str, seed: int, config: Mapping[str, Any] | None) -> StdioServerParameters:
-    """`stdio:COMMAND` launches a stdio server per episode: `{seed}` in the command is replaced, and the seed and
-    config also reach it as `MCPSIM_SEED`/`MCPSIM_CONFIG` (as the managed server passes them); no shell."""
-    try:
-        argv = shlex.split(url[len(STDIO_PREFIX) :])
-    except ValueError as exc:
-        raise ConfigError(f"{url!r}: cannot parse the stdio command: {exc}") from None
-    if not argv:
-        raise ConfigError(
-            f"{url!r}: stdio: needs a command, e.g. stdio:python -m mcpsim.envs.frozen_lake --seed {{seed}}"
-        )
-    argv = [token.replace("{seed}", str(seed)) for token in argv]
-    env = {SEED_VARIABLE: str(seed)}
-    if config:
-        env[CONFIG_VARIABLE] = json.dumps(dict(config))
-    return StdioServerParameters(command=argv[0], args=argv[1:], env=env)
 
 
 def mcp_error_text(exc: BaseException) -> str:

@@ -20,7 +20,8 @@ import anyio.from_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from mcpsim.client.announce import api_url
-from mcpsim.client.env import Environment, EnvSession, StepResult, check_url, shared_http_client
+from mcpsim.client.env import Environment, EnvSession, StepResult, shared_http_client
+from mcpsim.client.urls import check_url
 from mcpsim.errors import ConfigError, EnvError
 from mcpsim.trajectory import Action, Observation, Row
 
