@@ -76,7 +76,8 @@ def test_dashboard_lists_live_instances_and_ends_one(serve_factory, page):
     rows = {row.get_attribute("data-id"): row for row in page.query_selector_all("#instances tr[data-id]")}
     assert set(rows) == {first["id"], second["id"]}
     assert page.inner_text("#status") == "ok" and page.inner_text("#live") == "2 / 256"
-    cells = rows[second["id"]].query_selector_all("td")
+    cells = rows[second["id"]].query_selector_all("td:not(.node-col)")  # the Ray node column is hidden here
+    assert not page.is_visible("#instance-table th.node-col")
     texts = [cell.inner_text() for cell in cells]
     assert texts[1] == "\u2013"  # no parent (an en dash): not a branch
     assert texts[2] == "2" and texts[3] == str(second["pid"]) and texts[4] == "stdio" and texts[5] == "ready"
