@@ -38,8 +38,8 @@ class RayTestCluster:
         self.seen_pids: dict[int, float] = {}
         self.fronts: list[ServeProcess] = []
 
-    def front(self, tmp: Path, *extra: str) -> ServeProcess:
-        serve = start_serve(tmp, "--ray", self.local.address, *SERVED, *extra, ready_timeout=120)
+    def front(self, tmp: Path, *extra: str, address: str = "", env: dict[str, str] | None = None) -> ServeProcess:
+        serve = start_serve(tmp, "--ray", address or self.local.address, *SERVED, *extra, env=env, ready_timeout=120)
         self.fronts.append(serve)
         return serve
 

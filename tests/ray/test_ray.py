@@ -4,12 +4,14 @@ One cluster and one front for the whole module (conftest.py); raw HTTP where a t
 session id between fronts, JSON-RPC errors checked for the node they name. Timings are `mcpsim bench --ray`'s.
 """
 
+import contextlib
 import json
 import signal
 import time
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 import ray
@@ -228,3 +230,113 @@ def test_bad_ray_options_are_refused_before_anything_starts(capsys):
         [sys.executable, "-m", "mcpsim", "serve", "--ray", "127.0.0.1:1"], capture_output=True, text=True, timeout=60
     )
     assert unreachable.returncode == 2 and "nothing answers there" in unreachable.stderr
+
+
+CLIENT_SERVER = """
+import sys
+import ray.util.client.server.proxier as proxier
+from ray.util.client.server.server import main
+low = int(sys.argv.pop(1))
+proxier.MIN_SPECIFIC_SERVER_PORT, proxier.MAX_SPECIFIC_SERVER_PORT = low, low + 7
+main()
+"""
+"""What `ray start --ray-client-server-port` runs on the head (Ray Client's proxy, `--mode proxy`), with the
+per-client drivers' ports in this run's range instead of Ray's fixed 23000-23999."""
+
+
+@contextlib.contextmanager
+def _ray_client_server(ray_cluster, tmp_path):
+    """The head's Ray Client server on ray_cluster's base+2 (free in its layout), its drivers on base+3..+9; the
+    drivers end 2 s after their client left (Ray: 30 s). Yields its `ray://` address; SIGINT ends it (and its
+    drivers) as Ray's own shutdown does."""
+    import os
+    import subprocess
+    import sys
+
+    from mcpsim.ray.local import NODE_PORTS_OFFSET
+
+    base = ray_cluster.local.port_base
+    head = ray_cluster.local.nodes[0]
+    log = (tmp_path / "ray-client-server.log").open("wb")
+    server = subprocess.Popen(
+        [
+            sys.executable, "-c", CLIENT_SERVER, str(base + 3), "--mode", "proxy", "--host", "127.0.0.1",
+            "--port", str(base + 2), "--address", ray_cluster.local.address, "--node-id", head.node_id,
+            f"--runtime-env-agent-address=http://127.0.0.1:{base + NODE_PORTS_OFFSET + 5}",
+        ],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TIMEOUT_FOR_SPECIFIC_SERVER_S": "2"},
+    )  # fmt: skip
+    ray_cluster.note(server.pid)
+    try:
+        yield f"ray://127.0.0.1:{base + 2}"
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
+        log.close()
+
+
+def _cmdline(pid: int) -> str:
+    with contextlib.suppress(psutil.Error):
+        return " ".join(psutil.Process(pid).cmdline())
+    return ""
+
+
+def _specific_servers(ray_cluster) -> list[int]:
+    """The Ray Client's per-client driver processes on the head (`ray://`: one per connected front)."""
+    found = []
+    for process in ray_cluster.ours():
+        with contextlib.suppress(psutil.Error):
+            if "specific-server" in " ".join(process.cmdline()) and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process.pid)
+    return found
+
+
+@pytest.mark.parametrize("how", ["auto", "ray-client"])
+def test_a_front_joins_by_auto_or_ray_client(ray_cluster, tmp_path, how):
+    """`--ray auto` (RAY_ADDRESS in the front's environment) and `--ray ray://HOST:PORT` (the head's Ray Client
+    server) serve sessions like a GCS address does, and leave nothing behind: the instance ends with its session,
+    and the Ray Client's driver on the head ends with the front."""
+    with contextlib.ExitStack() as stack:
+        if how == "auto":
+            other = ray_cluster.front(tmp_path, address="auto", env={"RAY_ADDRESS": ray_cluster.local.address})
+        else:
+            address = stack.enter_context(_ray_client_server(ray_cluster, tmp_path))
+            try:
+                other = ray_cluster.front(tmp_path, address=address)
+            except RuntimeError as exc:  # what Ray's client server said: its logs are gone with the cluster
+                logs = sorted((ray_cluster.root / "ray" / "session_latest" / "logs").glob("ray_client_server*"))
+                said = "".join(f"\n--- {log.name}\n{log.read_text()[-3000:]}" for log in logs)
+                raise AssertionError(f"{exc}{said}") from None
+            drivers = _specific_servers(ray_cluster)  # the front is a Ray Client: its driver runs on the head
+            base = ray_cluster.local.port_base
+            assert len(drivers) == 1 and any(f"--port={base + i} " in f"{_cmdline(drivers[0])} " for i in range(3, 10))
+        _play_and_end(ray_cluster, other)
+
+
+def _play_and_end(ray_cluster, other) -> None:
+    from helpers.serve import survivors
+
+    session = open_session(other.url, 40)
+    status, answer = move(other.url, session)
+    assert status == 200 and "FrozenLake" in answer["result"]["content"][0]["text"], answer
+    for _ in range(2):  # a hole may end the episode: the game answers either way, through the same instance
+        status, answer = move(other.url, session)
+        assert status == 200 and answer["result"]["content"], answer
+    item = of_session(other.url, session)
+    ray_cluster.note(item["pid"])
+    end(other.url, session)
+    deadline = time.monotonic() + 10  # the node ends the instance after answering the DELETE
+    while any(i["session_id"] == session for i in instances(other.url)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(i["session_id"] == session for i in instances(other.url))
+    assert survivors({item["pid"]: ray_cluster.seen_pids[item["pid"]]}, deadline_s=10) == []
+    other.stop(signal.SIGTERM)
+    assert other.process.returncode == 0, other.log()
+    deadline = time.monotonic() + 15
+    while _specific_servers(ray_cluster) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _specific_servers(ray_cluster) == []

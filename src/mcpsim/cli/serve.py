@@ -105,8 +105,9 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ray",
         metavar="ADDRESS",
-        help="place instances on a Ray cluster: auto, ray://HOST:PORT, HOST:PORT (GCS), or local[:N] (start N"
-        " nodes here); --max-instances is then per node",
+        help="place instances on a Ray cluster: auto (RAY_ADDRESS, else the cluster `ray start` made here),"
+        " ray://HOST:PORT (the head's Ray Client server), HOST:PORT (GCS), or local[:N] (start N nodes here);"
+        " --max-instances is then per node",
     )
     p.add_argument(
         "--ray-lease",

@@ -33,6 +33,9 @@ REFRESH = 0.5
 """Seconds between two looks at the nodes (aliveness, room); also the bound on how stale placement is."""
 AGENT_TIMEOUT = 90.0
 """Seconds an agent may take to start (actor placement, then its mcpsim printing its URL)."""
+CLIENT_JOIN_ATTEMPTS = 3
+"""`ray://`: joins tried when the head's Ray Client server says the driver it starts per client failed (it does,
+now and then, on a loaded head); a fresh driver usually starts. Any other failure is final at once."""
 GONE_KEPT = 4096
 """Agent keys remembered as gone (oldest forgotten first)."""
 
@@ -108,13 +111,20 @@ class Nodes:
         import ray
 
         def join() -> None:
-            try:
-                ray.init(
-                    address=self.ray.address, namespace=NAMESPACE, logging_level=logging.WARNING,
-                    log_to_driver=False, ignore_reinit_error=True,
-                )  # fmt: skip
-            except Exception as exc:  # ConnectionError, RuntimeError, ValueError by Ray's whim
-                raise ClusterUnreachable(f"--ray {self.ray.address}: cannot join the Ray cluster: {exc}") from exc
+            for attempt in range(CLIENT_JOIN_ATTEMPTS):
+                try:
+                    ray.init(
+                        address=self.ray.address, namespace=NAMESPACE, logging_level=logging.WARNING,
+                        log_to_driver=False, ignore_reinit_error=True,
+                    )  # fmt: skip
+                    return
+                except Exception as exc:  # ConnectionError, RuntimeError, ValueError by Ray's whim
+                    again = "Initialization failure from server" in str(exc) and attempt + 1 < CLIENT_JOIN_ATTEMPTS
+                    if not again:
+                        raise ClusterUnreachable(
+                            f"--ray {self.ray.address}: cannot join the Ray cluster: {exc}"
+                        ) from exc
+                    logger.warning("--ray %s: the Ray Client's driver did not start; again", self.ray.address)
 
         await self._probe()
         await anyio.to_thread.run_sync(join)
