@@ -21,19 +21,22 @@ SEED = 21
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     started = {}
-    for index, backend in enumerate(BACKENDS):
-        started[backend] = start_serve(
-            tmp_path_factory.mktemp(backend),
-            "--env",
-            "frozen_lake",
-            "--backend-transport",
-            backend,
-            "--port-range",
-            port_range(1100 + 50 * index, 50),
-        )
-    yield started
+    try:  # a serve that fails to start must not leave the ones started before it running
+        for index, backend in enumerate(BACKENDS):
+            started[backend] = start_serve(
+                tmp_path_factory.mktemp(backend),
+                "--env",
+                "frozen_lake",
+                "--backend-transport",
+                backend,
+                "--port-range",
+                port_range(1100 + 50 * index, 50),
+            )
+        yield started
+    finally:
+        for serve in started.values():
+            serve.stop()
     for serve in started.values():
-        serve.stop()
         assert not survivors(serve.seen_descendants)
 
 
