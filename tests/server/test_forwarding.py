@@ -116,16 +116,8 @@ async def test_session_requests_take_the_envelope_only_path_with_their_streams_i
     assert progress == [1, 2]
     assert _fast_requests(toolbox) - before >= 3
     # a request with a member beyond the envelope is the SDK transport's to judge, and still answered
-    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-    init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
     async with httpx.AsyncClient(timeout=30) as http:
-        opened = await http.post(
-            f"{toolbox.mcp}?seed=8",
-            json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init},
-            headers=headers,
-        )
-        headers |= {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
-        await http.post(toolbox.mcp, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        headers = await _open_raw_session(http, toolbox.mcp, seed=8)
         before = _fast_requests(toolbox)
         odd = {
             "jsonrpc": "2.0",
@@ -140,16 +132,8 @@ async def test_session_requests_take_the_envelope_only_path_with_their_streams_i
 
 
 async def test_a_fast_path_request_in_flight_ends_when_its_session_is_deleted(toolbox):
-    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-    init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
     async with httpx.AsyncClient(timeout=30) as http:
-        opened = await http.post(
-            f"{toolbox.mcp}?seed=9",
-            json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init},
-            headers=headers,
-        )
-        headers |= {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
-        await http.post(toolbox.mcp, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        headers = await _open_raw_session(http, toolbox.mcp, seed=9)
         before = _fast_requests(toolbox)
         slow = {
             "jsonrpc": "2.0",
@@ -165,3 +149,15 @@ async def test_a_fast_path_request_in_flight_ends_when_its_session_is_deleted(to
                 body = (await response.aread()).decode()
     assert '"result"' not in body  # the session's end, not an answer
     assert _fast_requests(toolbox) == before + 1
+
+
+async def _open_raw_session(http: httpx.AsyncClient, mcp: str, seed: int) -> dict[str, str]:
+    """A handshake-era session opened by hand (no SDK client); returns the headers its later requests carry."""
+    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    opened = await http.post(
+        f"{mcp}?seed={seed}", json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}, headers=headers
+    )
+    headers |= {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+    await http.post(mcp, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    return headers
