@@ -247,11 +247,14 @@ class ModernFront:
     @staticmethod
     def _check(scope: Mapping[str, Any], message: dict[str, Any]) -> None:
         """The ladder and the method gate; the version served, else `ProtocolRejection` with the spec's code."""
-        raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
-        duplicated = find_duplicated_routing_header(raw)
-        if duplicated is not None:
-            raise ProtocolRejection(f"the {duplicated} header is given more than once", HEADER_MISMATCH)
-        route = classify_inbound_request(message, headers={k.lower(): v for k, v in raw})
+        headers = None  # a transport without headers (stdio) skips their rung
+        if "headers" in scope:
+            raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+            duplicated = find_duplicated_routing_header(raw)
+            if duplicated is not None:
+                raise ProtocolRejection(f"the {duplicated} header is given more than once", HEADER_MISMATCH)
+            headers = {k.lower(): v for k, v in raw}
+        route = classify_inbound_request(message, headers=headers)
         if isinstance(route, InboundLadderRejection):
             raise ProtocolRejection(route.message, route.code, route.data)
         try:
@@ -278,7 +281,7 @@ class ModernFront:
     @staticmethod
     def _check_headers(scope: Mapping[str, Any], tool: dict[str, Any] | None, params: dict[str, Any] | None) -> None:
         """`Mcp-Param-*` headers against the tool's `x-mcp-header` arguments (a stdio backend sees no headers)."""
-        if tool is None:
+        if tool is None or "headers" not in scope:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         arguments = (params or {}).get("arguments")

@@ -29,8 +29,9 @@ class Inbound:
     message: dict[str, Any]
     """The JSON-RPC request (a dict with `method` and `id`)."""
     context: Mapping[str, Any]
-    """The request's raw header pairs under `headers` (bytes, as ASGI has them; none over stdio) and its principal
-    under `principals.SCOPE_KEY`: the ASGI scope over HTTP, a plain dict over stdio."""
+    """The request's raw header pairs under `headers` (bytes, as ASGI has them; no `headers` key over stdio, which
+    skips the header checks) and its principal under `principals.SCOPE_KEY`: the ASGI scope over HTTP, a plain
+    dict over stdio."""
     receive: Callable[[], Awaitable[Any]] = never_gone
     """Returns `{"type": "http.disconnect"}` once the client has left (a start for it is then abandoned)."""
     seed: str | None = None
