@@ -68,6 +68,8 @@ class InstancePool:
         self.http_client: httpx2.AsyncClient | None = None
         self.warm = WarmPool(self, config.warm, config.max_instances)
         self.tools = DeclaredTools()
+        self.list_watchers: list[Callable[[Instance, str], None]] = []
+        """Told when an instance's server announces a list change (`notifications/*/list_changed`)."""
         """Tool names the servers declared, learned from `tools/list` results: the only tool labels of metrics."""
         self._admitting = 0
         """Instances admitted under `--max-instances` whose start waits for the environment or fork server."""
@@ -412,6 +414,11 @@ class InstancePool:
 
     def record_error(self, entry: dict[str, Any]) -> None:
         self.recent_errors.append({"time": time.time(), **entry})
+
+    def lists_changed(self, instance: Instance, method: str) -> None:
+        """`InstanceHooks`: told to every watcher (the modern front's listing cache refreshes)."""
+        for watcher in self.list_watchers:
+            watcher(instance, method)
 
     def count_internal_error(self, where: str) -> None:
         """An unexpected error (a bug) ended one session or request; counted for `/metrics`, already logged."""
