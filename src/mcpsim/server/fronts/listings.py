@@ -140,7 +140,9 @@ class ListingCache:
         self, config: dict[str, Any], receive: Receive, listing: Listing | None, page: tuple[str, str] | None
     ) -> Listing:
         try:
-            instance = await start_for_request(self.pool, receive, None, config, protocol_version=MODERN)
+            instance = await start_for_request(
+                self.pool, receive, None, config, protocol_version=MODERN, claim_warm=False
+            )
         except CapacityError as exc:
             raise NoFreshInstance(f"no instance free to answer a handle-less listing: {exc}") from exc
         if instance is None:
