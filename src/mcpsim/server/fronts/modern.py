@@ -1,4 +1,8 @@
-"""The 2026-07-28 (stateless) path of `/mcp` and `/envs/{handle}/mcp`: episodes addressed by handles.
+"""The 2026-07-28 (stateless) path of `/mcp`, `/envs/{handle}/mcp` and `serve --stdio`: episodes addressed by handles.
+
+`ModernFront.answer` is the core, free of ASGI: an `Inbound` in, an `Outcome` of frames out (`stateless.py`).
+`serve` is its HTTP adapter (the POST's checks, then `replies.respond`); the stdio loop calls `answer` pinned to
+its one episode (`stdio_translated.py`).
 
 The fronts hand a POST here when `translate.is_modern` says so (a non-handshake `MCP-Protocol-Version`, or the
 envelope without any version header); everything else stays on the handshake-era path, byte for byte.
