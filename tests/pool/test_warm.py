@@ -155,3 +155,37 @@ async def test_announcements_are_bounded_and_a_session_takes_its_seed_from_a_ful
         [mine] = [i for i in instances(serve) if i["session_id"]]
         assert mine["seed"] == deep and not mine["warm"]
         assert queued() == MAX_QUEUED_SEEDS - 2  # its queued entry went; nothing else did
+
+
+async def modern_episode(url: str) -> tuple[int, list[str]]:
+    """A seedless 2026-07-28 episode on `url`'s `/mcp` (or `?seed=`), following the handle: (seed, texts)."""
+    texts = []
+    async with Client(url, mode="2026-07-28") as client:
+        first = await client.call_tool("lake_move", {"action": "RIGHT"})
+        handle = first.meta["mcpsim/handle"]
+        texts.append(first.content[0].text)
+        for action in ["RIGHT", "DOWN", "DOWN", "LEFT", "DOWN"]:
+            moved = await client.call_tool("lake_move", {"action": action}, meta={"mcpsim/handle": handle})
+            texts.append(moved.content[0].text)
+            if moved.meta["mcpsim"].get("terminated"):
+                break
+    return handle, texts
+
+
+async def test_spares_serve_2026_clients_with_the_trajectories_of_cold_starts(serve_factory):
+    """`--warm N` spares are claimed by 2026-07-28 clients too: the first claims a handshake-era spare (translated),
+    the refill is opened for 2026 (the latest client's era), and the next claims that one; every episode plays
+    as a cold start of its seed does."""
+    serve = serve_factory("--env", "frozen_lake", "--fork-server", "--warm", "1")
+    cold = serve_factory("--env", "frozen_lake")
+    played = []
+    for _ in range(2):
+        await wait_for(lambda: sum(i["warm"] and i["state"] == "ready" for i in instances(serve)) == 1)
+        spare = next(i for i in instances(serve) if i["warm"])
+        handle, texts = await modern_episode(serve.mcp)
+        assert handle == spare["id"], "the 2026 episode was not the spare"
+        played.append((spare["seed"], texts))
+    metrics = serve.get("/metrics").text
+    assert "mcpsim_warm_hits_total 2.0" in metrics and "mcpsim_warm_misses_total 0.0" in metrics
+    for seed, texts in played:
+        assert (await modern_episode(f"{cold.mcp}?seed={seed}"))[1] == texts

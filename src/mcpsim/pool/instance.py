@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskStatus
+from mcp.types import JSONRPCNotification
 
 from mcpsim.errors import MessageTooLarge, StartError
 from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_until_listening
@@ -43,6 +44,7 @@ from mcpsim.wire import (
 )
 
 logger = logging.getLogger(__name__)
+LIST_CHANGED = frozenset(f"notifications/{kind}/list_changed" for kind in ("tools", "prompts", "resources"))
 
 
 class InstanceHooks(Protocol):
@@ -57,6 +59,10 @@ class InstanceHooks(Protocol):
     def record_error(self, entry: dict[str, Any]) -> None: ...
 
     def count_internal_error(self, where: str) -> None: ...
+
+    def lists_changed(self, instance: "Instance", method: str) -> None:
+        """Its server announced a change of its tools, prompts or resources list (`method`)."""
+        ...
 
 
 class Instance:
@@ -277,6 +283,7 @@ class Instance:
             on_timeout=self._hung,
             on_broken=lambda detail: self._connection_lost(mux, detail),
             on_call=self.history.record,
+            on_notification=self._notified,
         )
         self.mux = mux
         async with anyio.create_task_group() as tg:
@@ -295,6 +302,10 @@ class Instance:
                 await anyio.sleep_forever()  # until stop() cancels the instance's scope
             tg.cancel_scope.cancel()
         raise StartError(refusal)
+
+    def _notified(self, msg: JSONRPCNotification) -> None:
+        if msg.method in LIST_CHANGED:
+            self._hooks.lists_changed(self, msg.method)
 
     async def _handshake(self, mux: Multiplexer) -> str | None:
         """Open the server as its client would (`handshake.py`); returns why it failed, or None when ready."""

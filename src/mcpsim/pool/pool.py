@@ -68,6 +68,8 @@ class InstancePool:
         self.http_client: httpx2.AsyncClient | None = None
         self.warm = WarmPool(self, config.warm, config.max_instances)
         self.tools = DeclaredTools()
+        self.list_watchers: list[Callable[[Instance, str], None]] = []
+        """Told when an instance's server announces a list change (`notifications/*/list_changed`)."""
         """Tool names the servers declared, learned from `tools/list` results: the only tool labels of metrics."""
         self._admitting = 0
         """Instances admitted under `--max-instances` whose start waits for the environment or fork server."""
@@ -167,6 +169,7 @@ class InstancePool:
         protocol_version: str | None = None,
         owner: str | None = None,
         client_info: dict[str, Any] | None = None,
+        claim_warm: bool = True,
     ) -> Instance:
         """A ready instance for `seed`/`config`: a warm one if announced, else a new one (raises `PoolError`).
 
@@ -177,16 +180,15 @@ class InstancePool:
         `owner` is the principal asking (see `mcpsim.server.principals`), recorded on the instance.
         `client_info` (the client's `clientInfo`, when it carries hints) is what a new instance's server is
         initialized with instead of mcpsim's own, so such a session never claims a warm instance.
+        `claim_warm=False`: a start that ends its instance at once (a listing probe) leaves the spares to episodes.
         """
         if self._closing or self._task_group is None:
             raise ShuttingDown("the server is shutting down")
         config = dict(config or {})
         version = protocol_version or LATEST_HANDSHAKE_VERSION
-        # 2026 warm instances are announced ones (spares are handshake-era), so a seedless 2026 start (a listing
-        # probe, a handle-less request without ?seed=) has nothing to claim and is not counted as a miss
-        claimable = client_info is None and (
-            version == LATEST_HANDSHAKE_VERSION or (version == MODERN and seed is not None)
-        )
+        # spares serve both eras (warm.py): a seedless 2026 start (a handle-less request without ?seed=, a listing
+        # probe) claims one too
+        claimable = claim_warm and client_info is None and version in (LATEST_HANDSHAKE_VERSION, MODERN)
         warm = await self.warm.claim(seed, config, version) if claimable else None
         if warm is not None:
             warm.claim(session_id, owner)
@@ -412,6 +414,11 @@ class InstancePool:
 
     def record_error(self, entry: dict[str, Any]) -> None:
         self.recent_errors.append({"time": time.time(), **entry})
+
+    def lists_changed(self, instance: Instance, method: str) -> None:
+        """`InstanceHooks`: told to every watcher (the modern front's listing cache refreshes)."""
+        for watcher in self.list_watchers:
+            watcher(instance, method)
 
     def count_internal_error(self, where: str) -> None:
         """An unexpected error (a bug) ended one session or request; counted for `/metrics`, already logged."""

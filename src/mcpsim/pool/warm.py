@@ -9,6 +9,15 @@ queued, N instances with random seeds serve sessions that ask for no seed). Uncl
 timeout like any other, and are the first to go when `--max-instances` is reached, so nothing is ever leaked
 and warming never refuses a real session. Announced seeds wait in a bounded `SeedQueue` (per announcement and
 in total; beyond, the announcement is refused with 413 or 429), from which a session takes its own in O(1).
+
+Spares (`--warm N`, seedless, default config) serve both eras. They are opened for the era of the latest client
+that asked for one (`spare_version`; at first the handshake era): a 2026-07-28 spare opens as a cold 2026 start
+does (`server/discover` first, initialized if the server speaks only the handshake era), so its episode is the
+one a cold start would give. A claim also takes a spare of the other era where translation allows it: a 2026
+client any spare (a handshake-era connection is translated, as for a handshake-only server), a handshake client
+a spare whose connection was initialized (a 2026 spare of a handshake-only server), never one that speaks
+2026-07-28 (a stdio process is locked to that era). So a workload of one era gets spares of its era after its
+first claim, and a mixed one still hits wherever the connection can serve it.
 """
 
 import json
@@ -19,6 +28,7 @@ import anyio
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from mcpsim.errors import PoolError
+from mcpsim.pool.eras import MODERN
 from mcpsim.pool.instance import Instance
 from mcpsim.pool.seed_queue import SeedQueue, WarmKey
 from mcpsim.pool.spec import State
@@ -33,6 +43,15 @@ def warm_key(seed: int | None, config: dict[str, Any], version: str = LATEST_HAN
     (canonical JSON of an object ends with `}`, so the suffix cannot be confused with it)."""
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
     return seed, canonical if version == LATEST_HANDSHAKE_VERSION else f"{canonical}@{version}"
+
+
+def spare_key(version: str) -> WarmKey:
+    return warm_key(None, {}, version)
+
+
+def serves(instance: Instance, version: str) -> bool:
+    """Whether a ready spare's connection can serve a client of `version` (see the module docstring)."""
+    return version == MODERN or instance.era != MODERN
 
 
 def version_of(config_key: str) -> str:
@@ -68,6 +87,8 @@ class WarmPool:
         self.unclaimed: dict[WarmKey, list[Instance]] = {}
         self.hits = 0
         self.misses = 0
+        self.spare_version = LATEST_HANDSHAKE_VERSION
+        """The era new spares are opened for: that of the latest client that asked for one."""
         self._wake = anyio.Event()
 
     @property
@@ -88,6 +109,8 @@ class WarmPool:
         self, seed: int | None, config: dict[str, Any], version: str = LATEST_HANDSHAKE_VERSION
     ) -> Instance | None:
         """The warm instance for this seed/config/era, waiting for it if it is still starting; None if none."""
+        if seed is None and not config:
+            return await self._claim_spare(version)
         key = warm_key(seed, config, version)
         candidates = self.unclaimed.get(key, [])
         while candidates:
@@ -108,6 +131,29 @@ class WarmPool:
         self.misses += 1
         return None
 
+    async def _claim_spare(self, version: str) -> Instance | None:
+        """A spare that can serve a client of `version`, its own era's first (waiting for one still starting)."""
+        if version != self.spare_version:  # refills follow the latest client's era
+            self.spare_version = version
+            self._wake.set()
+        for key in (spare_key(version), spare_key(MODERN if version != MODERN else LATEST_HANDSHAKE_VERSION)):
+            for instance in list(self.unclaimed.get(key, [])):
+                self.forget(instance)  # taken before waiting: a concurrent claim cannot take it too
+                try:
+                    await instance.ready.wait()
+                except BaseException:
+                    instance.stop()
+                    raise
+                if instance.state != State.READY:
+                    continue
+                if serves(instance, version):
+                    self.hits += 1
+                    self._wake.set()
+                    return instance
+                self.unclaimed.setdefault(key, []).append(instance)  # another era's: left for its clients
+        self.misses += 1
+        return None
+
     def evict_one(self) -> bool:
         """Make room for a session at `--max-instances`: end the oldest unclaimed ready instance."""
         ready = [i for instances in self.unclaimed.values() for i in instances if i.state == State.READY]
@@ -120,7 +166,7 @@ class WarmPool:
         return True
 
     def _evict_spare(self) -> None:
-        spares = self.unclaimed.get(warm_key(None, {}), [])
+        spares = self.unclaimed.get(spare_key(LATEST_HANDSHAKE_VERSION)) or self.unclaimed.get(spare_key(MODERN), [])
         if spares:
             spare = spares[0]
             self.forget(spare)
@@ -144,8 +190,11 @@ class WarmPool:
             return None
         if self.queue:
             return self.queue.popleft_entry()
-        if self.depth and len(self.unclaimed.get(warm_key(None, {}), [])) < self.depth:
-            return None, warm_key(None, {})[1], {}
+        spares = len(self.unclaimed.get(spare_key(LATEST_HANDSHAKE_VERSION), [])) + len(
+            self.unclaimed.get(spare_key(MODERN), [])
+        )
+        if self.depth and spares < self.depth:
+            return None, spare_key(self.spare_version)[1], {}
         return None
 
     async def run(self) -> None:

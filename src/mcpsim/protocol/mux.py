@@ -87,6 +87,7 @@ class Multiplexer:
         on_timeout: Callable[[str], None] | None = None,
         on_broken: Callable[[str], Awaitable[None]] | None = None,
         on_call: Callable[[Any, JSONRPCResponse | JSONRPCError], None] | None = None,
+        on_notification: Callable[[JSONRPCNotification], None] | None = None,
     ) -> None:
         self._send_to_server = send_to_server
         self.name = name
@@ -101,6 +102,8 @@ class Multiplexer:
         self.on_call = on_call
         """Told of every answered `tools/call` (its params and the reply): the instance's history, for branching."""
         """Awaited when sending fails, before the connection is closed, to close it with a better reason."""
+        self.on_notification = on_notification
+        """Told of every notification from the server before it is routed (the instance learns of list changes)."""
         self.primary: Channel | None = None
         """The channel of the session (see `attach`): server requests and unrelated notifications go there."""
         self.closed_reason: str | None = None
@@ -209,6 +212,8 @@ class Multiplexer:
             await self._route_notification(msg)
 
     async def _route_notification(self, msg: JSONRPCNotification) -> None:
+        if self.on_notification is not None:
+            self.on_notification(msg)
         params = msg.params or {}
         if msg.method == "notifications/progress" and "progressToken" in params:
             server_id = self._progress.get(hashable_token(params["progressToken"]))

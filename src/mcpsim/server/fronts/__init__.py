@@ -6,9 +6,12 @@
   `/control/*`, an eval-protocol server's control plane, forwarded to the session's instance.
 - `starts.py` (a start abandoned by its client leaves nothing), `params.py` (the config of a request),
   `bodies.py` (bounded body reading, JSON parsing).
-- `modern.py`: the 2026-07-28 path of `/mcp` and `/envs/{handle}/mcp` (episodes addressed by handles), with
-  `translate.py` (one request and its answer in each era), `exchange.py` (one request to an instance),
-  `listings.py` (handle-less discover and lists, from one probe per config).
+- `modern.py`: the 2026-07-28 core (episodes addressed by handles) and its HTTP adapter for `/mcp` and
+  `/envs/{handle}/mcp`, with `stateless.py` (what the core takes and gives, without ASGI), `replies.py` (its
+  frames as JSON or SSE), `calls.py` (the frames of a call or a round), `stdio_translated.py` (the core for a
+  2026 stdio client of a handshake-only server), `translate.py` (one request and its answer in each era),
+  `exchange.py` (one request to an instance), `listings.py` (handle-less discover and lists, from one probe per
+  config), `rounds.py` (`input_required`), `listen.py` (`subscriptions/listen`).
 """
 
 from typing import TYPE_CHECKING

@@ -11,16 +11,13 @@ and answers with an error if the backend exits meanwhile, so a call always ends.
 """
 
 import contextlib
-import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 from mcp.shared.message import SessionMessage
 from mcp.types import ErrorData, JSONRPCError, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse, RequestId
-from starlette.responses import JSONResponse, StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from mcpsim.errors import HandleEnded
 from mcpsim.pool import Instance, eras
@@ -164,47 +161,3 @@ async def ask(
             if isinstance(event, JSONRPCResponse | JSONRPCError):
                 return event
     raise HandleEnded(f"the episode {instance.id} ended before answering", instance.id, "ended")
-
-
-def sse_frame(message: dict[str, Any]) -> bytes:
-    return f"event: message\ndata: {json.dumps(message, separators=(',', ':'))}\n\n".encode()
-
-
-async def relay(
-    events: AsyncIterator[Event],
-    finish: Callable[[Reply], tuple[dict[str, Any], int]],
-    streaming: bool,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-) -> None:
-    """Answer the HTTP request: JSON if the answer comes first (or the client takes no stream), else an SSE
-    stream of the related notifications, then the answer. `finish` turns the answer into (body, status)."""
-
-    async def next_event() -> Event:
-        try:
-            return await anext(events)
-        except (StopAsyncIteration, anyio.EndOfStream):
-            raise HandleEnded("the episode ended before answering", None, "ended") from None
-
-    first = await next_event()
-    while not isinstance(first, JSONRPCResponse | JSONRPCError) and not (
-        streaming and isinstance(first, JSONRPCNotification)
-    ):
-        first = await next_event()
-    if not isinstance(first, JSONRPCNotification):
-        body, status = finish(first)
-        await JSONResponse(body, status)(scope, receive, send)
-        return
-
-    async def frames() -> AsyncIterator[bytes]:
-        yield sse_frame(first.model_dump(by_alias=True, exclude_none=True))
-        async for event in events:
-            if isinstance(event, JSONRPCNotification):
-                yield sse_frame(event.model_dump(by_alias=True, exclude_none=True))
-            elif isinstance(event, JSONRPCResponse | JSONRPCError):
-                yield sse_frame(finish(event)[0])
-                return
-
-    headers = {"cache-control": "no-cache, no-transform", "x-accel-buffering": "no"}
-    await StreamingResponse(frames(), media_type="text/event-stream", headers=headers)(scope, receive, send)

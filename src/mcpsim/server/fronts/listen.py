@@ -20,7 +20,6 @@ does not end it), and the stream ends when the episode ends.
 """
 
 import contextlib
-import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -32,8 +31,6 @@ from mcp.shared.message import SessionMessage
 from mcp.shared.subscriptions import event_from_wire, event_matches
 from mcp.types import JSONRPCNotification
 from mcp_types import SubscriptionFilter
-from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from mcpsim.errors import BackendError, ProtocolRejection
 from mcpsim.pool import Instance
@@ -46,10 +43,6 @@ SUBSCRIBE_TIMEOUT = 10.0
 INVALID_PARAMS = -32602
 
 
-def sse(message: dict[str, Any]) -> bytes:
-    return f"event: message\ndata: {json.dumps(message, separators=(',', ':'))}\n\n".encode()
-
-
 @dataclass(eq=False)
 class Listener:
     request_id: Any
@@ -59,14 +52,14 @@ class Listener:
     frames: Any = None
 
     def __post_init__(self) -> None:
-        self.send, self.frames = anyio.create_memory_object_stream[bytes](MAX_QUEUED)
+        self.send, self.frames = anyio.create_memory_object_stream[dict[str, Any]](MAX_QUEUED)
 
     def offer(self, notification: JSONRPCNotification) -> None:
         params = dict(notification.params or {})
         params["_meta"] = {**(params.get("_meta") or {}), SUBSCRIPTION_ID_KEY: self.request_id}
         frame = {"jsonrpc": "2.0", "method": notification.method, "params": params}
         with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self.send.send_nowait(sse(frame))
+            self.send.send_nowait(frame)
 
 
 @dataclass(eq=False)
@@ -112,10 +105,9 @@ class Listens:
     def __init__(self) -> None:
         self.hubs: dict[str, Hub] = {}
 
-    async def serve(
-        self, instance: Instance, request_id: Any, params: Any, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        """Answer one listen on `instance` with its SSE stream: the acknowledgement, then the admitted events."""
+    def open(self, instance: Instance, request_id: Any, params: Any) -> AsyncIterator[dict[str, Any]]:
+        """One listen on `instance`: its frames, the acknowledgement and then the admitted events, until the
+        episode ends or the caller closes them. The filter and the limit are checked here, before any frame."""
         try:
             asked = SubscriptionFilter.model_validate((params or {}).get("notifications") or {})
         except ValueError:
@@ -124,46 +116,39 @@ class Listens:
         hub = self.hubs.get(instance.id)
         if hub is not None and len(hub.listeners) >= MAX_LISTENS:
             raise ProtocolRejection(f"at most {MAX_LISTENS} listens may be open on one episode", INVALID_PARAMS)
-        honored = honored_filter(asked, instance.init_result.get("capabilities") or {})
+        return self._frames(instance, request_id, honored_filter(asked, instance.init_result.get("capabilities") or {}))
+
+    async def _frames(
+        self, instance: Instance, request_id: Any, honored: SubscriptionFilter
+    ) -> AsyncIterator[dict[str, Any]]:
         hub = self._hub(instance)
         listener = Listener(request_id, honored, frozenset())
         hub.listeners.append(listener)  # first, so a failed subscribe below still leaves through _leave
         try:
             uris = await self._subscribe(instance, hub, listener, honored.resource_subscriptions or [])
-        except BaseException:
+            if honored.resource_subscriptions is not None:
+                honored = honored.model_copy(update={"resource_subscriptions": sorted(uris)})
+            listener.honored, listener.uris = honored, frozenset(uris)
+            yield {
+                "jsonrpc": "2.0",
+                "method": "notifications/subscriptions/acknowledged",
+                "params": {
+                    "notifications": honored.model_dump(by_alias=True, exclude_none=True),
+                    "_meta": {SUBSCRIPTION_ID_KEY: request_id},
+                },
+            }
+            until = time.monotonic() + MAX_LISTEN
+            while time.monotonic() < until and not instance.ended.is_set():
+                if instance.mux is not None:  # an open listen is use of the episode: no idle timeout
+                    instance.mux.last_activity = time.monotonic()
+                frame = None
+                with anyio.move_on_after(1.0):
+                    frame = await listener.frames.receive()
+                if frame is not None:
+                    yield frame
+        finally:
             with anyio.CancelScope(shield=True):
                 await self._leave(instance, hub, listener)
-            raise
-        if honored.resource_subscriptions is not None:
-            honored = honored.model_copy(update={"resource_subscriptions": sorted(uris)})
-        listener.honored, listener.uris = honored, frozenset(uris)
-        ack = {
-            "jsonrpc": "2.0",
-            "method": "notifications/subscriptions/acknowledged",
-            "params": {
-                "notifications": honored.model_dump(by_alias=True, exclude_none=True),
-                "_meta": {SUBSCRIPTION_ID_KEY: request_id},
-            },
-        }
-
-        async def frames() -> AsyncIterator[bytes]:
-            try:
-                yield sse(ack)
-                until = time.monotonic() + MAX_LISTEN
-                while time.monotonic() < until and not instance.ended.is_set():
-                    if instance.mux is not None:  # an open listen is use of the episode: no idle timeout
-                        instance.mux.last_activity = time.monotonic()
-                    frame = None
-                    with anyio.move_on_after(1.0):
-                        frame = await listener.frames.receive()
-                    if frame is not None:
-                        yield frame
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self._leave(instance, hub, listener)
-
-        headers = {"cache-control": "no-cache, no-transform", "x-accel-buffering": "no"}
-        await StreamingResponse(frames(), media_type="text/event-stream", headers=headers)(scope, receive, send)
 
     def _hub(self, instance: Instance) -> Hub:
         hub = self.hubs.get(instance.id)

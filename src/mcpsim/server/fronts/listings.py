@@ -9,6 +9,11 @@ handle-less discovers and lists of that config are answered from here without st
 Bounded: at most `MAX_CONFIGS` configs are kept (least recently used goes first), and per config at most
 `MAX_PAGES` extra listing pages (requests with a `cursor`, fetched from a probe when first asked).
 A server whose listings depend on the seed must be listed with a handle (docs/transports.md).
+
+Kept fresh: when any instance's server announces a list change (`notifications/{tools,prompts,resources}/
+list_changed`, seen by the pool whoever it is routed to), its config's entry is dropped (the next handle-less
+discover or list probes again), and that episode's own tools are looked up on it from then on (`tool`, for its
+`Mcp-Param-*` checks), refetched after each further change; at most `MAX_CHANGED` such episodes are remembered.
 """
 
 import json
@@ -29,6 +34,7 @@ from mcpsim.server.fronts.translate import LISTING_METHODS
 
 MAX_CONFIGS = 64
 MAX_PAGES = 32
+MAX_CHANGED = 256
 CAPABILITY_OF = {
     "tools/list": "tools",
     "prompts/list": "prompts",
@@ -59,7 +65,20 @@ class ListingCache:
         self.pool = pool
         self._entries: OrderedDict[str, Listing] = OrderedDict()
         self._lock = anyio.Lock()  # one probe at a time: a burst of first discovers costs one instance
+        self._changed: OrderedDict[str, Listing | None] = OrderedDict()
+        """Episodes whose server changed a list: their own tools page (None: to fetch again)."""
         self.probes = 0
+        self.refreshes = 0
+        pool.list_watchers.append(self.changed)
+
+    def changed(self, instance: Instance, method: str) -> None:
+        """An instance's server announced a list change: forget what its config's lists were."""
+        self.refreshes += 1
+        self._entries.pop(self._key(instance.config), None)
+        self._changed[instance.id] = None
+        self._changed.move_to_end(instance.id)
+        while len(self._changed) > MAX_CHANGED:
+            self._changed.popitem(last=False)
 
     @staticmethod
     def _key(config: dict[str, Any]) -> str:
@@ -72,6 +91,15 @@ class ListingCache:
     async def tool(self, instance: Instance, name: Any) -> dict[str, Any] | None:
         """The tool `name` of `instance`'s server (for its `x-mcp-header` arguments): from the cached listing of
         its config, else from the instance itself (once per config)."""
+        if instance.id in self._changed:  # its lists are its own now
+            own = self._changed[instance.id]
+            if own is None:
+                seen = self.refreshes
+                own = Listing(dict(instance.init_result), instance.discovered)
+                own.answers[("tools/list", "null")] = await self._fetch(instance, "tools/list", None)
+                if self.refreshes == seen and instance.id in self._changed:  # no change meanwhile: keep it
+                    self._changed[instance.id] = own
+            return find_tool(own, name)
         key = self._key(instance.config)
         listing = self._entries.get(key)
         if listing is None:
@@ -112,7 +140,9 @@ class ListingCache:
         self, config: dict[str, Any], receive: Receive, listing: Listing | None, page: tuple[str, str] | None
     ) -> Listing:
         try:
-            instance = await start_for_request(self.pool, receive, None, config, protocol_version=MODERN)
+            instance = await start_for_request(
+                self.pool, receive, None, config, protocol_version=MODERN, claim_warm=False
+            )
         except CapacityError as exc:
             raise NoFreshInstance(f"no instance free to answer a handle-less listing: {exc}") from exc
         if instance is None:

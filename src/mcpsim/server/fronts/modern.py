@@ -1,4 +1,8 @@
-"""The 2026-07-28 (stateless) path of `/mcp` and `/envs/{handle}/mcp`: episodes addressed by handles.
+"""The 2026-07-28 (stateless) path of `/mcp`, `/envs/{handle}/mcp` and `serve --stdio`: episodes addressed by handles.
+
+`ModernFront.answer` is the core, free of ASGI: an `Inbound` in, an `Outcome` of frames out (`stateless.py`).
+`serve` is its HTTP adapter (the POST's checks, then `replies.respond`); the stdio loop calls `answer` pinned to
+its one episode (`stdio_translated.py`).
 
 The fronts hand a POST here when `translate.is_modern` says so (a non-handshake `MCP-Protocol-Version`, or the
 envelope without any version header); everything else stays on the handshake-era path, byte for byte.
@@ -28,7 +32,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import anyio
@@ -44,7 +48,7 @@ from mcp_types.methods import validate_client_request
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from mcpsim.errors import (
@@ -61,16 +65,18 @@ from mcpsim.errors import (
 )
 from mcpsim.pool import Instance, InstancePool, State
 from mcpsim.pool.eras import MODERN
-from mcpsim.protocol.messages import SUBSCRIPTION_ID_KEY
-from mcpsim.server.edge import modern_status, note_request_id
+from mcpsim.server.edge import note_request_id
 from mcpsim.server.fronts import translate
 from mcpsim.server.fronts.bodies import parse_json
-from mcpsim.server.fronts.exchange import exchange, open_call, relay, sse_frame
+from mcpsim.server.fronts.calls import call_frames, empty_listen, round_frames
+from mcpsim.server.fronts.exchange import open_call
 from mcpsim.server.fronts.listen import Listens
 from mcpsim.server.fronts.listings import ListingCache
 from mcpsim.server.fronts.params import parse_config
+from mcpsim.server.fronts.replies import respond
 from mcpsim.server.fronts.rounds import ASKING_METHODS, Held, Rounds, round_token, target_of
 from mcpsim.server.fronts.starts import start_for_request
+from mcpsim.server.fronts.stateless import Inbound, Outcome, single
 from mcpsim.server.fronts.translate import client_capabilities as capabilities
 from mcpsim.server.principals import principal_of
 from mcpsim.wire import parse_seed
@@ -84,7 +90,6 @@ HEADER_MISMATCH = -32020
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
-MAX_EMPTY_LISTEN = 3600.0
 
 
 def modern_header(request: Request) -> str | None:
@@ -99,23 +104,6 @@ def peek_json(body: bytes) -> Any:
         return parse_json(body)
     except ParseError:
         return None
-
-
-def empty_listen(request_id: Any) -> StreamingResponse:
-    """A handle-less `subscriptions/listen`: acknowledged with no notification honoured, then held open until the
-    client closes it (at most `MAX_EMPTY_LISTEN` seconds). Events belong to episodes, so only a listen with a
-    handle receives any."""
-
-    async def frames() -> AsyncIterator[bytes]:
-        ack = {
-            "jsonrpc": "2.0",
-            "method": "notifications/subscriptions/acknowledged",
-            "params": {"notifications": {}, "_meta": {SUBSCRIPTION_ID_KEY: request_id}},
-        }
-        yield sse_frame(ack)
-        await anyio.sleep(MAX_EMPTY_LISTEN)
-
-    return StreamingResponse(frames(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
 
 class ModernFront:
@@ -176,76 +164,75 @@ class ModernFront:
                 return
             raise ProtocolRejection("Invalid Request: a 2026-07-28 POST carries one JSON-RPC request", INVALID_REQUEST)
         note_request_id(scope, message.get("id"))
-        self._check(scope, message)
+        request = Request(scope, receive)
+        inbound = Inbound(
+            message,
+            scope,
+            receive,
+            seed=request.query_params.get("seed"),
+            config=request.query_params.get("config"),
+            base=f"{request.url.scheme}://{request.url.netloc}",
+            streaming="text/event-stream" in request.headers.get("accept", ""),
+            url_handle=url_handle,
+        )
+        streaming = inbound.streaming
+        await respond(await self.answer(inbound), streaming, scope, receive, send)
+
+    async def answer(self, inbound: Inbound) -> Outcome:
+        """The core of every front (`stateless.py`): route one checked request, and give its frames."""
+        message, context = inbound.message, inbound.context
+        self._check(context, message)
         method: str = message["method"]
         params = message.get("params") if isinstance(message.get("params"), dict) else None
-        handle = self._handle(url_handle, translate.handle_in(message))
-        request = Request(scope, receive)
+        handle = self._handle(inbound.url_handle, translate.handle_in(message))
+        if inbound.instance is not None:  # stdio: its one episode, whether the request names it or not
+            handle = self._handle(inbound.instance.id, handle)
         if handle is None and method in ("server/discover", *translate.LISTING_METHODS):
-            await self._from_cache(request, message, params, scope, receive, send)
-            return
+            return single(await self._from_cache(inbound, params))
+        if method == "subscriptions/listen" and not inbound.streaming:
+            raise BadRequest("subscriptions/listen answers with an SSE stream: Accept must include text/event-stream")
         if handle is None and method == "subscriptions/listen":
-            if "text/event-stream" not in request.headers.get("accept", ""):
-                raise BadRequest(
-                    "subscriptions/listen answers with an SSE stream: Accept must include text/event-stream"
-                )
-            await empty_listen(message["id"])(scope, receive, send)
-            return
+            return Outcome(empty_listen(message["id"]))
         handle = self._state_handle(handle, params)
         if handle is None and method == "tools/call":  # refused requests start nothing
-            config = parse_config(request.query_params.get("config"))
-            tool = await self.listings.config_tool(config, (params or {}).get("name"), receive)
-            self._check_headers(scope, tool, params)
-        instance = self._resolve(scope, handle) if handle is not None else await self._fresh(request, receive)
-        url = f"{request.url.scheme}://{request.url.netloc}/envs/{instance.id}/mcp"
+            config = parse_config(inbound.config)
+            tool = await self.listings.config_tool(config, (params or {}).get("name"), inbound.receive)
+            self._check_headers(context, tool, params)
+        instance = self._resolve(context, handle) if handle is not None else await self._fresh(inbound)
+        url = f"{inbound.base}/envs/{instance.id}/mcp" if inbound.base is not None else None
         passthrough = instance.era == MODERN
         server_info = None if passthrough else instance.init_result.get("serverInfo")
         if method == "server/discover":
             result = instance.discovered if passthrough else translate.discover_result(instance.init_result)
-            body = {
-                "jsonrpc": "2.0",
-                "id": message["id"],
-                "result": translate.stamp(result or {}, None, instance.id, url),
-            }
-            await JSONResponse(body)(scope, receive, send)
-            return
+            return single(
+                {"jsonrpc": "2.0", "id": message["id"], "result": translate.stamp(result or {}, None, instance.id, url)}
+            )
         if method == "tools/call" and handle is not None:
-            self._check_headers(scope, await self.listings.tool(instance, (params or {}).get("name")), params)
+            self._check_headers(context, await self.listings.tool(instance, (params or {}).get("name")), params)
         forwarded = translate.passthrough_params(params) if passthrough else translate.backend_params(params)
 
-        def finish(reply: JSONRPCResponse | JSONRPCError) -> tuple[dict[str, Any], int]:
+        def finish(reply: JSONRPCResponse | JSONRPCError) -> dict[str, Any]:
             if isinstance(reply, JSONRPCError):
                 error = reply.error.model_dump(exclude_none=True)
                 error = error if passthrough else translate.modern_error(error, params)
-                return {"jsonrpc": "2.0", "id": message["id"], "error": error}, modern_status(error["code"])
+                return {"jsonrpc": "2.0", "id": message["id"], "error": error}
             if passthrough:
                 result = translate.stamp(translate.wrap_state(reply.result, instance.id), None, instance.id, url)
             elif reply.result.get("resultType") == "input_required":  # rounds.py's: nothing to translate
                 result = translate.stamp(reply.result, server_info, instance.id, url)
             else:
                 result = translate.modern_result(method, reply.result, server_info, instance.id, url)
-            return {"jsonrpc": "2.0", "id": message["id"], "result": result}, 200
+            return {"jsonrpc": "2.0", "id": message["id"], "result": result}
 
-        streaming = "text/event-stream" in request.headers.get("accept", "")
-        if method == "subscriptions/listen" and not streaming:
-            raise BadRequest("subscriptions/listen answers with an SSE stream: Accept must include text/event-stream")
         if not passthrough and method == "subscriptions/listen":  # the backend's notifications become events
-            await self.listens.serve(instance, message["id"], params, scope, receive, send)
-            return
+            return Outcome(self.listens.open(instance, message["id"], params))
         if not passthrough and method in ASKING_METHODS:  # server requests become input_required rounds
             held = await self._round(instance, method, params, forwarded, message["id"])
-            try:
-                answers = (params or {}).get("inputResponses")
-                events = self.rounds.outcome(held, answers, capabilities(params), message["id"])
-                await relay(events, finish, streaming, scope, receive, send)
-            finally:
-                if not held.parked:
-                    await held.call.close()
-            return
-        params_headers = {k: v for k, v in request.headers.items() if k.startswith("mcp-param-")}
+            return Outcome(round_frames(self.rounds, held, params, capabilities(params), message["id"], finish))
+        raw = context.get("headers", [])
+        params_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw if k.startswith(b"mcp-param-")}
         level = translate.log_level(params)
-        async with exchange(instance, "stateless", method, forwarded, message["id"], params_headers, level) as events:
-            await relay(events, finish, streaming, scope, receive, send)
+        return Outcome(call_frames(instance, method, forwarded, message["id"], params_headers, level, finish))
 
     async def _round(
         self, instance: Instance, method: str, params: dict[str, Any] | None, forwarded: Any, request_id: Any
@@ -262,13 +249,16 @@ class ModernFront:
     # -- the steps ---------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _check(scope: Scope, message: dict[str, Any]) -> None:
+    def _check(scope: Mapping[str, Any], message: dict[str, Any]) -> None:
         """The ladder and the method gate; the version served, else `ProtocolRejection` with the spec's code."""
-        raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
-        duplicated = find_duplicated_routing_header(raw)
-        if duplicated is not None:
-            raise ProtocolRejection(f"the {duplicated} header is given more than once", HEADER_MISMATCH)
-        route = classify_inbound_request(message, headers={k.lower(): v for k, v in raw})
+        headers = None  # a transport without headers (stdio) skips their rung
+        if "headers" in scope:
+            raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+            duplicated = find_duplicated_routing_header(raw)
+            if duplicated is not None:
+                raise ProtocolRejection(f"the {duplicated} header is given more than once", HEADER_MISMATCH)
+            headers = {k.lower(): v for k, v in raw}
+        route = classify_inbound_request(message, headers=headers)
         if isinstance(route, InboundLadderRejection):
             raise ProtocolRejection(route.message, route.code, route.data)
         try:
@@ -293,9 +283,9 @@ class ModernFront:
         return named
 
     @staticmethod
-    def _check_headers(scope: Scope, tool: dict[str, Any] | None, params: dict[str, Any] | None) -> None:
+    def _check_headers(scope: Mapping[str, Any], tool: dict[str, Any] | None, params: dict[str, Any] | None) -> None:
         """`Mcp-Param-*` headers against the tool's `x-mcp-header` arguments (a stdio backend sees no headers)."""
-        if tool is None:
+        if tool is None or "headers" not in scope:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         arguments = (params or {}).get("arguments")
@@ -315,7 +305,7 @@ class ModernFront:
             )
         return url_handle or meta_handle
 
-    def _resolve(self, scope: Scope, handle: str) -> Instance:
+    def _resolve(self, scope: Mapping[str, Any], handle: str) -> Instance:
         shown = handle[:40]
         instance = self.pool.instances.get(handle) if HANDLE.fullmatch(handle) else None
         if instance is None or not principal_of(scope).may_use(instance):
@@ -328,12 +318,14 @@ class ModernFront:
         self.orphans.pop(handle, None)
         return instance
 
-    async def _fresh(self, request: Request, receive: Receive) -> Instance:
-        seed = parse_seed(request.query_params.get("seed"))
-        config = parse_config(request.query_params.get("config"))
+    async def _fresh(self, inbound: Inbound) -> Instance:
+        seed = parse_seed(inbound.seed)
+        config = parse_config(inbound.config)
         try:
-            owner = principal_of(request.scope).name
-            instance = await start_for_request(self.pool, receive, seed, config, owner=owner, protocol_version=MODERN)
+            owner = principal_of(inbound.context).name
+            instance = await start_for_request(
+                self.pool, inbound.receive, seed, config, owner=owner, protocol_version=MODERN
+            )
         except CapacityError as exc:
             raise NoFreshInstance(f"no instance for this handle-less request: {exc}") from exc
         if instance is None:
@@ -346,29 +338,20 @@ class ModernFront:
         instance.log.info("handle minted", extra={"event": "handle.minted"})
         return instance
 
-    async def _from_cache(
-        self, request: Request, message: dict[str, Any], params: Any, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        method = message["method"]
-        config = parse_config(request.query_params.get("config"))
+    async def _from_cache(self, inbound: Inbound, params: Any) -> dict[str, Any]:
+        method = inbound.message["method"]
+        config = parse_config(inbound.config)
         if method == "server/discover":
-            listing = await self.listings.listing(config, receive)
+            listing = await self.listings.listing(config, inbound.receive)
             if listing.discovered is not None:
                 body = {"result": listing.discovered}
             else:
                 body = {"result": translate.discover_result(listing.init_result)}
         else:
-            listing, answer = await self.listings.answer(method, params, config, receive)
+            listing, answer = await self.listings.answer(method, params, config, inbound.receive)
             server_info = listing.init_result.get("serverInfo")
             if "error" in answer or listing.discovered is not None:
                 body = answer
             else:
                 body = {"result": translate.modern_result(method, answer["result"], server_info)}
-        await self._respond(message, body, scope, receive, send)
-
-    @staticmethod
-    async def _respond(
-        message: dict[str, Any], body: dict[str, Any], scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        status = modern_status(body["error"].get("code", 0)) if "error" in body else 200
-        await JSONResponse({"jsonrpc": "2.0", "id": message.get("id"), **body}, status)(scope, receive, send)
+        return {"jsonrpc": "2.0", "id": inbound.message.get("id"), **body}

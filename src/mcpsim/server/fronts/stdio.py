@@ -5,10 +5,10 @@ instance per launch, with the same proxy, cleanup and watchdog as over HTTP. Log
 only MCP messages. If the instance cannot start, the client's first request is answered with the cause.
 
 The revision is the client's, fixed by its first message as the spec says for stdio: a request carrying the
-2026-07-28 envelope (not `initialize`) makes the instance open in that era (`pool/eras.py`), and every message
-then passes through unchanged (one stdio client is one episode: no handle is needed). If the server speaks only
-the handshake era, that first request is answered -32022 naming the handshake versions, so an SDK client in
-`mode="auto"` falls back to `initialize` on the same process, which the instance (initialized meanwhile) answers.
+2026-07-28 envelope (not `initialize`) makes the instance open in that era (`pool/eras.py`). If the server speaks
+it, every message then passes through unchanged (one stdio client is one episode: no handle is needed); if it
+speaks only the handshake era, the pool initializes it and every request goes through the modern core pinned to
+that episode (`stdio_translated.py`: translation both ways, `input_required` rounds, listens).
 
 stdin is read in lines bounded by `--max-message-bytes` (the SDK's `stdio_server` reads any line whole): a longer
 line is dropped as it streams in and its request, when its id can be seen, is answered with an error.
@@ -28,8 +28,6 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 from mcp.types import JSONRPCRequest
-from mcp_types import UNSUPPORTED_PROTOCOL_VERSION
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from mcpsim.errors import MessageTooLarge, PoolError
 from mcpsim.pool import InstancePool, PoolConfig
@@ -37,6 +35,8 @@ from mcpsim.pool.eras import MODERN
 from mcpsim.protocol.framing import decode_line, encode_message, read_line
 from mcpsim.protocol.messages import IncomingMessages, OutgoingMessages, error_message
 from mcpsim.server.edge import rpc_code
+from mcpsim.server.fronts.modern import ModernFront
+from mcpsim.server.fronts.stdio_translated import serve_translated
 from mcpsim.server.fronts.translate import is_modern
 from mcpsim.server.proxy import serve_client
 from mcpsim.wire import MESSAGE_TOO_LARGE
@@ -63,13 +63,15 @@ async def serve_stdio(pool_config: PoolConfig, seed: int | None, config: dict[st
             logger.error("cannot serve: %s", exc, extra={"event": "stdio.start_failed"})
             await refuse_first_request(Replayed(first, read_stream), write_stream, exc)
             return 1
-        if modern and instance.era != MODERN and isinstance(first, SessionMessage):
-            data = {"supported": list(HANDSHAKE_PROTOCOL_VERSIONS), "requested": MODERN}
-            reason = "this server speaks only the handshake era: open with initialize"
-            await write_stream.send(error_message(first.message.id, UNSUPPORTED_PROTOCOL_VERSION, reason, data))
-            incoming: IncomingMessages = read_stream
-        else:
-            incoming = Replayed(first, read_stream)
+        if modern and instance.era != MODERN:  # a handshake-era server: the modern core translates
+            front = ModernFront(pool)
+            async with front.running():
+                try:
+                    await serve_translated(front, instance, Replayed(first, read_stream), write_stream)
+                finally:
+                    instance.stop()
+            return 0
+        incoming: IncomingMessages = Replayed(first, read_stream)
         await serve_client(instance, incoming, write_stream, name=f"stdio {instance.id}")
     return 0
 

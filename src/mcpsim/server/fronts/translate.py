@@ -128,6 +128,7 @@ def stamp(result: dict[str, Any], server_info: Any, handle: str | None, url: str
         meta[SERVER_INFO_META_KEY] = server_info
     if handle is not None:
         meta[HANDLE_META_KEY] = handle
+    if handle is not None and url is not None:  # over stdio an episode has no URL
         meta[URL_META_KEY] = url
     return {**result, "_meta": meta}
 

@@ -182,6 +182,11 @@ class _PoolCollector(Collector):
             )
             listens = sum(len(hub.listeners) for hub in modern.listens.hubs.values())
             yield GaugeMetricFamily("mcpsim_listens_open", "Translated subscriptions/listen streams.", value=listens)
+            yield CounterMetricFamily(
+                "mcpsim_listing_refreshes",
+                "Listing-cache entries dropped because a server announced a list change.",
+                value=modern.listings.refreshes,
+            )
         messages = CounterMetricFamily(
             "mcpsim_messages",
             "JSON-RPC messages proxied, by sender (client or server) and kind.",

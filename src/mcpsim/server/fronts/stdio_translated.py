@@ -1,0 +1,76 @@
+"""A 2026-07-28 stdio client on a handshake-era instance: each line through the modern core, no handle needed.
+
+`serve --stdio` opens its instance in the era of the client's first message (`stdio.py`). When the client
+speaks 2026-07-28 and the server only the handshake era, the instance's connection was initialized by the pool
+and every request of the client is served by `ModernFront.answer` pinned to that one episode: translation both
+ways, `server/discover` answered, the server's requests as `input_required` rounds, `subscriptions/listen`
+from its notifications. Each request is its own task, so a long call or an open listen never holds the next
+line back; its frames go to stdout as they come (over stdio every stream shares the one channel: a listen's
+events carry its `subscriptionId`, the listen's request id). `notifications/cancelled` naming a request (or a
+listen, by its subscription id) ends that task; the client's other notifications and answers mean nothing to a
+stateless server. The loop ends when stdin does or the instance ends.
+"""
+
+import logging
+from typing import Any
+
+import anyio
+from mcp.shared.message import SessionMessage
+from mcp.types import JSONRPCNotification, JSONRPCRequest, jsonrpc_message_adapter
+
+from mcpsim.errors import MCPSimError
+from mcpsim.pool import Instance
+from mcpsim.protocol.messages import IncomingMessages, OutgoingMessages, error_message, request_id_of
+from mcpsim.server.edge import rpc_code
+from mcpsim.server.fronts.modern import ModernFront
+from mcpsim.server.fronts.stateless import Inbound
+from mcpsim.server.principals import LOCAL, SCOPE_KEY
+
+logger = logging.getLogger(__name__)
+CONTEXT = {SCOPE_KEY: LOCAL}
+"""What a stdio request carries besides its body: the one local client, and no headers (so no header checks)."""
+
+
+async def serve_translated(
+    front: ModernFront, instance: Instance, incoming: IncomingMessages, outgoing: OutgoingMessages
+) -> None:
+    tasks: dict[Any, anyio.CancelScope] = {}
+
+    async def one(message: dict[str, Any]) -> None:
+        request_id = message["id"]
+        with anyio.CancelScope() as scope:
+            tasks[request_id] = scope
+            try:
+                inbound = Inbound(message, CONTEXT, streaming=True, instance=instance)
+                async with (await front.answer(inbound)).opened() as frames:
+                    async for frame in frames:
+                        await outgoing.send(
+                            SessionMessage(jsonrpc_message_adapter.validate_python(frame, by_name=False))
+                        )
+            except MCPSimError as exc:
+                data = getattr(exc, "data", None)
+                await outgoing.send(error_message(request_id, rpc_code(exc), str(exc), data))
+            finally:
+                if tasks.get(request_id) is scope:
+                    del tasks[request_id]
+
+    async with anyio.create_task_group() as tg:
+
+        async def end_with_instance() -> None:
+            await instance.ended.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(end_with_instance)
+        async for item in incoming:
+            if isinstance(item, Exception):
+                logger.warning("unreadable client line: %s", item, extra={"event": "stdio.unreadable"})
+                continue
+            msg = item.message
+            if isinstance(msg, JSONRPCRequest):
+                front.requests += 1
+                tg.start_soon(one, msg.model_dump(by_alias=True, exclude_none=True))
+            elif isinstance(msg, JSONRPCNotification) and msg.method == "notifications/cancelled":
+                target = request_id_of((msg.params or {}).get("requestId"))
+                if target in tasks:
+                    tasks[target].cancel()
+        tg.cancel_scope.cancel()

@@ -1,0 +1,119 @@
+"""`mcpsim serve --stdio` with a handshake-era-only server and a 2026-07-28 client: the modern core translates.
+
+Real processes only: the official SDK `Client(mode="2026-07-28")` launches `mcpsim serve --stdio --server ...`
+(the TypeScript SDK 1.x FrozenLake example and `tests/servers/asking.cjs`, both handshake-only). A seeded
+episode plays the same trajectory as `mode="legacy"`; a server request becomes an `input_required` round; a
+listen gets the server's notifications on stdout, tagged with its subscription id; nothing is left running.
+"""
+
+import os
+import sys
+import uuid
+
+import anyio
+import psutil
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.types import CreateMessageResult, ElicitResult, TextContent
+
+from helpers.serve import REPO, TESTS
+
+LAKE = REPO / "examples" / "js_frozen_lake"
+ASKING = TESTS / "servers" / "asking.cjs"
+MARK = "MCPSIM_TEST_STDIO_MARK"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def node_modules():
+    for needed in (LAKE / "node_modules" / "@modelcontextprotocol", TESTS / "node" / "node_modules"):
+        if not needed.is_dir():
+            pytest.fail(f"{needed} is missing: run `make node-deps` and `make node-tools`")
+
+
+def marked() -> set[int]:
+    """Pids of processes started by these tests (their environment carries `MARK`)."""
+    pids = set()
+    for proc in psutil.process_iter():
+        try:
+            if MARK in proc.environ() and proc.status() != psutil.STATUS_ZOMBIE:
+                pids.add(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return pids
+
+
+async def assert_nothing_left() -> None:
+    with anyio.move_on_after(10):
+        while marked():
+            await anyio.sleep(0.1)
+    assert not marked(), "a process of mcpsim serve --stdio outlived its client"
+
+
+def served(server: str, *args: str) -> StdioServerParameters:
+    argv = ["-m", "mcpsim", "serve", "--stdio", "--server", server, "--log-level", "warning", *args]
+    return StdioServerParameters(command=sys.executable, args=argv, env={**os.environ, MARK: uuid.uuid4().hex})
+
+
+async def play(mode: str, seed: int) -> list[tuple[str, dict]]:
+    trace = []
+    async with Client(served(str(LAKE), "--seed", str(seed)), mode=mode) as client:
+        assert client.protocol_version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
+        first = await client.read_resource("game://initial_state")
+        if mode != "legacy":  # one stdio client is one episode: the result names it, with no URL to reach
+            assert set(first.meta) >= {"mcpsim/handle", "io.modelcontextprotocol/serverInfo"}
+            assert "mcpsim/url" not in first.meta
+        trace.append((first.contents[0].text, {}))
+        for action in ["RIGHT", "RIGHT", "DOWN", "DOWN", "LEFT", "DOWN", "RIGHT", "RIGHT", "DOWN", "RIGHT"] * 3:
+            result = await client.call_tool("lake_move", {"action": action})
+            progress = (result.meta or {}).get("mcpsim", {})
+            trace.append((result.content[0].text, progress))
+            if progress.get("terminated") or progress.get("truncated"):
+                break
+    return trace
+
+
+async def test_a_2026_client_plays_a_handshake_only_server_like_a_legacy_client():
+    modern = await play("2026-07-28", 7)
+    legacy = await play("legacy", 7)
+    assert len(modern) > 2 and modern == legacy
+    assert modern[1][1]["step"] == 1
+    await assert_nothing_left()
+
+
+async def model(context, params):
+    prompt = params.messages[0].content.text
+    return CreateMessageResult(role="assistant", content=TextContent(type="text", text=prompt.upper()), model="m")
+
+
+async def user(context, params):
+    return ElicitResult(action="accept", content={"answer": f"yes to {params.message}"})
+
+
+async def test_server_requests_become_input_required_rounds_over_stdio():
+    client = Client(served(f"node {ASKING}"), mode="2026-07-28", sampling_callback=model, elicitation_callback=user)
+    async with client:
+        discovered = await client.session.send_discover("2026-07-28")  # built from the server's initialize
+        assert "2026-07-28" in discovered["supportedVersions"] and "tools" in discovered["capabilities"]
+        assert discovered["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "asking"
+        both = await client.call_tool("ask_both", {"prompt": "two"})  # two rounds, one held call
+        assert both.content[0].text == "model said: TWO; user said: yes to The model said TWO. Agree?"
+        assert both.result_type == "complete"
+    await assert_nothing_left()
+
+
+async def test_a_listen_over_stdio_gets_the_servers_notifications():
+    async with Client(served(f"node {ASKING}"), mode="2026-07-28") as client:
+        listening = client.listen(tools_list_changed=True, resource_subscriptions=["memo://note"])
+        async with listening as subscription:
+            assert subscription.honored.tools_list_changed is True
+            assert subscription.honored.resource_subscriptions == ["memo://note"]
+            assert (await client.call_tool("change", {})).content[0].text == "changed"  # the same stdio meanwhile
+            seen = []
+            with anyio.fail_after(20):
+                async for event in subscription:
+                    seen.append(type(event).__name__)
+                    if len(seen) == 2:
+                        break
+        assert sorted(seen) == ["ResourceUpdated", "ToolsListChanged"]
+        assert "changed" in (await client.read_resource("memo://note")).contents[0].text
+    await assert_nothing_left()
