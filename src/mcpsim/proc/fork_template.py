@@ -88,6 +88,45 @@ def preload(kind: str, target: str, extra: list[str]) -> tuple[list[str], list[s
     return loaded, failed
 
 
+def warm_sdk() -> bool:
+    """Build and drop a throwaway SDK `MCPServer` (one tool with an annotated argument, one resource), so the
+    caches a first build fills (pydantic's schema machinery, the SDK's tool and resource models) are filled in
+    the template, once, and shared: a forked FrozenLake child built its server in ~15 ms before, ~10.5 after.
+    Nothing of the target's code runs, and the root logger (which `MCPServer` configures) is put back as it
+    was, so a server that configures logging itself sees what a fresh interpreter would. False if the SDK
+    server is not loaded or the warm-up fails (the children then simply pay it)."""
+    if "mcp.server.mcpserver" not in sys.modules:
+        return False
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        from typing import Annotated
+
+        from mcp.server.mcpserver import MCPServer
+        from mcp.types import CallToolResult
+        from pydantic import Field
+
+        server = MCPServer("warm-up", instructions="warm-up", log_level="WARNING")
+
+        async def tool(action: str) -> CallToolResult:
+            raise NotImplementedError
+
+        choice = Annotated[str, Field(description="one of: a", json_schema_extra={"enum": ["a"]})]
+        tool.__annotations__ = {"action": choice, "return": CallToolResult}
+        server.add_tool(tool, name="warm_up", description="warm-up")
+        server.resource("warmup://state", name="state", description="warm-up")(lambda: "")
+        return True
+    except Exception:
+        return False
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+
+
 def thread_count() -> int:
     try:
         return len(list(Path("/proc/self/task").iterdir()))
@@ -278,10 +317,11 @@ def main() -> None:
     if kind == "script":
         sys.path.insert(0, str(Path(target).resolve().parent))
     loaded, failed = preload(kind, target, extra)
+    warmed = warm_sdk()
     gc.collect()
     gc.freeze()  # keep the collector from touching (and copying) the shared heap in every child
     threads = thread_count()
-    hello = {"loaded": loaded, "failed": failed, "threads": threads, "pid": os.getpid()}
+    hello = {"loaded": loaded, "failed": failed, "threads": threads, "pid": os.getpid(), "warmed": warmed}
     if threads > 1:
         hello["unsafe"] = f"the template runs {threads} threads after preloading; forking it is not safe"
         events.sendall((json.dumps({"hello": hello}) + "\n").encode())
