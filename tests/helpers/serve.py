@@ -59,11 +59,16 @@ class ServeProcess:
         """Descendants other than the helpers (the watchdog and the fork template, both direct children; forked
         instances are the template's children and, forked without exec, carry its command line)."""
         helpers = {
-            child.pid
+            child
             for child in psutil.Process(self.process.pid).children()
             if any(name in " ".join(_cmdline(child)) for name in ("mcpsim.proc.watchdog", "fork_template"))
         }
-        return [p for p in self.descendants() if p.pid not in helpers]
+        for helper in list(helpers):  # a sandboxed template runs under bwrap: the template is bwrap's child
+            if _cmdline(helper)[:1] == ["bwrap"]:
+                with contextlib.suppress(psutil.Error):
+                    helpers.update(helper.children())
+        pids = {helper.pid for helper in helpers}
+        return [p for p in self.descendants() if p.pid not in pids]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -24,6 +24,7 @@ import anyio
 
 from mcpsim.errors import SandboxUnavailable, StartError
 from mcpsim.proc.sandbox import bwrap
+from mcpsim.proc.sandbox import isolate as isolation
 from mcpsim.proc.sandbox.classify import classify
 from mcpsim.proc.sandbox.config import SandboxConfig
 from mcpsim.proc.sandbox.limits import InstanceLimits, LimitGroups, prlimit_options, rlimits
@@ -90,6 +91,11 @@ class SandboxedStart:
     """For a spawn as root: rlimits the child sets on itself before exec'ing bwrap (inherited by the server)."""
     socket_path: str | None = None
     """An HTTP/SSE backend's Unix socket (outside the sandbox), which `relay.py` inside connects to its port."""
+    relay_fd: int | None = None
+    """That socket (bound, not listening), also in `pass_fds`: a forked child gets it over the control socket."""
+    isolate: dict[str, Any] | None = None
+    """For a forked HTTP/SSE child: what `isolate.py` needs to give it namespaces of its own (work dir, paths
+    to bind back, tmpfs size, relay port, the server's seccomp program in hex)."""
 
     def started(self) -> None:
         """The process runs: close our copies of what it inherited (the seccomp pipe)."""
@@ -202,11 +208,11 @@ class Sandbox:
             os.chown(work, bwrap.NOBODY, 0)
         return str(work)
 
-    def _seccomp_fd(self, listening: bool = False) -> int | None:
+    def _seccomp_fd(self, listening: bool = False, relaying: bool = False) -> int | None:
         if self.config.level != "strict":
             return None
         read, write = os.pipe()
-        os.write(write, bwrap.seccomp_filter(listening))
+        os.write(write, bwrap.seccomp_filter(listening, relaying))
         os.close(write)
         return read
 
@@ -302,6 +308,17 @@ class Sandbox:
             shutil.rmtree(work, ignore_errors=True)
             raise
         ro_paths = bwrap.needed_paths(argv, cwd, extra)
+        isolate = None
+        if relay_port is not None:
+            program = bwrap.seccomp_filter(listening=True) if self.config.level == "strict" else b""
+            isolate = {
+                "work_dir": work,
+                "keep": ro_paths,
+                "tmpfs_size": bwrap.tmpfs_size(self.config),
+                "cwd": cwd,
+                "relay_port": relay_port,
+                "filter": program.hex(),
+            }
         command = bwrap.instance_argv(
             self.config,
             argv,
@@ -325,15 +342,23 @@ class Sandbox:
             drop_to=bwrap.NOBODY if self.as_root else None,
             preexec_rlimits=preexec_rlimits,
             socket_path=socket_path,
+            relay_fd=pass_fds[0] if relay_port is not None else None,
+            isolate=isolate,
         )
 
     def template_command(
-        self, argv: Sequence[str], cwd: str | None, python: str, cgroup_dirs: Sequence[str]
+        self,
+        argv: Sequence[str],
+        cwd: str | None,
+        python: str,
+        cgroup_dirs: Sequence[str],
+        isolating: bool = False,
     ) -> tuple[list[str], list[int]]:
-        """The fork server template's command line in its sandbox, and the fds it must inherit."""
+        """The fork server template's command line in its sandbox, and the fds it must inherit. `isolating`:
+        its children make namespaces of their own (an HTTP/SSE backend, `isolate.py`)."""
         assert self.root is not None, "Sandbox.start first"
         dirs = [*cgroup_dirs, *(str(root.path) for root in self.groups.roots.values())]
-        seccomp = self._seccomp_fd()
+        seccomp = self._seccomp_fd(relaying=isolating)
         ro_paths = bwrap.needed_paths(argv, cwd, self._extra_paths(python, {}))
         command = bwrap.template_argv(
             self.config,
@@ -343,6 +368,7 @@ class Sandbox:
             cwd=cwd,
             ro_paths=ro_paths,
             seccomp_fd=seccomp,
+            host_proc=isolation.HOST_PROC if isolating else None,
         )
         return command, [seccomp] if seccomp is not None else []
 
