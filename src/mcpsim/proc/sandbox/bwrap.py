@@ -147,6 +147,12 @@ def _tmpfs(config: SandboxConfig, path: str) -> list[str]:
     return ["--perms", "01777" if path == "/tmp" else "0755", "--size", str(size), "--tmpfs", path]
 
 
+def is_hidden(path: str) -> bool:
+    """Whether `path` lies in a directory every sandbox replaces with an empty tmpfs."""
+    path = os.path.realpath(path)
+    return any(path == hidden or path.startswith(hidden + "/") for hidden in HIDDEN)
+
+
 def needed_paths(argv: Sequence[str], cwd: str | None, extra: Iterable[str]) -> list[str]:
     """Existing paths under a hidden directory the server needs: its script and cwd, the interpreter's prefix,
     PYTHONPATH and npm cache entries (`extra`). Bound back read-only after the tmpfs hid them."""

@@ -125,17 +125,18 @@ def _cover(spec: dict) -> None:
         with contextlib.suppress(OSError):  # not in the template's view: the server would not find it there either
             handles[path] = os.open(path, os.O_PATH | os.O_DIRECTORY)
     size = int(spec.get("tmpfs_size") or 64 << 20)
-    for hidden in HIDDEN:
+    covered = [*HIDDEN, *spec.get("cover", [])]
+    for hidden in covered:
         mode = "1777" if hidden == "/tmp" else "0755"
         _mount("tmpfs", hidden, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode={mode}")
     for path, fd in handles.items():
-        if not any(path == hidden or path.startswith(hidden + "/") for hidden in HIDDEN):
+        if not any(path == hidden or path.startswith(hidden + "/") for hidden in covered):
             continue
         Path(path).mkdir(mode=0o755, parents=True, exist_ok=True)
         _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
     for fd in handles.values():
         os.close(fd)
-    for hidden in HIDDEN:
+    for hidden in covered:
         if hidden != "/tmp":  # as in a spawned sandbox: nothing there for nobody to write
             _mount(None, hidden, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
     _mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
@@ -145,7 +146,8 @@ def isolate(spec: dict) -> None:
     """Run in the forked child (already `nobody`): returns in the server process, inside namespaces of its own;
     the two processes above it never return (they wait and exit with the server's status).
 
-    `spec`: `work_dir`, `keep` (paths to bind back), `tmpfs_size`, `cwd`."""
+    `spec`: `work_dir`, `keep` (paths to bind back), `cover` (the template's roots of work dirs outside the
+    hidden directories, covered too), `tmpfs_size`, `cwd`."""
     _check(_libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "prctl(DUMPABLE)")  # the id maps are written through /proc/self
     flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
     _check(_libc.unshare(flags), "unshare (user namespaces refused?)")

@@ -7,7 +7,6 @@ seccomp filter's pipe, and the command line; `SandboxedStart.explain` names the 
 """
 
 import contextlib
-import functools
 import logging
 import os
 import shutil
@@ -28,6 +27,7 @@ from mcpsim.proc.sandbox import isolate as isolation
 from mcpsim.proc.sandbox.classify import classify
 from mcpsim.proc.sandbox.config import SandboxConfig
 from mcpsim.proc.sandbox.limits import InstanceLimits, LimitGroups, prlimit_options, rlimits
+from mcpsim.proc.sandbox.paths import interpreter_paths
 
 logger = logging.getLogger(__name__)
 
@@ -41,35 +41,6 @@ ROOT_PREFIX = "mcpsim-sandbox-"
 TOOLS = ("bwrap", "prlimit", "setpriv")
 """bwrap builds the namespaces; prlimit (util-linux) sets the rlimits inside (not as root: the spawn sets them
 before exec); setpriv (util-linux) drops root."""
-
-
-@functools.lru_cache(maxsize=64)
-def interpreter_paths(python: str) -> list[str]:
-    """The directories an interpreter needs: its own prefix, its venv's base interpreter's prefix, and the
-    directories its `.pth` files add (an editable install's source, which may lie under a hidden /tmp)."""
-    found = []
-    for candidate in (python, os.path.realpath(python)):
-        prefix = Path(candidate).parent.parent
-        found.append(str(prefix))
-        found += _pth_directories(prefix)
-        config = prefix / "pyvenv.cfg"
-        with contextlib.suppress(OSError):
-            for line in config.read_text().splitlines():
-                key, _, value = line.partition("=")
-                if key.strip() == "home":
-                    found.append(str(Path(value.strip()).parent))
-    return found
-
-
-def _pth_directories(prefix: Path) -> list[str]:
-    found = []
-    for pth in prefix.glob("lib/python*/site-packages/*.pth"):
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            for line in pth.read_text().splitlines():
-                line = line.strip()
-                if line and not line.startswith(("#", "import")) and Path(line).is_dir():
-                    found.append(line)
-    return found
 
 
 @dataclass
@@ -188,6 +159,10 @@ class Sandbox:
             if env.get(variable):
                 extra.append(env[variable])
         return extra
+
+    def _work_roots(self) -> list[str]:
+        """The directories holding instances' work dirs (bound whole into a fork template)."""
+        return [str(self.root), *self.shared_roots]
 
     def share_work_root(self, path: str) -> None:
         """Instances' own directories live under `path`: the fork template binds it, and a child dropped to
@@ -315,6 +290,7 @@ class Sandbox:
                 "work_dir": work,
                 "keep": ro_paths,
                 "tmpfs_size": bwrap.tmpfs_size(self.config),
+                "cover": [root for root in self._work_roots() if not bwrap.is_hidden(root)],
                 "cwd": cwd,
                 "relay_port": relay_port,
                 "filter": program.hex(),
@@ -363,7 +339,7 @@ class Sandbox:
         command = bwrap.template_argv(
             self.config,
             argv,
-            work_roots=[str(self.root), *self.shared_roots],
+            work_roots=self._work_roots(),
             cgroup_dirs=dirs,
             cwd=cwd,
             ro_paths=ro_paths,
