@@ -12,7 +12,10 @@ import pytest
 from mcpsim.bench import measure
 from mcpsim.bench.settings import ModeResult
 
-HOLD = "b = bytearray(48 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('ready', flush=True)\nimport time\ntime.sleep(60)"
+HOLD = (
+    "b = bytearray(48 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+    "print('ready', flush=True)\nimport time\ntime.sleep(60)"
+)
 
 
 class _Target:
