@@ -17,7 +17,13 @@ import anyio
 import httpx
 from mcp import Client
 
-MODES = {"fork": [], "fork-strict": ["--sandbox", "strict"], "fork-standard": ["--sandbox", "standard"]}
+MODES = {
+    "fork": [],
+    "fork-strict": ["--sandbox", "strict"],
+    "fork-standard": ["--sandbox", "standard"],
+    "fork-strict-nomem": ["--sandbox", "strict", "--limit-memory", "off"],
+    "fork-strict-nopids": ["--sandbox", "strict", "--limit-pids", "off"],
+}
 
 
 async def first_result_ms(url: str, seed: int) -> float:
