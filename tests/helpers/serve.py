@@ -59,11 +59,16 @@ class ServeProcess:
         """Descendants other than the helpers (the watchdog and the fork template, both direct children; forked
         instances are the template's children and, forked without exec, carry its command line)."""
         helpers = {
-            child.pid
+            child
             for child in psutil.Process(self.process.pid).children()
             if any(name in " ".join(_cmdline(child)) for name in ("mcpsim.proc.watchdog", "fork_template"))
         }
-        return [p for p in self.descendants() if p.pid not in helpers]
+        for helper in list(helpers):  # a sandboxed template runs under bwrap: the template is bwrap's child
+            if _cmdline(helper)[:1] == ["bwrap"]:
+                with contextlib.suppress(psutil.Error):
+                    helpers.update(helper.children())
+        pids = {helper.pid for helper in helpers}
+        return [p for p in self.descendants() if p.pid not in pids]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -108,15 +113,20 @@ def survivors(pids_with_birth: dict[int, float], deadline_s: float = 5.0) -> lis
 
 
 def start_serve(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None, ready_timeout: float = 90
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    ready_timeout: float = 90,
+    prefix: tuple[str, ...] = (),
 ) -> ServeProcess:
     """Start `mcpsim serve` and wait until /health answers. `ready_timeout` is generous on purpose: with two test
-    workers on a busy 2-core machine a start can take tens of seconds; a start that hangs still fails."""
+    workers on a busy 2-core machine a start can take tens of seconds; a start that hangs still fails. `prefix`:
+    a wrapper that execs the rest (e.g. `setpriv` to another user), so the process is still `mcpsim serve`."""
     port = free_port()
     log_path = tmp_path / f"serve-{port}.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "mcpsim", "serve", "--port", str(port), *args],
+        [*prefix, sys.executable, "-m", "mcpsim", "serve", "--port", str(port), *args],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},

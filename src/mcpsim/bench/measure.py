@@ -49,15 +49,20 @@ async def calls(client_factory: Any, settings: BenchSettings) -> tuple[list[floa
     return latencies, len(latencies) / elapsed
 
 
-def memory_mb(pids: list[int]) -> tuple[float | None, float | None]:
+def memory_mb(pids: list[int], trees: bool = False) -> tuple[float | None, float | None]:
+    """Mean RSS and USS (MB) of `pids`; with `trees`, of each one's whole process tree (summed), which is an
+    instance's cost: under `--sandbox` the pid `/api/instances` gives is bwrap's (a few MB), and the server,
+    its init and its relay are below it."""
     rss, uss = [], []
     for pid in pids:
         try:
-            info = psutil.Process(pid).memory_full_info()
+            root = psutil.Process(pid)
+            tree = [root, *root.children(recursive=True)] if trees else [root]
+            infos = [proc.memory_full_info() for proc in tree]
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        rss.append(info.rss / 2**20)
-        uss.append(info.uss / 2**20)
+        rss.append(sum(info.rss for info in infos) / 2**20)
+        uss.append(sum(info.uss for info in infos) / 2**20)
     if not rss:
         return None, None
     return round(statistics.fmean(rss), 1), round(statistics.fmean(uss), 1)
@@ -96,10 +101,10 @@ async def measure_burst(result: ModeResult, target: ManagedTarget, settings: Ben
 
 
 async def measure_memory(result: ModeResult, target: ManagedTarget, settings: BenchSettings) -> None:
-    """RSS/USS per instance process while `memory_sessions` sessions are open."""
+    """RSS/USS per instance (its process tree) while `memory_sessions` sessions are open."""
     async with holding_sessions(target, settings):
         pids = await target.instance_pids()
-        result.rss_mb, result.uss_mb = await anyio.to_thread.run_sync(memory_mb, pids)
+        result.rss_mb, result.uss_mb = await anyio.to_thread.run_sync(memory_mb, pids, True)
 
 
 async def measure_session_growth(result: ModeResult, target: ManagedTarget, settings: BenchSettings) -> None:

@@ -17,7 +17,7 @@ import math
 import secrets
 import signal
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -28,6 +28,7 @@ from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http,
 from mcpsim.pool.exits import exit_reason, stderr_suffix
 from mcpsim.pool.handshake import open_server
 from mcpsim.pool.history import CallHistory
+from mcpsim.pool.hooks import InstanceHooks
 from mcpsim.pool.spec import ContextLog, InstanceSpec, State
 from mcpsim.pool.stats import InstanceStats
 from mcpsim.proc.cgroups import Cgroup
@@ -45,24 +46,6 @@ from mcpsim.wire import (
 
 logger = logging.getLogger(__name__)
 LIST_CHANGED = frozenset(f"notifications/{kind}/list_changed" for kind in ("tools", "prompts", "resources"))
-
-
-class InstanceHooks(Protocol):
-    """What the pool learns from an instance: its process group and id (for the watchdog) and its end."""
-
-    def process_started(self, pgid: int, instance_id: str) -> None: ...
-
-    def process_ended(self, pgid: int) -> None: ...
-
-    def instance_ended(self, instance: "Instance") -> None: ...
-
-    def record_error(self, entry: dict[str, Any]) -> None: ...
-
-    def count_internal_error(self, where: str) -> None: ...
-
-    def lists_changed(self, instance: "Instance", method: str) -> None:
-        """Its server announced a change of its tools, prompts or resources list (`method`)."""
-        ...
 
 
 class Instance:

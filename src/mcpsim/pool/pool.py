@@ -28,6 +28,7 @@ from mcpsim.pool import branching
 from mcpsim.pool.config import PoolConfig
 from mcpsim.pool.connection import shared_http_client
 from mcpsim.pool.eras import MODERN
+from mcpsim.pool.hooks import PoolHooks
 from mcpsim.pool.instance import Instance
 from mcpsim.pool.labels import DeclaredTools
 from mcpsim.pool.observer import PoolObserver
@@ -46,7 +47,7 @@ from mcpsim.wire import random_seed
 logger = logging.getLogger(__name__)
 
 
-class InstancePool:
+class InstancePool(PoolHooks):
     """Use as `async with InstancePool(config) as pool:`; leaving the block ends every instance and helper."""
 
     def __init__(self, config: PoolConfig, observer: PoolObserver | None = None) -> None:
@@ -371,20 +372,6 @@ class InstancePool:
             pids.add(self.forker.template_pid)
         return pids
 
-    def _record_failure(self, instance: Instance) -> None:
-        self.spawn_failures.append({"time": time.time(), "seed": instance.seed, "error": instance.failure})
-        del self.spawn_failures[:-20]
-        self.record_error(
-            {
-                "event": "instance.start_failed",
-                "message": instance.failure,
-                "instance_id": instance.id,
-                "session_id": instance.session_id,
-                "seed": instance.seed,
-                "owner": instance.owner,
-            }
-        )
-
     async def _reap_idle(self) -> None:
         interval = max(0.05, min(1.0, self.config.idle_timeout / 4))
         while True:
@@ -395,39 +382,6 @@ class InstancePool:
                         "idle for %.0f s, ending it", instance.idle_for(), extra={"event": "instance.idle_timeout"}
                     )
                     instance.stop()
-
-    # -- InstanceHooks ----------------------------------------------------------------------------------------
-
-    def process_started(self, pgid: int, instance_id: str) -> None:
-        self._tell_watchdog(f"+{pgid} {instance_id}\n")
-
-    def process_ended(self, pgid: int) -> None:
-        self._tell_watchdog(f"-{pgid}\n")
-
-    def instance_ended(self, instance: Instance) -> None:
-        self.ports.release(instance.port)
-        self.instances.pop(instance.id, None)
-        self.warm.forget(instance)
-        self.warm.wake()
-        if self.observer is not None:
-            self.observer.instance_ended(instance)
-
-    def record_error(self, entry: dict[str, Any]) -> None:
-        self.recent_errors.append({"time": time.time(), **entry})
-
-    def lists_changed(self, instance: Instance, method: str) -> None:
-        """`InstanceHooks`: told to every watcher (the modern front's listing cache refreshes)."""
-        for watcher in self.list_watchers:
-            watcher(instance, method)
-
-    def count_internal_error(self, where: str) -> None:
-        """An unexpected error (a bug) ended one session or request; counted for `/metrics`, already logged."""
-        self.internal_errors[where] += 1
-        self.record_error({"event": "internal_error", "message": f"unexpected error in a {where}; see the log"})
-
-    def _tell_watchdog(self, line: str) -> None:
-        if self._watchdog is not None and self._watchdog.stdin is not None and not self._watchdog.stdin.is_closing():
-            self._watchdog.stdin.write(line.encode())
 
 
 async def _shielded(function: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> None:

@@ -71,8 +71,6 @@ class Preparation:
                 raise
             if self.config.fork_server and self.sandbox is not None and not self.sandbox.as_root:
                 self.fork_skipped = "a sandboxed template needs root"
-            elif self.config.fork_server and self.sandbox is not None and command.transport != "stdio":
-                self.fork_skipped = "a sandboxed HTTP/SSE backend is spawned with its relay (sandbox/relay.py)"
             if self.fork_skipped is not None:
                 logger.warning("fork server not used: %s; instances are spawned", self.fork_skipped)
             elif self.config.fork_server:
@@ -85,6 +83,7 @@ class Preparation:
                     preload=self.config.fork_preload,
                     sandbox=self.sandbox,
                     cgroup_dirs=self.cgroup_dirs,
+                    isolating=self.sandbox is not None and command.transport != "stdio",
                 )
                 await self.forker.start(task_group)
             self.prepared, self.error = prepared, None

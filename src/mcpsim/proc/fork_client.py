@@ -89,9 +89,12 @@ class ForkServer:
         preload: Sequence[str] = (),
         sandbox: "Sandbox | None" = None,
         cgroup_dirs: Sequence[str] = (),
+        isolating: bool = False,
     ) -> None:
         self.argv = tuple(argv)
         self.sandbox = sandbox
+        self.isolating = isolating
+        """Sandboxed HTTP/SSE backends: each child makes namespaces of its own (`sandbox/isolate.py`)."""
         """With `--sandbox`: the template runs inside a sandbox its children share (see `sandbox/bwrap.py`);
         `cgroup_dirs` (the pool's tracking group) stay writable in it so a child can join its group."""
         self.cgroup_dirs = list(cgroup_dirs)
@@ -143,7 +146,9 @@ class ForkServer:
         env = inherited_environment({"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
         extra_fds: list[int] = []
         if self.sandbox is not None:
-            argv, extra_fds = self.sandbox.template_command(argv, self.cwd, self.python, self.cgroup_dirs)
+            argv, extra_fds = self.sandbox.template_command(
+                argv, self.cwd, self.python, self.cgroup_dirs, self.isolating
+            )
         try:
             self._template = await self.spawner.spawn(
                 argv,
@@ -278,13 +283,19 @@ class ForkServer:
                 "rlimits": sandbox.child_rlimits,
                 "user": sandbox.drop_to,
             }
+            if sandbox.isolate is not None:
+                request["sandbox"]["isolate"] = sandbox.isolate
+        relay_fds = [sandbox.relay_fd] if sandbox is not None and sandbox.relay_fd is not None else []
+        if relay_fds:
+            request["fds"] = 5
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         try:
-            await self.spawner.run(_send, self._requests, request, [in_r, out_w, err_w, control_child.fileno()])
+            fds = [in_r, out_w, err_w, control_child.fileno(), *relay_fds]
+            await self.spawner.run(_send, self._requests, request, fds)
         except OSError:
             self._waiting.pop(request_id, None)
             for fd in (in_w, out_r, err_r):
@@ -302,6 +313,8 @@ class ForkServer:
                 os.close(fd)
             control.close()
             raise
+        if sandbox is not None:
+            sandbox.started()  # the child has its copies (the relay's socket); a failed fork kept ours for a spawn
         child = ForkedProcess(pid, control)
         if pid in self._early_exits:
             child.mark_exited(self._early_exits.pop(pid))

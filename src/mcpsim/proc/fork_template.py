@@ -43,9 +43,24 @@ assert _spec is not None and _spec.loader is not None
 live_fork = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(live_fork)  # by path: an isolated venv's interpreter has no mcpsim to import it from
 
+
+def _load(name: str, path: Path):  # noqa: ANN202 - a module loaded by path, standard library only
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_SANDBOX = Path(__file__).with_name("sandbox")
+isolation = _load("mcpsim_sandbox_isolate", _SANDBOX / "isolate.py")
+relay = _load("mcpsim_sandbox_relay", _SANDBOX / "relay.py")
+
 PR_SET_PDEATHSIG = 1
 CONTROL_FD = 1000
 """Where a child keeps its live-fork control socket: above the fds a server opens, below the usual 1024 limit."""
+RELAY_FD = 1001
+"""Where an isolated child keeps its relay's Unix socket until it forks the relay."""
 PR_SET_NO_NEW_PRIVS = 38
 ALWAYS_PRELOAD = (
     "anyio._backends._asyncio",
@@ -171,13 +186,13 @@ class Template:
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
                     request = json.loads(line)
-                    count = 4 if request.get("fds") == 4 else 3
+                    count = _fd_count(request)
                     fds, pending_fds = pending_fds[:count], pending_fds[count:]
                     self.fork(request, fds)
             self.reap()
 
     def fork(self, request: dict, fds: list[int]) -> None:
-        if len(fds) != (4 if request.get("fds") == 4 else 3):
+        if len(fds) != _fd_count(request):
             self.send({"id": request.get("id"), "error": f"got {len(fds)} file descriptors, not as announced"})
             for fd in fds:
                 os.close(fd)
@@ -211,18 +226,27 @@ class Template:
             for target_fd, fd in enumerate(fds[:3]):
                 os.dup2(fd, target_fd)
             control = None
-            if len(fds) == 4:
+            box = request.get("sandbox") or {}
+            isolated = box.get("isolate")
+            if len(fds) >= 4 and not isolated:  # an isolated child is not forked live (its copies' pids are its own)
                 with contextlib.suppress(OSError):  # a file limit at or below CONTROL_FD: no live fork, that is all
                     control = os.dup2(fds[3], CONTROL_FD, inheritable=False)
+            relay_fd = os.dup2(fds[4], RELAY_FD, inheritable=False) if len(fds) == 5 else None
             if request.get("cgroup"):  # after the dup2s, so a failure is reported on the instance's stderr
                 join = os.open(request["cgroup"], os.O_WRONLY)
                 os.write(join, b"0")
                 os.close(join)
-            if request.get("sandbox"):
-                self.enter_sandbox(request["sandbox"])
+            if box:
+                self.enter_sandbox(box)
             os.write(ready_w, b"x")
             os.closerange(3, CONTROL_FD)  # close_range(2): one system call each
-            os.closerange(CONTROL_FD + 1, 65536)
+            os.closerange(CONTROL_FD + 1 if relay_fd is None else RELAY_FD + 1, 65536)
+            if isolated:
+                isolation.isolate(isolated)  # returns in the server, in namespaces of its own
+                if relay_fd is not None:
+                    start_relay(relay_fd, int(isolated["relay_port"]))
+                if isolated.get("filter"):
+                    relay.install_filter(ctypes.CDLL(None, use_errno=True), bytes.fromhex(isolated["filter"]))
             if control is not None:
                 live_fork.install(control, [0, 1, 2])
             os.environ.clear()
@@ -297,6 +321,28 @@ class Template:
         for pid in list(self.children):
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
+
+
+def _fd_count(request: dict) -> int:
+    """3 (stdio), 4 (and the live-fork control socket), 5 (and an isolated child's relay socket)."""
+    count = request.get("fds")
+    return count if count in (4, 5) else 3
+
+
+def start_relay(listen_fd: int, port: int) -> None:
+    """Fork the relay of an isolated HTTP/SSE child (`sandbox/relay.py`): the child relays, this process goes on
+    to be the server (its seccomp filter, installed next, does not bind the relay)."""
+    server = os.getpid()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork() == 0:
+        try:
+            os.closerange(3, listen_fd)
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as in any Python process: a peer gone is an OSError
+            relay.be_relay(ctypes.CDLL(None, use_errno=True), listen_fd, port, server)
+        finally:
+            os._exit(0)
+    os.close(listen_fd)
 
 
 def reseed_numpy() -> None:

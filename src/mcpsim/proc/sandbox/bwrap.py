@@ -75,14 +75,18 @@ def _assemble(program: list[tuple]) -> bytes:
     return b"".join(out)
 
 
-def seccomp_filter(listening: bool = False) -> bytes:
+def seccomp_filter(listening: bool = False, relaying: bool = False) -> bytes:
     """The seccomp program of `strict`; OSError on an unknown machine. Every system call of a foreign ABI fails
     (32-bit calls on a 64-bit kernel could reach `socketcall`), so does io_uring (it can open sockets itself).
 
     Without `listening` (stdio backends): `socket()` of any family but AF_UNIX fails with EAFNOSUPPORT. With it
     (an HTTP/SSE backend behind `relay.py`): inet stream sockets may be made, bound, listened and accepted on,
     but `connect()` (any family) and TCP fast-open sends fail with ENETUNREACH, and `ptrace` with EPERM, so the
-    server answers the relay's connections and reaches nothing, not even its own loopback."""
+    server answers the relay's connections and reaches nothing, not even its own loopback.
+
+    With `relaying` (the fork template of an HTTP/SSE backend, whose children isolate themselves, see
+    `isolate.py`): inet stream sockets may also connect (the relay, forked from a child, connects to its server;
+    the server then adds the `listening` filter on itself); datagram and raw sockets, io_uring still fail."""
     machine = platform.machine()
     if machine not in _ARCH:
         raise OSError(f"no seccomp filter for this machine ({machine})")
@@ -97,7 +101,7 @@ def seccomp_filter(listening: bool = False) -> bytes:
         (_JEQ, "socket", 0, nr["socket"]),
         (_JEQ, "no_family", 0, nr["io_uring_setup"]),
     ]
-    if listening:
+    if listening and not relaying:
         program += [
             (_JEQ, "unreachable", 0, nr["connect"]),
             (_JEQ, "flags3", 0, nr["sendto"]),
@@ -106,7 +110,7 @@ def seccomp_filter(listening: bool = False) -> bytes:
             (_JEQ, "not_permitted", 0, nr["ptrace"]),
         ]
     program += [(_RET, 0, 0, _ALLOW), ("label", "socket"), (_LD, 0, 0, _arg(0)), (_JEQ, "allow", 0, AF_UNIX)]
-    if listening:
+    if listening or relaying:
         program += [
             (_JEQ, "stream", 0, AF_INET),
             (_JEQ, "stream", "no_family", AF_INET6),
@@ -133,9 +137,20 @@ def seccomp_filter(listening: bool = False) -> bytes:
     return _assemble(program)
 
 
+def tmpfs_size(config: SandboxConfig) -> int:
+    """Bytes of each private tmpfs: `--limit-file-size` if smaller than `TMPFS_SIZE`."""
+    return min(config.file_size, TMPFS_SIZE) if config.file_size else TMPFS_SIZE
+
+
 def _tmpfs(config: SandboxConfig, path: str) -> list[str]:
-    size = min(config.file_size, TMPFS_SIZE) if config.file_size else TMPFS_SIZE
+    size = tmpfs_size(config)
     return ["--perms", "01777" if path == "/tmp" else "0755", "--size", str(size), "--tmpfs", path]
+
+
+def is_hidden(path: str) -> bool:
+    """Whether `path` lies in a directory every sandbox replaces with an empty tmpfs."""
+    path = os.path.realpath(path)
+    return any(path == hidden or path.startswith(hidden + "/") for hidden in HIDDEN)
 
 
 def needed_paths(argv: Sequence[str], cwd: str | None, extra: Iterable[str]) -> list[str]:
@@ -244,13 +259,19 @@ def template_argv(
     cwd: str | None,
     ro_paths: Sequence[str],
     seccomp_fd: int | None,
+    host_proc: str | None = None,
 ) -> list[str]:
     """The fork server's template in a sandbox its children share: mount, ipc, uts and network namespaces, the
     same filesystem rules, every instance's work dir (under one of `work_roots`) and the instance control groups
     writable (a child joins its groups, then drops to `nobody`), CAP_SETUID/CAP_SETGID and no other capability.
     It keeps the host's pid namespace, so the pids the children report are real. Only for root: a user
-    namespace would map a single uid, leaving a child nothing to drop to."""
+    namespace would map a single uid, leaving a child nothing to drop to.
+
+    `host_proc`: where to bind the host's /proc read-only, for children that make namespaces of their own
+    (`isolate.py`: a new /proc may be mounted in a user namespace only where a whole procfs is visible)."""
     out = ["bwrap", *_namespaces(True), *_common(config, ro_paths)]
+    if host_proc is not None:
+        out += ["--ro-bind", "/proc", host_proc]
     for directory in [*work_roots, *cgroup_dirs]:
         out += ["--bind", directory, directory]
     if cwd:

@@ -188,7 +188,7 @@ class Relay:
         self.pairs -= 1
 
 
-def _be_relay(libc: ctypes.CDLL, listen_fd: int, port: int, server_pid: int) -> None:
+def be_relay(libc: ctypes.CDLL, listen_fd: int, port: int, server_pid: int) -> None:
     _prctl(libc, PR_SET_PDEATHSIG, signal.SIGKILL)
     _prctl(libc, PR_SET_DUMPABLE, 0)  # the server (same uid) cannot ptrace it to borrow its connect()
     if os.getppid() != server_pid:
@@ -212,7 +212,7 @@ def main(argv: list[str]) -> None:
         if seccomp_fd is not None:
             os.close(seccomp_fd)
         try:
-            _be_relay(libc, listen_fd, port, server_pid)
+            be_relay(libc, listen_fd, port, server_pid)
         finally:
             os._exit(0)
     os.close(listen_fd)

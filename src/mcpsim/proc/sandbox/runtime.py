@@ -7,7 +7,6 @@ seccomp filter's pipe, and the command line; `SandboxedStart.explain` names the 
 """
 
 import contextlib
-import functools
 import logging
 import os
 import shutil
@@ -24,9 +23,11 @@ import anyio
 
 from mcpsim.errors import SandboxUnavailable, StartError
 from mcpsim.proc.sandbox import bwrap
+from mcpsim.proc.sandbox import isolate as isolation
 from mcpsim.proc.sandbox.classify import classify
 from mcpsim.proc.sandbox.config import SandboxConfig
 from mcpsim.proc.sandbox.limits import InstanceLimits, LimitGroups, prlimit_options, rlimits
+from mcpsim.proc.sandbox.paths import interpreter_paths
 
 logger = logging.getLogger(__name__)
 
@@ -40,35 +41,6 @@ ROOT_PREFIX = "mcpsim-sandbox-"
 TOOLS = ("bwrap", "prlimit", "setpriv")
 """bwrap builds the namespaces; prlimit (util-linux) sets the rlimits inside (not as root: the spawn sets them
 before exec); setpriv (util-linux) drops root."""
-
-
-@functools.lru_cache(maxsize=64)
-def interpreter_paths(python: str) -> list[str]:
-    """The directories an interpreter needs: its own prefix, its venv's base interpreter's prefix, and the
-    directories its `.pth` files add (an editable install's source, which may lie under a hidden /tmp)."""
-    found = []
-    for candidate in (python, os.path.realpath(python)):
-        prefix = Path(candidate).parent.parent
-        found.append(str(prefix))
-        found += _pth_directories(prefix)
-        config = prefix / "pyvenv.cfg"
-        with contextlib.suppress(OSError):
-            for line in config.read_text().splitlines():
-                key, _, value = line.partition("=")
-                if key.strip() == "home":
-                    found.append(str(Path(value.strip()).parent))
-    return found
-
-
-def _pth_directories(prefix: Path) -> list[str]:
-    found = []
-    for pth in prefix.glob("lib/python*/site-packages/*.pth"):
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            for line in pth.read_text().splitlines():
-                line = line.strip()
-                if line and not line.startswith(("#", "import")) and Path(line).is_dir():
-                    found.append(line)
-    return found
 
 
 @dataclass
@@ -90,6 +62,11 @@ class SandboxedStart:
     """For a spawn as root: rlimits the child sets on itself before exec'ing bwrap (inherited by the server)."""
     socket_path: str | None = None
     """An HTTP/SSE backend's Unix socket (outside the sandbox), which `relay.py` inside connects to its port."""
+    relay_fd: int | None = None
+    """That socket (bound, not listening), also in `pass_fds`: a forked child gets it over the control socket."""
+    isolate: dict[str, Any] | None = None
+    """For a forked HTTP/SSE child: what `isolate.py` needs to give it namespaces of its own (work dir, paths
+    to bind back, tmpfs size, relay port, the server's seccomp program in hex)."""
 
     def started(self) -> None:
         """The process runs: close our copies of what it inherited (the seccomp pipe)."""
@@ -183,6 +160,10 @@ class Sandbox:
                 extra.append(env[variable])
         return extra
 
+    def _work_roots(self) -> list[str]:
+        """The directories holding instances' work dirs (bound whole into a fork template)."""
+        return [str(self.root), *self.shared_roots]
+
     def share_work_root(self, path: str) -> None:
         """Instances' own directories live under `path`: the fork template binds it, and a child dropped to
         nobody may pass through it (0711: it lists nothing; the names under it are 128-bit handles)."""
@@ -202,11 +183,11 @@ class Sandbox:
             os.chown(work, bwrap.NOBODY, 0)
         return str(work)
 
-    def _seccomp_fd(self, listening: bool = False) -> int | None:
+    def _seccomp_fd(self, listening: bool = False, relaying: bool = False) -> int | None:
         if self.config.level != "strict":
             return None
         read, write = os.pipe()
-        os.write(write, bwrap.seccomp_filter(listening))
+        os.write(write, bwrap.seccomp_filter(listening, relaying))
         os.close(write)
         return read
 
@@ -302,6 +283,18 @@ class Sandbox:
             shutil.rmtree(work, ignore_errors=True)
             raise
         ro_paths = bwrap.needed_paths(argv, cwd, extra)
+        isolate = None
+        if relay_port is not None:
+            program = bwrap.seccomp_filter(listening=True) if self.config.level == "strict" else b""
+            isolate = {
+                "work_dir": work,
+                "keep": ro_paths,
+                "tmpfs_size": bwrap.tmpfs_size(self.config),
+                "cover": [root for root in self._work_roots() if not bwrap.is_hidden(root)],
+                "cwd": cwd,
+                "relay_port": relay_port,
+                "filter": program.hex(),
+            }
         command = bwrap.instance_argv(
             self.config,
             argv,
@@ -325,24 +318,33 @@ class Sandbox:
             drop_to=bwrap.NOBODY if self.as_root else None,
             preexec_rlimits=preexec_rlimits,
             socket_path=socket_path,
+            relay_fd=pass_fds[0] if relay_port is not None else None,
+            isolate=isolate,
         )
 
     def template_command(
-        self, argv: Sequence[str], cwd: str | None, python: str, cgroup_dirs: Sequence[str]
+        self,
+        argv: Sequence[str],
+        cwd: str | None,
+        python: str,
+        cgroup_dirs: Sequence[str],
+        isolating: bool = False,
     ) -> tuple[list[str], list[int]]:
-        """The fork server template's command line in its sandbox, and the fds it must inherit."""
+        """The fork server template's command line in its sandbox, and the fds it must inherit. `isolating`:
+        its children make namespaces of their own (an HTTP/SSE backend, `isolate.py`)."""
         assert self.root is not None, "Sandbox.start first"
         dirs = [*cgroup_dirs, *(str(root.path) for root in self.groups.roots.values())]
-        seccomp = self._seccomp_fd()
+        seccomp = self._seccomp_fd(relaying=isolating)
         ro_paths = bwrap.needed_paths(argv, cwd, self._extra_paths(python, {}))
         command = bwrap.template_argv(
             self.config,
             argv,
-            work_roots=[str(self.root), *self.shared_roots],
+            work_roots=self._work_roots(),
             cgroup_dirs=dirs,
             cwd=cwd,
             ro_paths=ro_paths,
             seccomp_fd=seccomp,
+            host_proc=isolation.HOST_PROC if isolating else None,
         )
         return command, [seccomp] if seccomp is not None else []
 
