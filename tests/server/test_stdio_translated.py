@@ -6,6 +6,7 @@ episode plays the same trajectory as `mode="legacy"`; a server request becomes a
 listen gets the server's notifications on stdout, tagged with its subscription id; nothing is left running.
 """
 
+import json
 import os
 import sys
 import uuid
@@ -30,12 +31,15 @@ def node_modules():
             pytest.fail(f"{needed} is missing: run `make node-deps` and `make node-tools`")
 
 
+STARTED: set[str] = set()  # this worker's marks: another pytest-xdist worker's processes are not ours to count
+
+
 def marked() -> set[int]:
-    """Pids of processes started by these tests (their environment carries `MARK`)."""
+    """Pids of processes started by these tests (their environment carries `MARK` with one of `STARTED`)."""
     pids = set()
     for proc in psutil.process_iter():
         try:
-            if MARK in proc.environ() and proc.status() != psutil.STATUS_ZOMBIE:
+            if proc.environ().get(MARK) in STARTED and proc.status() != psutil.STATUS_ZOMBIE:
                 pids.add(proc.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
@@ -51,7 +55,8 @@ async def assert_nothing_left() -> None:
 
 def served(server: str, *args: str) -> StdioServerParameters:
     argv = ["-m", "mcpsim", "serve", "--stdio", "--server", server, "--log-level", "warning", *args]
-    return StdioServerParameters(command=sys.executable, args=argv, env={**os.environ, MARK: uuid.uuid4().hex})
+    STARTED.add(mark := uuid.uuid4().hex)
+    return StdioServerParameters(command=sys.executable, args=argv, env={**os.environ, MARK: mark})
 
 
 async def play(mode: str, seed: int) -> list[tuple[str, dict]]:
@@ -116,4 +121,38 @@ async def test_a_listen_over_stdio_gets_the_servers_notifications():
                         break
         assert sorted(seen) == ["ResourceUpdated", "ToolsListChanged"]
         assert "changed" in (await client.read_resource("memo://note")).contents[0].text
+    await assert_nothing_left()
+
+
+async def test_an_unreadable_line_is_answered_with_a_parse_error_and_the_episode_goes_on():
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    params = served(str(ASKING))
+    first = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": envelope}}
+    again = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": envelope}}
+    async with await anyio.open_process([params.command, *params.args], env=params.env, stderr=None) as proc:
+        lines = []
+
+        async def read_answers() -> None:
+            buffer = b""
+            async for chunk in proc.stdout:
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    lines.append(json.loads(line))
+                    if len(lines) == 3:
+                        return
+
+        with anyio.fail_after(60):
+            for message in (first, "{not json", again):
+                text = message if isinstance(message, str) else json.dumps(message)
+                await proc.stdin.send(text.encode() + b"\n")
+            await read_answers()
+        await proc.stdin.aclose()
+        await proc.wait()
+    by_id = {line.get("id"): line for line in lines}
+    assert by_id[None]["error"]["code"] == -32700 and "Parse error" in by_id[None]["error"]["message"]
+    assert "serverInfo" in json.dumps(by_id[1]["result"]) and "tools" in by_id[2]["result"]
     await assert_nothing_left()

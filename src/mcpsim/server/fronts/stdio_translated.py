@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 from mcp.shared.message import SessionMessage
-from mcp.types import JSONRPCNotification, JSONRPCRequest, jsonrpc_message_adapter
+from mcp.types import PARSE_ERROR, JSONRPCNotification, JSONRPCRequest, jsonrpc_message_adapter
 
 from mcpsim.errors import MCPSimError
 from mcpsim.pool import Instance
@@ -62,8 +62,9 @@ async def serve_translated(
 
         tg.start_soon(end_with_instance)
         async for item in incoming:
-            if isinstance(item, Exception):
+            if isinstance(item, Exception):  # as the handshake path does (`proxy.bridge`): say so, go on
                 logger.warning("unreadable client line: %s", item, extra={"event": "stdio.unreadable"})
+                await outgoing.send(error_message(None, PARSE_ERROR, f"Parse error: {str(item)[:300]}"))
                 continue
             msg = item.message
             if isinstance(msg, JSONRPCRequest):
