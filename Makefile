@@ -82,12 +82,14 @@ sandbox-tools:
 
 test: setup-test node-deps node-tools browser sandbox-tools interop-clients
 	$(VENV)/bin/ruff check src tests
-	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n 2 --dist loadfile
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n 2 --dist loadfile -m "not long"
 
 # The long stress profile (200 concurrent sessions x 50 steps, 10,000 sessions of churn, 1000 fuzz examples per
-# test); `make test` runs the same tests in their quick profile.
-stress: setup-test node-deps
+# test); `make test` runs the same tests in their quick profile. Then every test marked `long` (see tests/conftest.py:
+# the variants and long repeats that `make test` leaves out to stay under 20 minutes).
+stress: setup-test node-deps node-tools browser sandbox-tools interop-clients
 	MCPSIM_STRESS=long $(PY) -m pytest -q -p no:cacheprovider -s --timeout 3600 tests/stress
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m long --ignore tests/stress
 
 lint: setup-test
 	$(VENV)/bin/ruff check src tests
