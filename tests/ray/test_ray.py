@@ -295,7 +295,7 @@ def _specific_servers(ray_cluster) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("how", ["auto", pytest.param("ray-client", marks=pytest.mark.long)])
+@pytest.mark.parametrize("how", ["auto", "ray-client"])
 def test_a_front_joins_by_auto_or_ray_client(ray_cluster, tmp_path, how):
     """`--ray auto` (RAY_ADDRESS in the front's environment) and `--ray ray://HOST:PORT` (the head's Ray Client
     server) serve sessions like a GCS address does, and leave nothing behind: the instance ends with its session,
