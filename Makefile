@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+UV := $(VENV)/bin/uv
+# uv installs the pinned ranges of pyproject.toml (the resolution pip would make) in seconds where pip takes
+# minutes (measured on a cold cache: 6 s vs 89 s for '.[all,dev]', 9 s vs 102 s for eval-protocol): `make test`
+# must fit, setup included, in 20 minutes on a fresh machine. uv is also a runtime dependency of mcpsim itself.
+UV_INSTALL := $(UV) pip install -q
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test lint format stress clean setup setup-test node-deps node-tools browser sandbox-tools
@@ -17,17 +22,19 @@ NPM := npm --cache $(NPM_CACHE) --no-audit --no-fund --loglevel=error
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(PY)
-	$(PIP) install -q -e .
+$(UV): | $(PY)
+	$(PIP) install -q 'uv>=0.4,<1'
+
+$(VENV)/.installed: pyproject.toml | $(UV)
+	$(UV_INSTALL) --python $(PY) -e .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(PIP) install -q -e '.[all,dev]'
+	$(UV_INSTALL) --python $(PY) -e '.[all,dev]'
 	@# older venvs got both pygame and pygame-ce (one package directory): keep pygame-ce, which gymnasium wants
-	if $(PIP) show -q pygame >/dev/null 2>&1; then $(PIP) uninstall -q -y pygame && \
-		$(PIP) install -q --force-reinstall --no-deps pygame-ce; fi
+	if $(PIP) show -q pygame >/dev/null 2>&1; then $(UV) pip uninstall -q --python $(PY) pygame && \
+		$(UV_INSTALL) --python $(PY) --reinstall --no-deps pygame-ce; fi
 	touch $@
 
 $(JS_LAKE)/node_modules/.package-lock.json: $(JS_LAKE)/package-lock.json

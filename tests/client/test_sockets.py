@@ -1,17 +1,14 @@
 """The rollout client's pool checks idle connections without anyio's attribute lookups (`client/sockets.py`),
 and still finds a connection the server closed (it is not reused: the next request gets a new one)."""
 
-import os
-
 import anyio
 import httpx2
 import pytest
-from anyio.abc import SocketStream
+from anyio.abc import SocketAttribute, SocketStream
 
 from mcpsim.client.env import shared_http_client
 from mcpsim.client.sockets import SocketCachingStream
 
-PORT_OFFSET = 1931
 RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
 
 
@@ -22,7 +19,6 @@ def network_streams(client: httpx2.AsyncClient) -> list:
 
 @pytest.mark.parametrize("server_closes", [False, True])
 async def test_idle_connections_are_checked_on_the_cached_socket_and_a_closed_one_is_replaced(server_closes):
-    port = int(os.environ.get("MCPSIM_TEST_PORT_BASE", "23000")) + PORT_OFFSET + int(server_closes)
     accepted = []
 
     async def handle(stream: SocketStream) -> None:
@@ -38,7 +34,9 @@ async def test_idle_connections_are_checked_on_the_cached_socket_and_a_closed_on
                     if server_closes:
                         return  # closed while the client keeps it idle in its pool
 
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
+    # port 0: the kernel's choice, free by construction (a fixed port collided with another listener in CI)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(SocketAttribute.local_port)
     async with listener, anyio.create_task_group() as tg, shared_http_client(4) as client:
         tg.start_soon(listener.serve, handle)
         streams = []

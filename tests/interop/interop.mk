@@ -5,10 +5,10 @@ EP_VERSION := 0.3.33
 EP_VENV := tests/interop/.venv-ep
 EP_STAMP := $(EP_VENV)/.installed-$(EP_VERSION)
 
-$(EP_STAMP):
+$(EP_STAMP): | $(UV)
 	rm -rf $(EP_VENV)
 	$(PYTHON) -m venv $(EP_VENV)
-	$(EP_VENV)/bin/python -m pip install -q 'eval-protocol==$(EP_VERSION)'
+	$(UV_INSTALL) --python $(EP_VENV)/bin/python 'eval-protocol==$(EP_VERSION)'
 	touch $@
 
 interop-clients: $(EP_STAMP)

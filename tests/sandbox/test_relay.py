@@ -11,7 +11,7 @@ import time
 
 import psutil
 
-from helpers.serve import ports
+from mcpsim.proc import free_port
 from mcpsim.proc.sandbox.runtime import RELAY
 
 ECHO = """
@@ -27,7 +27,9 @@ with socket.create_server(("127.0.0.1", int(sys.argv[1]))) as listener:
 
 
 def test_the_relay_copies_both_ways_passes_a_half_close_on_and_dies_with_the_server(tmp_path):
-    port = ports(1950)[0]
+    # the kernel's choice of a free port: a fixed one was found taken by another listener in CI, and the relay
+    # then connected to that listener instead of the echo server
+    port = free_port()
     path = str(tmp_path / "relay.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)  # not listening: the relay listens once the server does
