@@ -185,6 +185,11 @@ class CrossOrigin(RequestError):
     """A browser request whose `Origin` is not this server's own."""
 
 
+class TooManyInFlight(RequestError):
+    """One client already has `--max-in-flight` requests unanswered (`serve --stdio`, translated): this one is
+    refused at once, the others go on; retrying once some are answered can succeed."""
+
+
 class ClientGone(RequestError):
     """The client closed its request before the answer was ready (nothing is left running for it)."""
 

@@ -9,7 +9,7 @@ nothing (the SDK's protocol-version sets, `mcp_types.version`, cost 0.4 s to imp
 import secrets
 from typing import Any
 
-from mcpsim.errors import InvalidSeed
+from mcpsim.errors import ConfigError, InvalidSeed
 
 VERSION = "0.1.0"
 """This mcpsim's version (`mcpsim.__version__`): in the `clientInfo` and `serverInfo` it sends, in recordings."""
@@ -115,5 +115,18 @@ URL_META_KEY = "mcpsim/url"
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """Largest JSON-RPC message mcpsim accepts from a client or a server (`--max-message-bytes`)."""
+DEFAULT_MAX_IN_FLIGHT = 64
+"""`serve --stdio` (a 2026-07-28 client on a handshake-era server): requests served at once (`--max-in-flight`)."""
+MAX_IN_FLIGHT_LIMIT = 4096
+"""Largest `--max-in-flight` accepted."""
+
+
+def check_max_in_flight(value: int) -> int:
+    """`value` if it is a usable `--max-in-flight`; else a `ConfigError` naming the allowed range."""
+    if not 1 <= value <= MAX_IN_FLIGHT_LIMIT:
+        raise ConfigError(f"--max-in-flight must be between 1 and {MAX_IN_FLIGHT_LIMIT}, not {value}")
+    return value
+
+
 MAX_VERSION_LENGTH = 64
 """Longest `protocolVersion` passed on; a longer one is no version, and the server's latest is offered."""

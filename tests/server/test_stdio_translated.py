@@ -156,3 +156,58 @@ async def test_an_unreadable_line_is_answered_with_a_parse_error_and_the_episode
     assert by_id[None]["error"]["code"] == -32700 and "Parse error" in by_id[None]["error"]["message"]
     assert "serverInfo" in json.dumps(by_id[1]["result"]) and "tools" in by_id[2]["result"]
     await assert_nothing_left()
+
+
+async def test_requests_past_max_in_flight_and_reused_ids_are_refused_at_once_and_the_others_go_on():
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+
+    def call(request_id: int, seconds: float) -> dict:
+        params = {"_meta": envelope, "name": "wait", "arguments": {"seconds": seconds}}
+        return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+
+    params = served(f"node {ASKING}", "--max-in-flight", "2")
+    async with await anyio.open_process([params.command, *params.args], env=params.env, stderr=None) as proc:
+        answers: dict = {}  # request id -> the answers to it, in order
+        buffer = b""
+
+        async def until(request_id: int, count: int = 1) -> dict:
+            nonlocal buffer
+            while len(answers.get(request_id, [])) < count:
+                buffer += await proc.stdout.receive()
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    message = json.loads(line)
+                    answers.setdefault(message.get("id"), []).append(message)
+            return answers[request_id][count - 1]
+
+        async def send(*messages: dict) -> None:
+            await proc.stdin.send(b"".join(json.dumps(message).encode() + b"\n" for message in messages))
+
+        with anyio.fail_after(60):
+            await send({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": envelope}})
+            await until(1)
+            await send(call(10, 3), call(11, 3), call(12, 0), call(10, 0))  # 12: a third; 10 again: in flight
+            past_limit, reused = (await until(12))["error"], (await until(10))["error"]
+            assert past_limit["code"] == -32012 and "--max-in-flight allows (2)" in past_limit["message"]
+            assert reused["code"] == -32600 and "already in flight" in reused["message"]
+            assert 11 not in answers  # both refused at once, while the two calls still run
+            for first_call in (await until(10, 2), await until(11)):
+                assert first_call["result"]["content"][0]["text"] == "waited 3"
+            await send(call(13, 0))  # with those answered, a request is served again
+            assert (await until(13))["result"]["content"][0]["text"] == "waited 0"
+        await proc.stdin.aclose()
+        await proc.wait()
+    await assert_nothing_left()
+
+
+async def test_a_bad_max_in_flight_is_refused_before_anything_starts():
+    for args, message in (
+        (["--stdio", "--max-in-flight", "0"], "--max-in-flight must be between 1 and 4096, not 0"),
+        (["--max-in-flight", "3"], "--max-in-flight needs --stdio"),
+    ):
+        argv = [sys.executable, "-m", "mcpsim", "serve", "--server", f"node {ASKING}", *args]
+        result = await anyio.run_process(argv, check=False)
+        assert result.returncode != 0 and message in result.stderr.decode(), result.stderr.decode()[-2000:]

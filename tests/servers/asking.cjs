@@ -58,6 +58,10 @@ server.tool("log", "Logs at debug, info, warning and error", {}, async () => {
   }
   return text("logged");
 });
+server.tool("wait", "Answers after some seconds", { seconds: z.number() }, async ({ seconds }) => {
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  return text(`waited ${seconds}`);
+});
 server.tool("change", "Changes the note and the tool list", {}, async () => {
   note = `changed ${Date.now()}`;
   if (subscribed.has("memo://note")) await server.server.sendResourceUpdated({ uri: "memo://note" });

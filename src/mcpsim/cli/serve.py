@@ -14,7 +14,14 @@ from mcpsim.proc import parse_port_range
 from mcpsim.proc.sandbox import LEVELS, Sandbox, SandboxConfig, format_size, parse_size
 from mcpsim.protocol.jsontext import parse_json_text
 from mcpsim.ray.config import DEFAULT_LEASE, LOCAL_PORTS, RayConfig
-from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES, SEED_VARIABLE, parse_seed
+from mcpsim.wire import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_IN_FLIGHT_LIMIT,
+    SEED_VARIABLE,
+    check_max_in_flight,
+    parse_seed,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stdio", action="store_true", help="speak MCP on stdin/stdout to one client (one instance)")
     p.add_argument("--seed", type=int, help="with --stdio: the instance's seed (default: MCPSIM_SEED, else random)")
     p.add_argument("--config", help="with --stdio: the instance's config as a JSON object")
+    p.add_argument(
+        "--max-in-flight",
+        type=int,
+        metavar="N",
+        help="with --stdio: requests of a 2026-07-28 client on a handshake-era server served at once; one more "
+        f"is refused at once (-32012) (default {DEFAULT_MAX_IN_FLIGHT}, at most {MAX_IN_FLIGHT_LIMIT})",
+    )
     p.add_argument("--json-response", action="store_true", help="answer /mcp requests with JSON bodies, not SSE")
     p.add_argument(
         "--orphan-timeout",
@@ -200,6 +214,9 @@ def run(args: argparse.Namespace) -> int:
         ray_config(args)  # refuse bad --ray options before anything starts
     elif args.ray_lease is not None:
         raise ConfigError("--ray-lease needs --ray")
+    if args.max_in_flight is not None and not args.stdio:
+        raise ConfigError("--max-in-flight needs --stdio (over HTTP every request is its own connection)")
+    max_in_flight = check_max_in_flight(DEFAULT_MAX_IN_FLIGHT if args.max_in_flight is None else args.max_in_flight)
     configure_logging(args.log_format, args.log_level)
     if pool.sandbox.enabled:  # refuse in one line before serving, rather than from inside the server's start-up
         probe = Sandbox(pool.sandbox)
@@ -209,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         from mcpsim.server.fronts import serve_stdio
 
         seed = args.seed if args.seed is not None else _env_seed(os.environ.get(SEED_VARIABLE))
-        return anyio.run(serve_stdio, pool, seed, _stdio_config(args.config))
+        return anyio.run(serve_stdio, pool, seed, _stdio_config(args.config), max_in_flight)
     config = ServeConfig(  # refuses a non-loopback bind without a token, up front
         pool=pool,
         host=args.host,

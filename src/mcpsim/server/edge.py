@@ -52,6 +52,7 @@ ANSWERS: dict[type[errors.MCPSimError], tuple[int, int | None]] = {
     errors.Misdirected: (421, INVALID_REQUEST),
     errors.CrossOrigin: (403, INVALID_REQUEST),
     errors.ClientGone: (499, None),
+    errors.TooManyInFlight: (429, CAPACITY_EXHAUSTED),
     errors.CapacityError: (503, CAPACITY_EXHAUSTED),
     errors.ShuttingDown: (503, CAPACITY_EXHAUSTED),
     errors.LimitExceeded: (502, BACKEND_UNAVAILABLE),

@@ -39,14 +39,19 @@ from mcpsim.server.fronts.modern import ModernFront
 from mcpsim.server.fronts.stdio_translated import serve_translated
 from mcpsim.server.fronts.translate import is_modern
 from mcpsim.server.proxy import serve_client
-from mcpsim.wire import MESSAGE_TOO_LARGE
+from mcpsim.wire import DEFAULT_MAX_IN_FLIGHT, MESSAGE_TOO_LARGE, check_max_in_flight
 
 logger = logging.getLogger(__name__)
 
 Streams = tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]
 
 
-async def serve_stdio(pool_config: PoolConfig, seed: int | None, config: dict[str, Any]) -> int:
+async def serve_stdio(
+    pool_config: PoolConfig, seed: int | None, config: dict[str, Any], max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+) -> int:
+    """Serve the one client on stdin/stdout until stdin ends or the instance does; `max_in_flight` bounds the
+    requests served at once when the modern core translates (`stdio_translated.py`)."""
+    check_max_in_flight(max_in_flight)
     async with (
         InstancePool(pool_config) as pool,
         bounded_stdio(pool_config.max_message_bytes) as (read_stream, write_stream),
@@ -67,7 +72,7 @@ async def serve_stdio(pool_config: PoolConfig, seed: int | None, config: dict[st
             front = ModernFront(pool)
             async with front.running():
                 try:
-                    await serve_translated(front, instance, Replayed(first, read_stream), write_stream)
+                    await serve_translated(front, instance, Replayed(first, read_stream), write_stream, max_in_flight)
                 finally:
                     instance.stop()
             return 0

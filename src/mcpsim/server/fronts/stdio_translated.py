@@ -9,6 +9,11 @@ line back; its frames go to stdout as they come (over stdio every stream shares 
 events carry its `subscriptionId`, the listen's request id). `notifications/cancelled` naming a request (or a
 listen, by its subscription id) ends that task; the client's other notifications and answers mean nothing to a
 stateless server. The loop ends when stdin does or the instance ends.
+
+At most `max_in_flight` requests are served at once (`--max-in-flight`): a client that sends more before the
+earlier ones are answered gets each extra one refused at once (-32012, naming the limit) instead of a task and
+buffers per line without bound; the requests in flight are undisturbed. A request whose id is still in flight is
+refused too (-32600): ids must be unique among a client's open requests, and the limit counts ids.
 """
 
 import logging
@@ -18,13 +23,14 @@ import anyio
 from mcp.shared.message import SessionMessage
 from mcp.types import PARSE_ERROR, JSONRPCNotification, JSONRPCRequest, jsonrpc_message_adapter
 
-from mcpsim.errors import MCPSimError
+from mcpsim.errors import BadRequest, MCPSimError, TooManyInFlight
 from mcpsim.pool import Instance
 from mcpsim.protocol.messages import IncomingMessages, OutgoingMessages, error_message, request_id_of
 from mcpsim.server.edge import rpc_code
 from mcpsim.server.fronts.modern import ModernFront
 from mcpsim.server.fronts.stateless import Inbound
 from mcpsim.server.principals import LOCAL, SCOPE_KEY
+from mcpsim.wire import DEFAULT_MAX_IN_FLIGHT
 
 logger = logging.getLogger(__name__)
 CONTEXT = {SCOPE_KEY: LOCAL}
@@ -32,14 +38,17 @@ CONTEXT = {SCOPE_KEY: LOCAL}
 
 
 async def serve_translated(
-    front: ModernFront, instance: Instance, incoming: IncomingMessages, outgoing: OutgoingMessages
+    front: ModernFront,
+    instance: Instance,
+    incoming: IncomingMessages,
+    outgoing: OutgoingMessages,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
 ) -> None:
     tasks: dict[Any, anyio.CancelScope] = {}
 
-    async def one(message: dict[str, Any]) -> None:
+    async def one(message: dict[str, Any], scope: anyio.CancelScope) -> None:
         request_id = message["id"]
-        with anyio.CancelScope() as scope:
-            tasks[request_id] = scope
+        with scope:
             try:
                 inbound = Inbound(message, CONTEXT, streaming=True, instance=instance)
                 async with (await front.answer(inbound)).opened() as frames:
@@ -69,7 +78,19 @@ async def serve_translated(
             msg = item.message
             if isinstance(msg, JSONRPCRequest):
                 front.requests += 1
-                tg.start_soon(one, msg.model_dump(by_alias=True, exclude_none=True))
+                refused: MCPSimError | None = None
+                if msg.id in tasks:  # (else one id sent over and over would pass the limit unseen)
+                    refused = BadRequest(f"request id {msg.id!r} is already in flight: ids must be unique")
+                elif len(tasks) >= max_in_flight:
+                    refused = TooManyInFlight(
+                        f"{len(tasks)} requests of this client are in flight, the most --max-in-flight allows "
+                        f"({max_in_flight}): retry once some are answered"
+                    )
+                if refused is not None:
+                    await outgoing.send(error_message(msg.id, rpc_code(refused), str(refused)))
+                    continue
+                tasks[msg.id] = anyio.CancelScope()  # counted from now, not from when the task first runs
+                tg.start_soon(one, msg.model_dump(by_alias=True, exclude_none=True), tasks[msg.id])
             elif isinstance(msg, JSONRPCNotification) and msg.method == "notifications/cancelled":
                 target = request_id_of((msg.params or {}).get("requestId"))
                 if target in tasks:
