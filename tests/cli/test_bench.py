@@ -1,8 +1,16 @@
 """`mcpsim bench` runs end to end in a tiny configuration and reports every field."""
 
+import contextlib
 import json
+import socket
 import subprocess
 import sys
+import time
+
+import psutil
+
+from helpers.serve import ports
+from mcpsim.bench.ports import SPAN
 
 
 def test_bench_compare_writes_every_field(tmp_path):
@@ -70,17 +78,39 @@ def test_bench_matrix_covers_every_front_backend_pair(tmp_path):
     assert set(matrix["direct"]) == {"streamable-http", "sse", "stdio"}
 
 
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports the descendants of `pid` listen on now."""
+    found = set()
+    with contextlib.suppress(psutil.NoSuchProcess):
+        for child in psutil.Process(pid).children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                found |= {c.laddr.port for c in child.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+    return found
+
+
 def test_bench_protocol_both_times_each_era_through_mcpsim_and_direct(tmp_path):
     out = tmp_path / "eras.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "mcpsim", "bench", "--protocol", "both", "--steps", "4", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    base = ports(2000)[0]  # the worker's ports 2000..3399 (no other test binds there)
+    with socket.create_server(("127.0.0.1", base)):  # taken: the plan must go on to the next port
+        argv = [sys.executable, "-m", "mcpsim", "bench", "--protocol", "both", "--steps", "4", "--json", str(out)]
+        bench = subprocess.Popen(
+            [*argv, "--port-base", str(base)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        seen: set[int] = set()
+        while bench.poll() is None:
+            seen |= listening_ports(bench.pid)
+            time.sleep(0.05)
+        stdout, stderr = bench.communicate(timeout=600)
+    assert bench.returncode == 0, stderr[-3000:]
+    assert len(seen) >= 2 and all(base < port < base + SPAN for port in seen), seen  # the front, the direct server
     eras = json.loads(out.read_text())["eras"]
     assert sorted(eras) == ["2025-11-25", "2026-07-28"]
     for stats in eras.values():
         assert stats["through_mcpsim"]["n"] == stats["direct"]["n"] == 4 and stats["through_mcpsim"]["p50"] > 0
-    assert "lake_move at 2026-07-28 (interleaved)" in result.stdout
+    assert "lake_move at 2026-07-28 (interleaved)" in stdout
+
+
+def test_a_port_base_whose_span_does_not_fit_is_refused_by_name(tmp_path):
+    argv = [sys.executable, "-m", "mcpsim", "bench", "--protocol", "both", "--json", str(tmp_path / "x.json")]
+    result = subprocess.run([*argv, "--port-base", "65000"], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "--port-base must be between 1024 and" in result.stderr, result.stderr[-2000:]

@@ -27,6 +27,7 @@ import httpx
 import psutil
 
 from mcpsim.bench.measure import memory_mb
+from mcpsim.bench.ports import plan
 from mcpsim.bench.settings import BenchSettings
 from mcpsim.bench.targets import ManagedTarget
 from mcpsim.ray import LocalCluster, ray_environment
@@ -64,7 +65,7 @@ def local_cluster(nodes: int = 3) -> Any:
 
     root = Path(tempfile.mkdtemp(prefix="mcpsim-bench-ray-"))
     with ray_environment(root):
-        cluster = LocalCluster(nodes, 0, root)
+        cluster = LocalCluster(nodes, plan().ray_port_base(), root)
         try:
             cluster.start()
             ray.init(address=cluster.address, namespace="mcpsim", log_to_driver=False)

@@ -17,9 +17,9 @@ from urllib.parse import quote
 import anyio
 from mcp import Client
 
+from mcpsim.bench.ports import plan
 from mcpsim.bench.settings import BENCH_CONFIG, BenchSettings, percentiles
 from mcpsim.bench.targets import ManagedTarget, wait_until_listening
-from mcpsim.proc import free_port
 from mcpsim.wire import HANDLE_META_KEY
 
 PROTOCOLS = ("2026-07-28", "2025-11-25")
@@ -65,7 +65,7 @@ async def interleaved(url: str, calls: int) -> dict[str, list[float]]:
 
 
 async def direct(protocol: str, calls: int) -> list[float]:
-    port = free_port()
+    port = plan().server_port()
     argv = [sys.executable, "-m", "mcpsim.envs.frozen_lake", "--seed", "1", "--transport", "http", "--port", str(port)]
     env = {**os.environ, "MCPSIM_CONFIG": BENCH_CONFIG}
     server = await anyio.open_process(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -25,10 +25,10 @@ from typing import Any
 import anyio
 import httpx2
 
+from mcpsim.bench.ports import plan
 from mcpsim.bench.settings import BenchSettings
 from mcpsim.bench.targets import ManagedTarget, wait_until_listening
 from mcpsim.errors import ConfigError
-from mcpsim.proc.ports import free_port
 
 DEFAULT_BIN = Path(".mcpsim/tools/node_modules/.bin/supergateway")
 MAX_SESSIONS = 512
@@ -123,7 +123,7 @@ def _tree_cpu_s(pid: int) -> float:
 
 
 def _start_gateway(settings: GatewaySettings) -> tuple[subprocess.Popen[bytes], str, int]:
-    port = free_port()
+    port = plan().server_port()
     server = f"{sys.executable} -m mcpsim.envs.frozen_lake --seed 1"
     argv = [settings.binary(), "--stdio", server, "--outputTransport", "streamableHttp", "--stateful"]
     argv += ["--port", str(port), "--logLevel", "none"]

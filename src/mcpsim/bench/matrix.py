@@ -17,9 +17,9 @@ import anyio
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 
+from mcpsim.bench.ports import plan
 from mcpsim.bench.settings import BENCH_CONFIG, BenchSettings, percentiles
 from mcpsim.bench.targets import ManagedTarget, wait_until_listening
-from mcpsim.proc import free_port
 
 FRONTS = ("streamable-http", "sse", "stdio")
 BACKENDS = ("stdio", "http", "sse")
@@ -70,7 +70,7 @@ async def direct_calls(front: str, calls: int) -> list[float]:
         return await timed_calls(
             Client(StdioServerParameters(command=sys.executable, args=module, env=env), mode="legacy"), calls
         )
-    port = free_port()
+    port = plan().server_port()
     transport = "http" if front == "streamable-http" else "sse"
     server = await anyio.open_process(
         [sys.executable, *module, "--transport", transport, "--port", str(port)],

@@ -12,8 +12,8 @@ import anyio
 import httpx2
 from mcp import Client, StdioServerParameters
 
+from mcpsim.bench.ports import plan
 from mcpsim.bench.settings import BENCH_CONFIG, BenchSettings
-from mcpsim.proc import free_port
 
 
 class ManagedTarget:
@@ -23,7 +23,7 @@ class ManagedTarget:
     """Seconds for the server to be ready (a `--ray` front joins a cluster first)."""
 
     def __init__(self, settings: BenchSettings, extra: Sequence[str] = ()) -> None:
-        self.port = free_port()
+        self.port = plan().server_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = self.command(settings, extra)
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -42,6 +42,7 @@ class ManagedTarget:
             "1024",
             "--log-format",
             "json",
+            *plan().serve_flags(),
             *extra,
         ]
 
@@ -160,7 +161,7 @@ class DirectTarget:
         )
 
     async def http_client(self, seed: int) -> Client:
-        port = free_port()
+        port = plan().server_port()
         argv = [sys.executable, "-m", f"mcpsim.envs.{self.settings.env}", "--seed", str(seed)]
         server = await anyio.open_process(
             [*argv, "--transport", "http", "--port", str(port)],

@@ -65,13 +65,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--gateway-seconds", type=float, default=10.0, help="measuring window per --gateway run")
     p.add_argument("--gateway-bin", help="the supergateway executable (default: .mcpsim/tools/node_modules/.bin)")
+    p.add_argument(
+        "--port-base",
+        type=int,
+        metavar="N",
+        help="lay out every port the bench binds from N (servers, mcpsim serve's --port-range, a local Ray cluster;"
+        " see docs/performance.md); default: ports the kernel picks",
+    )
     p.add_argument("--json", metavar="FILE", default="bench.json", help="where to write the results")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from mcpsim.bench import BenchSettings, print_report, run_bench
+    from mcpsim.bench.ports import use_port_base
 
+    use_port_base(args.port_base)  # refuses a base whose span does not fit, before anything starts
     if args.protocol:
         from mcpsim.bench.eras import print_protocol, run_protocol
 
