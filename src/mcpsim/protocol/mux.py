@@ -17,7 +17,8 @@ with it at once: a dead server never leaves a client waiting.
 Deadlines: with a `request_timeout`, a client request that gets neither its answer nor a progress notification
 for that long is answered with `BACKEND_TIMEOUT` and `on_timeout` is told (the instance then presumes its server
 hung). `run_deadlines()` does that: one task per multiplexer, in the task group of the instance that owns it,
-sleeping until the nearest deadline; no timer or stray task exists outside it.
+sleeping until the nearest deadline; no timer or stray task exists outside it. The requests in flight, their ids
+and their clocks are kept by `inflight.py`; this module decides where each message goes.
 """
 
 import itertools
@@ -25,7 +26,6 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -42,10 +42,10 @@ from mcp.types import (
 
 from mcpsim.errors import BackendError
 from mcpsim.protocol.channels import Channel, InternalChannel, MuxObserver
+from mcpsim.protocol.inflight import InFlight, Pending
 from mcpsim.protocol.messages import (
     MESSAGE_KINDS,
     error_message,
-    hashable_token,
     is_error,
     malformed_result,
     message_kind,
@@ -56,22 +56,6 @@ from mcpsim.protocol.messages import (
 from mcpsim.wire import BACKEND_TIMEOUT, BACKEND_UNAVAILABLE, NO_BACK_CHANNEL
 
 logger = logging.getLogger(__name__)
-OPEN_ENDED = frozenset({"subscriptions/listen"})
-"""Requests that last as long as the client wants (no `--request-timeout`: a quiet stream is not a hung server)."""
-
-
-@dataclass
-class _Pending:
-    channel: Channel
-    client_id: RequestId
-    method: str
-    tool: str | None
-    progress_token: Any
-    params: Any = None
-    """A `tools/call`'s params (a reference), for `on_call`."""
-    started: float = field(default_factory=time.perf_counter)
-    deadline: float = math.inf
-    """When, on the event loop's clock (`anyio.current_time`), the request runs out of time; inf: never."""
 
 
 class Multiplexer:
@@ -111,13 +95,9 @@ class Multiplexer:
         self.message_counts: dict[str, int] = dict.fromkeys(MESSAGE_KINDS, 0)
         """Messages received, by `<from>.<kind>` (see `MESSAGE_KINDS`); plain ints, read by the metrics."""
         self._ids = itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
-        self._by_client: dict[tuple[int, RequestId], int] = {}
-        self._progress: dict[Any, int] = {}
         self._server_requests: dict[RequestId, Channel] = {}
         self._internal = InternalChannel()
-        self._next_check = math.inf
-        self._deadline_moved = anyio.Event()
+        self._pending = InFlight(request_timeout, self._internal)
 
     # -- client -> server -------------------------------------------------------------------------------------
 
@@ -129,14 +109,14 @@ class Multiplexer:
             await self._forward_request(channel, msg, message.metadata)  # per-message HTTP headers (2026)
         elif isinstance(msg, JSONRPCResponse | JSONRPCError):
             if msg.id is not None and self._server_requests.pop(msg.id, None) is not None:
-                self._hold_deadlines(channel, False)
+                self._pending.hold(channel, False)
             await self._to_server(SessionMessage(msg))
         elif isinstance(msg, JSONRPCNotification):
             if msg.method == "notifications/cancelled":
                 # Ids are the client's; the server knows the request by ours. An id that is not a JSON-RPC id
                 # (an object, a list, true) names nothing in flight, like an unknown one: the cancel is moot.
                 request_id = request_id_of((msg.params or {}).get("requestId"))
-                server_id = self._by_client.get((id(channel), request_id)) if request_id is not None else None
+                server_id = self._pending.server_id_of(channel, request_id) if request_id is not None else None
                 if server_id is None:
                     return
                 msg = msg.model_copy(update={"params": {**(msg.params or {}), "requestId": server_id}})
@@ -151,13 +131,9 @@ class Multiplexer:
         meta = params.get("_meta")
         token = meta.get("progressToken") if isinstance(meta, dict) else None
         tool = params.get("name") if msg.method == "tools/call" and isinstance(params.get("name"), str) else None
-        pending = _Pending(channel, msg.id, msg.method, tool, token, params if tool is not None else None)
-        if self.request_timeout is not None and channel is not self._internal and msg.method not in OPEN_ENDED:
-            self._set_deadline(pending)
-        self._pending[server_id] = pending
-        self._by_client[(id(channel), msg.id)] = server_id
-        if token is not None:
-            self._progress[hashable_token(token)] = server_id
+        self._pending.add(
+            server_id, Pending(channel, msg.id, msg.method, tool, token, params if tool is not None else None)
+        )
         if self.observer is not None:
             self.observer.on_request(msg.method, tool)
         await self._to_server(SessionMessage(msg.model_copy(update={"id": server_id}), metadata=metadata))
@@ -178,11 +154,10 @@ class Multiplexer:
         self.last_activity = time.monotonic()
         self._count("server", msg)
         if isinstance(msg, JSONRPCResponse | JSONRPCError):
-            pending = self._pending.pop(msg.id, None) if isinstance(msg.id, int) else None
+            pending = self._pending.pop(msg.id)
             if pending is None:
                 logger.debug("%s: response to unknown request id %r dropped", self.name, msg.id)
                 return
-            self._forget(pending)
             if isinstance(msg, JSONRPCResponse) and (problem := malformed_result(pending.method, msg.result)):
                 error = ErrorData(code=INTERNAL_ERROR, message=f"the server's {pending.method} result is {problem}")
                 msg = JSONRPCError(jsonrpc="2.0", id=msg.id, error=error)
@@ -194,10 +169,10 @@ class Multiplexer:
             target = self.primary
             asking = None
             if target is None or not target.accepts_server_requests:  # a stateless request that can ask (2026)
-                asking = self._pending_channel(lambda channel: channel.accepts_server_requests)
+                asking = self._pending.latest_channel(lambda channel: channel.accepts_server_requests)
                 target = asking or target
             if asking is not None:  # the server now waits on that client, so its silence is not a hang
-                self._hold_deadlines(asking, True)
+                self._pending.hold(asking, True)
             if target is None or not target.accepts_server_requests:
                 if msg.method == "ping":
                     await self._to_server(SessionMessage(JSONRPCResponse(jsonrpc="2.0", id=msg.id, result={})))
@@ -207,7 +182,7 @@ class Multiplexer:
                     )
                 return
             self._server_requests[msg.id] = target
-            await self._deliver(target, SessionMessage(msg, self._related(target)))
+            await self._deliver(target, SessionMessage(msg, self._pending.related(target)))
         elif isinstance(msg, JSONRPCNotification):
             await self._route_notification(msg)
 
@@ -216,11 +191,10 @@ class Multiplexer:
             self.on_notification(msg)
         params = msg.params or {}
         if msg.method == "notifications/progress" and "progressToken" in params:
-            server_id = self._progress.get(hashable_token(params["progressToken"]))
-            pending = self._pending.get(server_id) if server_id is not None else None
+            pending = self._pending.by_progress(params["progressToken"])
             if pending is not None:
                 if pending.deadline < math.inf:  # progress: not hung, the clock starts again
-                    self._set_deadline(pending)
+                    self._pending.restart(pending)
                 meta = ServerMessageMetadata(related_request_id=pending.client_id)
                 await self._deliver(pending.channel, SessionMessage(msg, meta))
                 return
@@ -235,33 +209,13 @@ class Multiplexer:
             if channel is not None:
                 await self._deliver(channel, SessionMessage(msg))
             return
-        target = self.primary or self._busiest_channel()
+        target = self.primary or self._pending.latest_channel()
         if msg.method == "notifications/message":  # a log: to the request that asked for logs, if any (2026)
-            target = self._pending_channel(lambda channel: getattr(channel, "takes_logs", False)) or target
+            target = self._pending.latest_channel(lambda channel: getattr(channel, "takes_logs", False)) or target
         if target is None:
             logger.debug("%s: %s with no client attached dropped", self.name, msg.method)
             return
-        await self._deliver(target, SessionMessage(msg, self._related(target)))
-
-    def _related(self, channel: Channel) -> ServerMessageMetadata | None:
-        """Relate a server message to the channel's latest in-flight request, so it travels on that stream."""
-        for pending in reversed(self._pending.values()):
-            if pending.channel is channel:
-                return ServerMessageMetadata(related_request_id=pending.client_id)
-        return None
-
-    def _pending_channel(self, wanted: Callable[[Channel], bool]) -> Channel | None:
-        """The channel of the latest in-flight request whose channel is `wanted`."""
-        for pending in reversed(self._pending.values()):
-            if pending.channel is not self._internal and wanted(pending.channel):
-                return pending.channel
-        return None
-
-    def _busiest_channel(self) -> Channel | None:
-        for pending in reversed(self._pending.values()):
-            if pending.channel is not self._internal:
-                return pending.channel
-        return None
+        await self._deliver(target, SessionMessage(msg, self._pending.related(target)))
 
     async def _deliver(self, channel: Channel, message: SessionMessage) -> None:
         try:
@@ -270,7 +224,7 @@ class Multiplexer:
             logger.debug("%s: channel %s closed; message dropped", self.name, channel.name)
             self.detach(channel)
 
-    def _observe_response(self, pending: _Pending, reply: JSONRPCResponse | JSONRPCError) -> None:
+    def _observe_response(self, pending: Pending, reply: JSONRPCResponse | JSONRPCError) -> None:
         """Tell the observer; a failing observer (metrics, dashboard) is logged and never stops the routing."""
         if self.observer is None:
             return
@@ -287,59 +241,21 @@ class Multiplexer:
 
         Returns whether a request was pending under `server_id`; the connection and every other request go on.
         """
-        pending = self._pending.pop(server_id, None) if isinstance(server_id, int) else None
+        pending = self._pending.pop(server_id)
         if pending is None:
             return False
-        self._forget(pending)
         reply = JSONRPCError(jsonrpc="2.0", id=server_id, error=ErrorData(code=code, message=reason))
         self._observe_response(pending, reply)
         await self._deliver(pending.channel, SessionMessage(reply.model_copy(update={"id": pending.client_id})))
         return True
 
-    def _forget(self, pending: _Pending) -> None:
-        self._by_client.pop((id(pending.channel), pending.client_id), None)
-        if pending.progress_token is not None:
-            self._progress.pop(hashable_token(pending.progress_token), None)
-
     # -- deadlines --------------------------------------------------------------------------------------------
 
-    def _hold_deadlines(self, channel: Channel, held: bool) -> None:
-        """Stop (or restart) the clocks of `channel`'s requests while the server waits on that client's answer to
-        a server request routed to it as a non-primary channel (a 2026 call held for `input_required`)."""
-        if self.request_timeout is None or channel is self._internal:
-            return
-        for pending in self._pending.values():
-            if pending.channel is channel and pending.method not in OPEN_ENDED:
-                if held:
-                    pending.deadline = math.inf
-                elif pending.deadline == math.inf:  # only a held clock restarts (a session's runs on)
-                    self._set_deadline(pending)
-
-    def _set_deadline(self, pending: _Pending) -> None:
-        assert self.request_timeout is not None
-        pending.deadline = anyio.current_time() + self.request_timeout
-        if pending.deadline < self._next_check:  # earlier than the deadline task sleeps until: wake it
-            self._deadline_moved.set()
-
     async def run_deadlines(self) -> None:
-        """Answer requests that ran out of time, until cancelled (a task of the owner's task group).
+        """Answer requests that ran out of time, until cancelled (a task of the owner's task group)."""
+        await self._pending.run_deadlines(self._expire)
 
-        Sleeps until the nearest deadline (or until an earlier one is set); a deadline moved later by progress
-        is found when the task wakes for the old one, so progress costs no wake-up."""
-        while True:
-            now = anyio.current_time()
-            for server_id in [sid for sid, pending in self._pending.items() if pending.deadline <= now]:
-                await self._expire(server_id)
-            self._next_check = min((pending.deadline for pending in self._pending.values()), default=math.inf)
-            self._deadline_moved = anyio.Event()
-            with anyio.move_on_after(self._next_check - anyio.current_time()):
-                await self._deadline_moved.wait()
-
-    async def _expire(self, server_id: int) -> None:
-        pending = self._pending.pop(server_id, None)
-        if pending is None:
-            return
-        self._forget(pending)
+    async def _expire(self, pending: Pending) -> None:
         reason = (
             f"{self.name}: the server did not answer {pending.method!r}"
             f"{f' ({pending.tool})' if pending.tool else ''} within {self.request_timeout:g} s"
@@ -366,19 +282,13 @@ class Multiplexer:
         """Forget a client: its pending requests are dropped when answered; the primary slot is freed."""
         if self.primary is channel:
             self.primary = None
-        for server_id, pending in list(self._pending.items()):
-            if pending.channel is channel:
-                del self._pending[server_id]
-                self._forget(pending)
+        self._pending.drop_channel(channel)
 
     async def close(self, reason: str) -> None:
         """The connection is gone: answer everything pending with `reason` and every later request too."""
         if self.closed_reason is None:
             self.closed_reason = reason
-        pending, self._pending = self._pending, {}
-        for item in pending.values():
-            self._forget(item)
-        for item in pending.values():
+        for item in self._pending.take_all():
             await self._deliver(item.channel, error_message(item.client_id, BACKEND_UNAVAILABLE, self.closed_reason))
 
     # -- the proxy's own traffic ------------------------------------------------------------------------------
@@ -400,16 +310,11 @@ class Multiplexer:
         finally:
             self._internal.waiting.pop(client_id, None)
             if not box:
-                self._drop_internal(client_id)
+                self._pending.drop_client_id(self._internal, client_id)
         reply = box[0]
         if isinstance(reply, JSONRPCError):
             raise BackendError(reply.error.message, reply.error.code, reply.error.data)
         return reply.result
-
-    def _drop_internal(self, client_id: RequestId) -> None:
-        server_id = self._by_client.pop((id(self._internal), client_id), None)
-        if server_id is not None:
-            self._pending.pop(server_id, None)
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         # no params: leave the field unset so it is omitted; `"params": null` is not valid JSON-RPC, and the
