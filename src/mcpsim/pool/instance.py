@@ -23,12 +23,13 @@ import anyio
 from anyio.abc import TaskStatus
 from mcp.types import JSONRPCNotification
 
-from mcpsim.errors import MessageTooLarge, StartError
+from mcpsim.errors import StartError
 from mcpsim.pool.connection import ServerConnection, StdioConnection, open_http, wait_until_listening
 from mcpsim.pool.exits import exit_reason, stderr_suffix
 from mcpsim.pool.handshake import open_server
 from mcpsim.pool.history import CallHistory
 from mcpsim.pool.hooks import InstanceHooks
+from mcpsim.pool.pump import pump
 from mcpsim.pool.spec import ContextLog, InstanceSpec, State
 from mcpsim.pool.stats import InstanceStats
 from mcpsim.proc.cgroups import Cgroup
@@ -39,7 +40,6 @@ from mcpsim.protocol.mux import Multiplexer
 from mcpsim.wire import (
     CONFIG_VARIABLE,
     INSTANCE_VARIABLE,
-    MESSAGE_TOO_LARGE,
     PORT_VARIABLE,
     SEED_VARIABLE,
 )
@@ -270,7 +270,7 @@ class Instance:
         )
         self.mux = mux
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._pump, connection, mux)
+            tg.start_soon(pump, connection, mux, self.log, self.id, lambda detail: self._connection_lost(mux, detail))
             tg.start_soon(self._watch_exit, mux)
             tg.start_soon(mux.run_deadlines)
             refusal = None if self.adopted is not None else await self._handshake(mux)
@@ -304,38 +304,6 @@ class Instance:
         self.log.warning(self._hang_reason, extra={"event": "instance.hung"})
         if self.process is not None:
             self.process.signal_group(signal.SIGKILL)
-
-    async def _pump(self, connection: ServerConnection, mux: Multiplexer) -> None:
-        """Server -> clients. Ends when the server's side closes; then every waiting client gets the reason."""
-        try:
-            while True:
-                message = await connection.receive()
-                if isinstance(message, MessageTooLarge):
-                    await self._oversized(mux, message)
-                    continue
-                if isinstance(message, Exception):
-                    self.log.warning(
-                        "unparseable message from the server: %s", message, extra={"event": "instance.bad_message"}
-                    )
-                    continue
-                await mux.from_server(message)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            reason = str(exc) if isinstance(exc, anyio.BrokenResourceError) and str(exc) else None
-            await self._connection_lost(mux, reason)
-
-    async def _oversized(self, mux: Multiplexer, message: MessageTooLarge) -> None:
-        """A server line over `--max-message-bytes` was dropped: fail the request it answered, keep the rest."""
-        reason = (
-            f"instance {self.id}: the server's message was larger than --max-message-bytes ({message.limit} bytes) "
-            "and was dropped"
-        )
-        answered = await mux.fail_request(message.request_id, MESSAGE_TOO_LARGE, reason)
-        self.log.warning(
-            "%s%s",
-            reason,
-            "" if answered else " (no request in flight under its id)",
-            extra={"event": "instance.oversized"},
-        )
 
     async def _watch_exit(self, mux: Multiplexer) -> None:
         assert self.process is not None
