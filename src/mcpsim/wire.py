@@ -128,5 +128,13 @@ def check_max_in_flight(value: int) -> int:
     return value
 
 
+KEEPALIVE_EXPIRY_S = 4.0
+"""How long mcpsim's HTTP clients (the rollout client, the pool's backend client, the Ray relay) keep an idle
+connection: less than the 5 s after which uvicorn (the SDK's servers, most Python ones) closes one. When the server
+closes an idle connection first, a request sent on it at that moment is lost (`ReadError('')`, seen in about 2 of
+1024 rollout episodes); when the client closes it first, nothing is in flight on it."""
+FRONT_KEEP_ALIVE_S = 20
+"""How long mcpsim's fronts keep an idle client connection (uvicorn's default: 5 s): longer than any client's
+keep-alive (httpx: 5 s, `KEEPALIVE_EXPIRY_S`), so the client is the side that closes idle connections."""
 MAX_VERSION_LENGTH = 64
 """Longest `protocolVersion` passed on; a longer one is no version, and the server's latest is offered."""

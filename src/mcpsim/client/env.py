@@ -38,6 +38,7 @@ from mcpsim.trajectory import Action, Observation, Row
 from mcpsim.wire import (
     HANDLE_META_KEY,
     INITIAL_STATE_URI,
+    KEEPALIVE_EXPIRY_S,
     META_KEY,
     URL_META_KEY,
     VERSION,
@@ -362,7 +363,11 @@ async def end_handle(session: EnvSession, http_client: httpx2.AsyncClient | None
 def shared_http_client(max_concurrency: int) -> httpx2.AsyncClient:
     """One HTTP client for every session of a rollout: one TLS context instead of one per session, pooled
     connections, and no pool limit to queue behind (each session also holds a long-lived GET stream)."""
-    limits = httpx2.Limits(max_connections=None, max_keepalive_connections=max(20, 2 * max_concurrency))
+    limits = httpx2.Limits(
+        max_connections=None,
+        max_keepalive_connections=max(20, 2 * max_concurrency),
+        keepalive_expiry=KEEPALIVE_EXPIRY_S,  # closed by us before the server would: no request lost
+    )
     # drained SSE answers keep their connection (`keepalive.py`): no new TCP connection per request
     return httpx2.AsyncClient(
         timeout=httpx2.Timeout(30.0, read=300.0),

@@ -20,7 +20,7 @@ from mcp.shared.message import SessionMessage
 from mcpsim.errors import MessageTooLarge
 from mcpsim.proc.child import ChildProcess
 from mcpsim.protocol.framing import decode_line, encode_message, read_line
-from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES
+from mcpsim.wire import DEFAULT_MAX_MESSAGE_BYTES, KEEPALIVE_EXPIRY_S
 
 
 class ServerConnection(Protocol):
@@ -83,7 +83,7 @@ def shared_http_client() -> httpx2.AsyncClient:
     idle stream is normal; hung servers are caught by the pool's request timeout)."""
     return httpx2.AsyncClient(
         timeout=httpx2.Timeout(30.0, read=None),
-        limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64),
+        limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_EXPIRY_S),
     )
 
 
@@ -100,7 +100,7 @@ def unix_socket_client(
         headers=headers,
         timeout=timeout or httpx2.Timeout(30.0, read=None),
         auth=auth,
-        limits=httpx2.Limits(max_connections=None, max_keepalive_connections=8),
+        limits=httpx2.Limits(max_connections=None, max_keepalive_connections=8, keepalive_expiry=KEEPALIVE_EXPIRY_S),
     )
 
 

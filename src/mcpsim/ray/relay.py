@@ -21,6 +21,7 @@ from starlette.types import Scope, Send
 
 from mcpsim.errors import NodeGone
 from mcpsim.ray.cluster import Node, Nodes
+from mcpsim.wire import KEEPALIVE_EXPIRY_S
 
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"proxy-connection",
@@ -39,7 +40,9 @@ class Relay:
         self.nodes = nodes
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(None, connect=1.5),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=512),
+            limits=httpx.Limits(
+                max_connections=None, max_keepalive_connections=512, keepalive_expiry=KEEPALIVE_EXPIRY_S
+            ),
         )
 
     async def close(self) -> None:

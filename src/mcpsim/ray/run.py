@@ -37,6 +37,7 @@ from mcpsim.server.auth import AccessGuard, is_loopback
 from mcpsim.server.edge import exception_handlers
 from mcpsim.server.fastio import http_implementation
 from mcpsim.server.ops.dashboard import STATIC
+from mcpsim.wire import FRONT_KEEP_ALIVE_S
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ async def serve_ray(config: ServeConfig, ray: RayConfig, log_level: str = "info"
         uv_config = uvicorn.Config(
             front_app(config, nodes), host=config.host, port=config.port, log_config=None, access_log=False,
             lifespan="on", timeout_graceful_shutdown=2, loop="asyncio", http=http_implementation(config.fast_io),
+            timeout_keep_alive=FRONT_KEEP_ALIVE_S,
         )  # fmt: skip
         logger.info(
             "serving %s on http://%s:%d/mcp over Ray %s (%d nodes)", config.pool.command.label, config.host,

@@ -15,6 +15,7 @@ import uvicorn
 from mcpsim.server.app import create_app
 from mcpsim.server.config import ServeConfig
 from mcpsim.server.fastio import http_implementation
+from mcpsim.wire import FRONT_KEEP_ALIVE_S
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def _uvicorn_server(config: ServeConfig, server_class: type[uvicorn.Server] = uv
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=2,
+        timeout_keep_alive=FRONT_KEEP_ALIVE_S,  # clients close idle connections first (`wire.py`)
         loop="asyncio",
         http=http_implementation(config.fast_io),
     )
