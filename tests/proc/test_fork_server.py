@@ -38,7 +38,7 @@ async def trajectories(url: str, seeds: range) -> dict[int, list]:
 async def test_forked_instances_give_the_same_trajectories_as_spawned_ones(serve_factory):
     spawned = serve_factory("--env", "frozen_lake")
     forked = serve_factory("--env", "frozen_lake", "--fork-server")
-    seeds = range(8)
+    seeds = range(4)
     expected = await trajectories(spawned.url, seeds)
     got = await trajectories(forked.url, seeds)
     assert got == expected
