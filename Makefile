@@ -89,9 +89,11 @@ sandbox-tools:
 	  fi; \
 	fi
 
+# Three workers on two cores: the suite waits on processes and sockets more than it computes (measured with two:
+# 1.37 cores busy on average), so a third worker shortens it.
 test: setup-test node-deps node-tools browser sandbox-tools interop-clients
 	$(VENV)/bin/ruff check src tests
-	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n 2 --dist loadfile -m "not long"
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n 3 --dist loadfile -m "not long"
 
 # The long stress profile (200 concurrent sessions x 50 steps, 10,000 sessions of churn, 1000 fuzz examples per
 # test); `make test` runs the same tests in their quick profile. Then every test marked `long` (see tests/conftest.py:

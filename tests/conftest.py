@@ -8,12 +8,15 @@ import pytest
 
 WORKER_PORT_SPAN = 4000
 """Ports each pytest-xdist worker owns above MCPSIM_TEST_PORT_BASE (the tests' fixed offsets stay below 2,000, the
-conformance runner's below 4,000), so two workers never bind the same fixed port. Set before `helpers` is imported,
-and in the environment, so that subprocesses (the conformance runner) see the worker's own base too."""
+conformance runner's and the bench's `--port-base` test's below 4,000), so two workers never bind the same fixed
+port. Set before `helpers` is imported, and in the environment, so that subprocesses (the conformance runner) see
+the worker's own base too. With the default base 12000, `make test`'s three workers own 12000-23999: below the
+kernel's ephemeral ports (32768 on), above mcpsim's default `--port-range` 10000-11000, and below Ray Client's
+specific-server ports 23000-23999 but for gw2's top 1,000 (only `make stress`, on two workers, runs Ray Client)."""
 
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "")
 if _worker.startswith("gw") and _worker[2:].isdigit():
-    _base = int(os.environ.get("MCPSIM_TEST_PORT_BASE", "23000"))
+    _base = int(os.environ.get("MCPSIM_TEST_PORT_BASE", "12000"))
     os.environ["MCPSIM_TEST_PORT_BASE"] = str(_base + WORKER_PORT_SPAN * int(_worker[2:]))
 
 from helpers.serve import ServeProcess, start_serve, survivors  # noqa: E402

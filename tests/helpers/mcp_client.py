@@ -36,3 +36,18 @@ INIT = {
     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
 }
 """A raw `initialize` request, for tests that speak HTTP without the SDK client."""
+
+
+def answer_of(response: Any) -> dict[str, Any]:
+    """The JSON-RPC answer in an HTTP response to a POSTed request: its JSON body, or, from an SSE body, the last
+    event that carries an `id` (what comes before it are the server's notifications and requests meanwhile)."""
+    import json
+
+    if not response.headers.get("content-type", "").startswith("text/event-stream"):
+        return response.json()
+    messages = [
+        json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:") and line[5:].strip()
+    ]
+    answers = [message for message in messages if "id" in message and ("result" in message or "error" in message)]
+    assert answers, f"no answer in the SSE body: {response.text[:500]}"
+    return answers[-1]

@@ -18,7 +18,7 @@ TESTS = Path(__file__).resolve().parent.parent
 REPO = TESTS.parent
 SERVERS = TESTS / "servers"
 ARTIFACTS = REPO / "test-artifacts"
-PORT_BASE = int(os.environ.get("MCPSIM_TEST_PORT_BASE", "23000"))
+PORT_BASE = int(os.environ.get("MCPSIM_TEST_PORT_BASE", "12000"))
 """Fixed port ranges of the tests start here; give parallel test runs on one machine different bases."""
 
 

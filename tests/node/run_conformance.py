@@ -47,7 +47,7 @@ SUITE_OLD = MODULES / ".bin" / "conformance"
 SERVER = TESTS / "servers" / "conformance_server.py"
 HANDSHAKE_ONLY = TESTS / "servers" / "handshake_only.py"
 RESULT_DIR = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d\d-\d\dT[\d-]+Z$")
-PORT_BASE = int(os.environ.get("MCPSIM_TEST_PORT_BASE", "23000"))
+PORT_BASE = int(os.environ.get("MCPSIM_TEST_PORT_BASE", "12000"))
 SUITE_TIMEOUT = 600
 PORT_SPAN = 999
 """Ports of `--port-range` for an mcpsim target's HTTP backends (the target's own port is just below them)."""

@@ -9,6 +9,7 @@ import psutil
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from helpers.mcp_client import answer_of
 from helpers.serve import server_script
 
 HEADERS = {"accept": "application/json, text/event-stream"}
@@ -22,7 +23,7 @@ def rpc(url: str, method: str, params: dict | None = None, request_id: int = 1) 
         timeout=30,
     )
     assert response.status_code == 200, response.text
-    return response.json()
+    return answer_of(response)  # SSE: the client accepts both, and a handle streams handshake-era answers
 
 
 def test_create_use_and_delete_an_instance_through_its_handle(frozen_lake_server):

@@ -17,6 +17,7 @@ import httpx
 import psutil
 import pytest
 
+from helpers.mcp_client import answer_of
 from helpers.serve import ARTIFACTS, server_script
 from mcpsim.proc import free_port
 
@@ -62,7 +63,7 @@ def call_tool(handle: str, tool: str, arguments: dict) -> dict:
     message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
     response = httpx.post(handle, json=message, headers=HEADERS, timeout=30)
     assert response.status_code == 200, response.text
-    return response.json()
+    return answer_of(response)
 
 
 def test_dashboard_lists_live_instances_and_ends_one(serve_factory, page):

@@ -7,6 +7,8 @@ the episode's calls of `shout` are checked against its new list (a stale cache k
 header passed unchecked), and the next handle-less list probes again.
 """
 
+import json
+
 import httpx
 import pytest
 
@@ -58,3 +60,26 @@ def test_a_list_change_refreshes_the_listing_cache(serve):
     assert right["content"][0]["text"] == "EU!"
     assert names(post(serve.mcp, "tools/list", {})) == ["grow"]  # a fresh probe: a new episode has no shout
     assert "mcpsim_listing_refreshes_total 1.0" in serve.get("/metrics").text
+
+
+def test_a_handle_less_listen_hears_its_configs_list_changes(serve):
+    headers = {
+        "MCP-Protocol-Version": "2026-07-28",
+        "Mcp-Method": "subscriptions/listen",
+        "accept": "text/event-stream",
+    }
+    asked = {"toolsListChanged": True, "promptsListChanged": True, "resourceSubscriptions": ["memo://x"]}
+    body = {"jsonrpc": "2.0", "id": "l1", "method": "subscriptions/listen", "params": {"_meta": ENVELOPE}}
+    body["params"]["notifications"] = asked
+    frames = []
+    with httpx.stream("POST", serve.mcp, json=body, headers=headers, timeout=60) as stream:
+        lines = (line for line in stream.iter_lines() if line.startswith("data:"))
+        frames.append(json.loads(next(lines)[5:]))
+        grown = post(serve.mcp, "tools/call", {"name": "grow", "arguments": {}})  # another episode: no handle
+        assert grown.status_code == 200, grown.text
+        frames.append(json.loads(next(lines)[5:]))
+    ack, changed = frames
+    assert ack["method"] == "notifications/subscriptions/acknowledged"
+    assert ack["params"]["notifications"] == {"toolsListChanged": True}  # what the server can announce, no more
+    assert changed["method"] == "notifications/tools/list_changed"
+    assert changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "l1"

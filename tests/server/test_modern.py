@@ -137,7 +137,8 @@ def test_the_2026_wire_of_the_fronts(frozen_lake_server):
     with httpx.stream("POST", mcp, json=body, headers=headers, timeout=30) as stream:
         first = next(line for line in stream.iter_lines() if line.startswith("data:"))
     ack = json.loads(first[5:])
-    assert ack["method"] == "notifications/subscriptions/acknowledged" and ack["params"]["notifications"] == {}
+    assert ack["method"] == "notifications/subscriptions/acknowledged"
+    assert ack["params"]["notifications"] == {"toolsListChanged": True}  # the config's list changes (FrozenLake's)
     assert ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "l1"
     assert frozen_lake_server.get("/health").status_code == 200
 

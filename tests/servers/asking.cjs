@@ -58,6 +58,13 @@ server.tool("log", "Logs at debug, info, warning and error", {}, async () => {
   }
   return text("logged");
 });
+server.tool("count", "Reports progress 1..n, then answers", { n: z.number() }, async ({ n }, extra) => {
+  const token = extra._meta?.progressToken;
+  for (let i = 1; i <= n && token !== undefined; i++) {
+    await extra.sendNotification({ method: "notifications/progress", params: { progressToken: token, progress: i, total: n } });
+  }
+  return text(`counted ${n}`);
+});
 server.tool("wait", "Answers after some seconds", { seconds: z.number() }, async ({ seconds }) => {
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   return text(`waited ${seconds}`);

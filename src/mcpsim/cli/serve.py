@@ -62,7 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --stdio: requests of a 2026-07-28 client on a handshake-era server served at once; one more "
         f"is refused at once (-32012) (default {DEFAULT_MAX_IN_FLIGHT}, at most {MAX_IN_FLIGHT_LIMIT})",
     )
-    p.add_argument("--json-response", action="store_true", help="answer /mcp requests with JSON bodies, not SSE")
+    p.add_argument(
+        "--json-response", action="store_true", help="answer /mcp and /envs/{id}/mcp requests with JSON bodies, not SSE"
+    )
     p.add_argument(
         "--orphan-timeout",
         type=float,

@@ -27,7 +27,7 @@ def create_app(config: ServeConfig) -> Starlette:
     pool = InstancePool(config.pool, observer=metrics)
     modern = ModernFront(pool, orphan_timeout=config.orphan_timeout)
     sessions = SessionFront(pool, json_response=config.json_response, modern=modern)
-    handles = HandleFront(pool, modern=modern)
+    handles = HandleFront(pool, sse=not config.json_response, modern=modern)
     sse = SseFront(pool)
     resources = ResourceSampler(pool)
     metrics.collect_from(pool, sessions, resources)  # what /metrics reads at each scrape
@@ -39,7 +39,13 @@ def create_app(config: ServeConfig) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with pool, sessions.running(), modern.running(), anyio.create_task_group() as background:
+        async with (
+            pool,
+            sessions.running(),
+            handles.sessions.running(),
+            modern.running(),
+            anyio.create_task_group() as background,
+        ):
             background.start_soon(resources.run)
             serving.set()
             try:

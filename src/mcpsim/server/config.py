@@ -19,7 +19,7 @@ class ServeConfig:
     port: int = 9000
     """Port to bind (`--port`); 0 picks a free one (`running` yields the URL)."""
     json_response: bool = False
-    """Answer `/mcp` requests with JSON bodies instead of SSE streams (`--json-response`)."""
+    """Answer `/mcp` and `/envs/{id}/mcp` requests with JSON bodies instead of SSE streams (`--json-response`)."""
     fast_io: bool = False
     """uvloop and httptools for the front when installed (`--fast-io`, extra `fast`; `fastio.py`)."""
     auth_token: str | None = None

@@ -62,14 +62,16 @@ async def bridge(
     """Forward client messages to `instance` until the client side closes; replies flow back via the channel.
 
     A `primary` channel receives the server's own requests and unrelated notifications (a session); a
-    non-primary one (a single HTTP request on an `/envs` handle) only the answers to what it sent.
-    `back_channel=False` is a session whose transport cannot carry server requests (JSON-response mode drops
-    them), so the server's requests are refused at once, as the SDK's own server does, instead of hanging.
+    non-primary one (a single HTTP request on an `/envs` handle) the answers to what it sent, and, while its
+    request is the latest in flight and `back_channel` holds (an SSE answer), the server's requests and
+    notifications made meanwhile (they travel on that request's stream).
+    `back_channel=False` is a transport that cannot carry server requests (JSON-response mode drops them), so
+    the server's requests are refused at once, as the SDK's own server does, instead of hanging.
     A caller may bring its own `channel` on `write_stream` (the `/mcp` session's, see `fronts/fastpost.py`).
     """
     mux = instance.mux
     assert mux is not None
-    channel = channel or ClientChannel(write_stream, name, accepts_server_requests=primary and back_channel)
+    channel = channel or ClientChannel(write_stream, name, accepts_server_requests=back_channel)
     mux.attach(channel, primary=primary)
     try:
         async for item in read_stream:

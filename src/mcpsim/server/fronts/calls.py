@@ -3,23 +3,19 @@
 Both read a `Call`'s events (`exchange.py`): related notifications become frames as they come, the backend's
 answer becomes the last frame through `finish` (the modern front's translation and stamping), and the call is
 closed when the frames are (a round's call stays open while it is parked for the client's `inputResponses`).
-A handle-less listen (`empty_listen`) gets an acknowledgement honouring nothing and is then held open.
 """
 
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import anyio
 from mcp.types import JSONRPCError, JSONRPCNotification, JSONRPCResponse
 
 from mcpsim.errors import HandleEnded
 from mcpsim.pool import Instance
-from mcpsim.protocol.messages import SUBSCRIPTION_ID_KEY
 from mcpsim.server.fronts.exchange import Event, Reply, exchange
 from mcpsim.server.fronts.rounds import Held, Rounds
 
 Finish = Callable[[Reply], dict[str, Any]]
-MAX_EMPTY_LISTEN = 3600.0
 
 
 async def frames_of(events: AsyncIterator[Event], finish: Finish) -> AsyncIterator[dict[str, Any]]:
@@ -57,15 +53,3 @@ async def round_frames(
     finally:
         if not held.parked:
             await held.call.close()
-
-
-async def empty_listen(request_id: Any) -> AsyncIterator[dict[str, Any]]:
-    """A handle-less `subscriptions/listen`: acknowledged with no notification honoured, then held open until the
-    client closes it (at most `MAX_EMPTY_LISTEN` seconds). Events belong to episodes, so only a listen with a
-    handle receives any."""
-    yield {
-        "jsonrpc": "2.0",
-        "method": "notifications/subscriptions/acknowledged",
-        "params": {"notifications": {}, "_meta": {SUBSCRIPTION_ID_KEY: request_id}},
-    }
-    await anyio.sleep(MAX_EMPTY_LISTEN)

@@ -68,7 +68,8 @@ from mcpsim.pool.eras import MODERN
 from mcpsim.server.edge import note_request_id
 from mcpsim.server.fronts import translate
 from mcpsim.server.fronts.bodies import parse_json
-from mcpsim.server.fronts.calls import call_frames, empty_listen, round_frames
+from mcpsim.server.fronts.calls import call_frames, round_frames
+from mcpsim.server.fronts.config_listen import ConfigListens
 from mcpsim.server.fronts.exchange import open_call
 from mcpsim.server.fronts.listen import Listens
 from mcpsim.server.fronts.listings import ListingCache
@@ -113,6 +114,7 @@ class ModernFront:
         self.pool = pool
         self.orphan_timeout = orphan_timeout
         self.listings = ListingCache(pool)
+        self.config_listens = ConfigListens(pool)
         self.listens = Listens()
         self.rounds = Rounds(pool.config.request_timeout or 120.0)
         self.orphans: dict[str, float] = {}
@@ -191,8 +193,11 @@ class ModernFront:
             return single(await self._from_cache(inbound, params))
         if method == "subscriptions/listen" and not inbound.streaming:
             raise BadRequest("subscriptions/listen answers with an SSE stream: Accept must include text/event-stream")
-        if handle is None and method == "subscriptions/listen":
-            return Outcome(empty_listen(message["id"]))
+        if handle is None and method == "subscriptions/listen":  # the config's list changes (`config_listen.py`)
+            config = parse_config(inbound.config)
+            listing = await self.listings.listing(config, inbound.receive)
+            announced = (listing.discovered or listing.init_result).get("capabilities") or {}
+            return Outcome(self.config_listens.open(config, announced, message["id"], params))
         handle = self._state_handle(handle, params)
         if handle is None and method == "tools/call":  # refused requests start nothing
             config = parse_config(inbound.config)
