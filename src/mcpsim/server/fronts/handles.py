@@ -11,7 +11,8 @@ that stream, and the client answers a server request by POSTing the response to 
 multiplexer knows the request by its id, whichever HTTP request carries the answer). An `initialize` opens a
 protocol session on the handle (`handle_sessions.py`: `Mcp-Session-Id`, GET stream, DELETE ends the session);
 requests without a session id are served one by one as above.
-`DELETE` on the handle ends the instance. Another principal's handle answers 404, as a missing one does.
+`DELETE` on the handle without a session id ends the instance. Another principal's handle answers 404, as a
+missing one does.
 """
 
 import re
