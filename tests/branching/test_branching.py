@@ -17,6 +17,7 @@ import psutil
 import pytest
 from mcp import Client
 
+from helpers.procs import running
 from helpers.serve import REPO, port_range, server_script
 
 ENVS = {
@@ -194,7 +195,7 @@ async def test_64_copies_at_once_a_branch_of_a_branch_and_nothing_left(serve_fac
     with anyio.fail_after(15):
         while serve.get("/api/instances").json() or serve.instance_processes():
             await anyio.sleep(0.1)
-    assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    assert not [pid for pid in pids if running(pid)]
 
 
 def ended(serve: Any, ids: list[str]) -> list[str]:

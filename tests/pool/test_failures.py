@@ -14,6 +14,7 @@ from mcp import Client
 
 from helpers.mcp_client import ACCEPT as HEADERS
 from helpers.mcp_client import INIT
+from helpers.procs import running
 from helpers.serve import port_range, ports, server_script
 
 
@@ -175,6 +176,6 @@ def test_process_tree_of_a_crashed_instance_is_gone(toolbox):
 
     grandchild = anyio.run(scenario)
     deadline = time.monotonic() + 5
-    while psutil.pid_exists(grandchild) and psutil.Process(grandchild).status() != psutil.STATUS_ZOMBIE:
+    while running(grandchild):
         assert time.monotonic() < deadline, "the crashed instance's grandchild survived"
         time.sleep(0.05)

@@ -4,11 +4,11 @@ import time
 
 import anyio
 import httpx
-import psutil
 import pytest
 from mcp import Client
 
 from helpers.mcp_client import initial_map, lake, move
+from helpers.procs import running
 from mcpsim.errors import QueueFull, TooManySeeds
 from mcpsim.pool.seed_queue import MAX_QUEUED_SEEDS, MAX_SEEDS_PER_ANNOUNCE, SeedQueue
 from mcpsim.pool.warm import version_of, warm_key
@@ -56,7 +56,7 @@ async def test_unclaimed_warm_instances_end_by_idle_timeout(serve_factory):
     await wait_for(lambda: len(listed := instances(serve)) == 2 and all(i["pid"] for i in listed))  # pids once spawned
     pids = [i["pid"] for i in instances(serve)]
     await wait_for(lambda: instances(serve) == [], timeout=10)
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
+    assert not any(running(p) for p in pids)
 
 
 async def test_warm_instances_make_room_for_real_sessions_at_max_instances(serve_factory):

@@ -13,6 +13,7 @@ import anyio
 import psutil
 import pytest
 
+from helpers.procs import running
 from mcpsim.errors import CgroupError
 from mcpsim.proc.cgroups import Cgroup, hierarchies
 from mcpsim.proc.spawn import Spawner
@@ -52,7 +53,7 @@ async def start_daemon(group: Cgroup) -> int:
 
 async def gone(pid: int) -> bool:
     with anyio.move_on_after(5):
-        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        while running(pid):
             await anyio.sleep(0.02)
         return True
     return False

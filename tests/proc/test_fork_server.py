@@ -13,6 +13,7 @@ import pytest
 from mcp import Client
 
 from helpers.mcp_client import initial_map, lake, move
+from helpers.procs import running
 from helpers.serve import server_script, start_serve, survivors
 from mcpsim.proc.fork_client import fork_target
 
@@ -175,7 +176,7 @@ def test_sigkill_of_serve_with_a_fork_server_leaves_nothing(tmp_path):
     assert len(serve.seen_descendants) >= 7  # template + 3 servers + 3 grandchildren (+ watchdog)
     assert not survivors(serve.seen_descendants, deadline_s=5)
     deadline = time.monotonic() + 5
-    while any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in grandchildren):
+    while any(running(pid) for pid in grandchildren):
         assert time.monotonic() < deadline
         time.sleep(0.05)
 

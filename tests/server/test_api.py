@@ -5,11 +5,11 @@ import time
 
 import anyio
 import httpx
-import psutil
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from helpers.mcp_client import answer_of
+from helpers.procs import running
 from helpers.serve import server_script
 
 HEADERS = {"accept": "application/json, text/event-stream"}
@@ -47,7 +47,7 @@ def test_create_use_and_delete_an_instance_through_its_handle(frozen_lake_server
     assert listed["pid"] == item["pid"] and listed["last_used_at"] >= item["started_at"]
     deleted = httpx.delete(f"{frozen_lake_server.url}/api/instances/{item['id']}", timeout=30)
     assert deleted.status_code == 200 and deleted.json()["state"] == "exited"
-    assert not psutil.pid_exists(item["pid"]) or psutil.Process(item["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert not running(item["pid"])
     gone = httpx.post(handle, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=HEADERS)
     assert gone.status_code == 404 and "no instance" in gone.json()["error"]["message"]
 

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from helpers.mcp_client import answer_of
+from helpers.procs import running
 from helpers.serve import ARTIFACTS, server_script
 from mcpsim.proc import free_port
 
@@ -102,7 +102,7 @@ def test_dashboard_lists_live_instances_and_ends_one(serve_factory, page):
     page.click(f"#instances tr[data-id='{first['id']}'] button.end")
     page.wait_for_selector(f"#instances tr[data-id='{first['id']}']", state="detached", timeout=5_000)
     assert [item["id"] for item in serve.get("/api/instances").json()] == [second["id"]]
-    assert not psutil.pid_exists(first["pid"]) or psutil.Process(first["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert not running(first["pid"])
     assert page.query_selector(f"#instances tr[data-id='{second['id']}']")
 
 

@@ -9,6 +9,7 @@ import pytest
 from mcp import Client
 
 from helpers.mcp_client import initial_map, lake, move
+from helpers.procs import running
 
 
 async def test_same_seed_same_map_independent_state(frozen_lake_server):
@@ -131,7 +132,7 @@ async def test_delete_ends_the_process_within_two_seconds(frozen_lake_server):
         assert psutil.pid_exists(pid)
         started = time.monotonic()
     # leaving the client sends DELETE /mcp with the session id
-    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+    while running(pid):
         assert time.monotonic() - started < 2.0, "instance process still alive 2 s after DELETE"
         await anyio.sleep(0.02)
 
