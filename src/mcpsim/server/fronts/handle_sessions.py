@@ -19,17 +19,17 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from starlette.types import Receive, Scope, Send
 
-from mcpsim.errors import NotFound, ShuttingDown
+from mcpsim.errors import NotFound
 from mcpsim.pool import Instance, InstancePool
 from mcpsim.server.fronts.bodies import read_body, replaying
+from mcpsim.server.fronts.session_tasks import SessionTasks
 from mcpsim.server.proxy import bridge
 
 logger = logging.getLogger(__name__)
@@ -52,17 +52,10 @@ class HandleSessions:
         self.pool = pool
         self.sse = sse
         self.sessions: dict[str, HandleSession] = {}
-        self._task_group: TaskGroup | None = None
+        self.tasks = SessionTasks()
 
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        async with anyio.create_task_group() as tg:
-            self._task_group = tg
-            try:
-                yield
-            finally:
-                self._task_group = None
-                tg.cancel_scope.cancel()
+    def running(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.tasks.running()
 
     async def serve(self, instance: Instance, session_id: str, scope: Scope, receive: Receive, send: Send) -> None:
         """A request (GET stream, POST, DELETE) of an open session on `instance`'s handle."""
@@ -87,13 +80,11 @@ class HandleSessions:
                 extra={"event": "handle_session.evicted"},
             )
             await oldest.transport.terminate()
-        if self._task_group is None:
-            raise ShuttingDown("the server is shutting down")
         session_id = uuid.uuid4().hex
         transport = StreamableHTTPServerTransport(session_id, is_json_response_enabled=not self.sse)
         session = HandleSession(session_id, transport, instance)
         self.sessions[session_id] = session
-        await self._task_group.start(self._run, session)
+        await self.tasks.start(self._run, session)
         instance.log.info("handle session opened", extra={"event": "handle_session.opened"})
         await transport.handle_request(scope, replaying(body, receive), send)
 

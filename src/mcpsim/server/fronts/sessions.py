@@ -16,11 +16,10 @@ principal that opened the session: from another principal (but the admin) it ans
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, StreamableHTTPServerTransport
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -42,6 +41,7 @@ from mcpsim.server.fronts.bodies import parse_json, read_body, replaying
 from mcpsim.server.fronts.fastpost import SessionChannel, fast_request, serve_fast
 from mcpsim.server.fronts.modern import ModernFront, modern_header
 from mcpsim.server.fronts.params import query_values, start_params
+from mcpsim.server.fronts.session_tasks import SessionTasks
 from mcpsim.server.fronts.starts import start_for_request
 from mcpsim.server.fronts.translate import is_modern
 from mcpsim.server.principals import principal_of
@@ -74,21 +74,14 @@ class SessionFront:
         self.sessions: dict[str, Session] = {}
         self.client_keys: dict[str, str] = {}
         """Client key (`clientInfo.session_id`) -> session id; the newest session wins a key two sessions share."""
-        self._task_group: TaskGroup | None = None
+        self.tasks = SessionTasks()
         self.created = 0
         self.ended = 0
         self.fast_requests = 0
         """Requests answered by `fastpost.py` instead of the SDK transport (a metric)."""
 
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        async with anyio.create_task_group() as tg:
-            self._task_group = tg
-            try:
-                yield
-            finally:
-                self._task_group = None
-                tg.cancel_scope.cancel()
+    def running(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.tasks.running()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -195,10 +188,11 @@ class SessionFront:
             self.client_keys[wanted.client_key] = session_id
         self.created += 1
         instance.log.info("session opened", extra={"event": "session.opened", "request_id": request_id})
-        if self._task_group is None:  # the server began stopping while the instance started
+        try:
+            await self.tasks.start(self._run, session)
+        except ShuttingDown:  # the server began stopping while the instance started
             instance.stop()
-            raise ShuttingDown("the server is shutting down")
-        await self._task_group.start(self._run, session)
+            raise
         await transport.handle_request(scope, replaying(body, receive), send)
 
     async def _run(self, session: Session, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
