@@ -56,19 +56,7 @@ KNOWN_GAPS[("2026-07-28", "mcpsim /mcp, handshake-only stdio")] = {
     ),
 }
 """(requirements, target) -> scenario -> why it passes alone but not (or not every check alike) through mcpsim."""
-TWO_EPISODES = (
-    "on /mcp a handle-less trigger is an episode of its own (a fresh instance); a handle-less listen hears its "
-    "config's list changes, but a 2026-07-28 backend announces a change only on a listen opened on that instance, "
-    "and none is open on a fresh one, so the SHOULD-level change never reaches the listen (through translation "
-    "the handshake backend's unsolicited list_changed does: no gap there)"
-)
-CHECK_GAPS: dict[str, dict[str, str]] = {
-    target: {
-        "sep-2575-server-sends-tools-list-changed-on-subscription": TWO_EPISODES,
-        "sep-2575-server-sends-prompts-list-changed-on-subscription": TWO_EPISODES,
-    }
-    for target in ("mcpsim /mcp, stdio", "mcpsim /mcp, HTTP")
-}
+CHECK_GAPS: dict[str, dict[str, str]] = {}
 """Target -> check id -> why that check (a warning, not a failure) differs at 2026-07-28 in `server-stateless`."""
 
 

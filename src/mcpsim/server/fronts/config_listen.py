@@ -8,6 +8,11 @@ listen of the config whose filter asks for that kind gets the notification, tagg
 Resource updates belong to one episode's subscriptions, so they are never honoured here (a listen with a
 handle gets them: `listen.py`); a list kind is honoured if the config's server announces `listChanged` for it.
 
+A handshake-era backend announces its list changes unsolicited. A 2026-07-28 backend announces them only on a
+listen opened on it, so while handle-less listens of a config are open, each instance a handle-less request
+mints for it gets one from mcpsim (`follow`), acknowledged before that request is served (the request may be
+the very change); the backend's events then reach the pool's list watchers like any notification.
+
 Limits: `MAX_CONFIG_LISTENS` open handle-less listens in all (one more is refused with -32602 naming it),
 `MAX_QUEUED` frames waiting per listen (a full queue drops the newest: the client refetches anyway), each open
 at most `MAX_LISTEN` seconds.
@@ -19,16 +24,22 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 from mcp.types import JSONRPCNotification
 from mcp_types import SubscriptionFilter
 
 from mcpsim.errors import ProtocolRejection
 from mcpsim.pool import Instance, InstancePool
+from mcpsim.pool.eras import envelope
 from mcpsim.protocol.messages import SUBSCRIPTION_ID_KEY
+from mcpsim.server.fronts.exchange import open_call
 from mcpsim.server.fronts.listen import INVALID_PARAMS, MAX_LISTEN, Listener, honored_filter
 
 MAX_CONFIG_LISTENS = 256
 """Handle-less listens open at once, over every config."""
+ACKNOWLEDGED = "notifications/subscriptions/acknowledged"
+ACK_TIMEOUT = 10.0
+"""How long a minted instance's request waits for mcpsim's own listen on it to be acknowledged."""
 
 
 def config_key(config: dict[str, Any]) -> str:
@@ -45,6 +56,43 @@ class ConfigListens:
     @property
     def open_count(self) -> int:
         return sum(len(listeners) for listeners in self._by_config.values())
+
+    def wants(self, config: dict[str, Any]) -> SubscriptionFilter | None:
+        """The list kinds the open handle-less listens of `config` follow, or None if none is open."""
+        listeners = self._by_config.get(config_key(config))
+        if not listeners:
+            return None
+        kinds = ("tools_list_changed", "prompts_list_changed", "resources_list_changed")
+        wanted = {kind: True for kind in kinds if any(getattr(each.honored, kind, None) for each in listeners)}
+        return SubscriptionFilter(**wanted) if wanted else None
+
+    async def follow(
+        self,
+        instance: Instance,
+        asked: SubscriptionFilter,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Hold a listen open on a minted 2026-07-28 instance for its life (at most `MAX_LISTEN` seconds); started
+        once the backend acknowledged it, refused it, or `ACK_TIMEOUT` passed."""
+        params = {"notifications": asked.model_dump(by_alias=True, exclude_none=True), "_meta": envelope()}
+        call = await open_call(
+            instance, "config listen", "subscriptions/listen", params, f"mcpsim-listen-{instance.id}"
+        )
+        started = False
+        try:
+            with anyio.move_on_after(ACK_TIMEOUT):
+                async for message in call.events:
+                    if not isinstance(message, JSONRPCNotification) or message.method == ACKNOWLEDGED:
+                        break  # acknowledged, or answered (refused, ended): either way the request goes on
+            task_status.started()
+            started = True
+            with anyio.move_on_after(MAX_LISTEN):
+                await instance.ended.wait()
+        finally:
+            if not started:
+                task_status.started()
+            await call.close()
 
     def changed(self, instance: Instance, method: str) -> None:
         for listener in self._by_config.get(config_key(instance.config), []):
@@ -72,7 +120,7 @@ class ConfigListens:
         try:
             yield {
                 "jsonrpc": "2.0",
-                "method": "notifications/subscriptions/acknowledged",
+                "method": ACKNOWLEDGED,
                 "params": {
                     "notifications": listener.honored.model_dump(by_alias=True, exclude_none=True),
                     "_meta": {SUBSCRIPTION_ID_KEY: listener.request_id},

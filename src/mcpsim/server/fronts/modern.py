@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 from mcp.shared.inbound import (
     MCP_PROTOCOL_VERSION_HEADER,
     InboundLadderRejection,
@@ -115,6 +116,8 @@ class ModernFront:
         self.orphan_timeout = orphan_timeout
         self.listings = ListingCache(pool)
         self.config_listens = ConfigListens(pool)
+        self._tasks: TaskGroup | None = None
+        """The task group of `running()`: mcpsim's own listens on minted instances (`config_listen.py`)."""
         self.listens = Listens()
         self.rounds = Rounds(pool.config.request_timeout or 120.0)
         self.orphans: dict[str, float] = {}
@@ -128,9 +131,11 @@ class ModernFront:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._reap_orphans)
             tg.start_soon(self.rounds.reap)
+            self._tasks = tg
             try:
                 yield
             finally:
+                self._tasks = None
                 await self.rounds.close_all()
                 tg.cancel_scope.cancel()
 
@@ -341,6 +346,9 @@ class ModernFront:
         while len(self.minted) > MAX_ENDED_REMEMBERED:
             self.minted.popitem(last=False)
         instance.log.info("handle minted", extra={"event": "handle.minted"})
+        asked = self.config_listens.wants(config) if instance.era == MODERN else None
+        if asked is not None and self._tasks is not None:  # handle-less listens follow this config's lists
+            await self._tasks.start(self.config_listens.follow, instance, asked)
         return instance
 
     async def _from_cache(self, inbound: Inbound, params: Any) -> dict[str, Any]:
