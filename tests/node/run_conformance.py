@@ -191,6 +191,10 @@ def start_target(args: argparse.Namespace, work: Path) -> tuple[str, list[subpro
     argv += ["--port-range", f"{port + 1}-{port + PORT_SPAN}"]
     # at 2026-07-28 every handle-less call is a fresh instance the suite never addresses again: reclaim them soon
     argv += ["--orphan-timeout", "5"]
+    # spares started ahead, as a deployment that mints fresh handles keeps them: the SHOULD checks that a listen
+    # hears list changes give the whole chain (listen acknowledged, handle-less trigger call, fresh instance,
+    # mcpsim's listen on it acknowledged, the change) 1500 ms, which a cold start under CI load can exceed
+    argv += ["--warm", "4"]
     process = start(argv, port, work / "serve.log")
     base = f"http://127.0.0.1:{port}"
     if args.front == "envs":

@@ -83,3 +83,28 @@ def test_a_handle_less_listen_hears_its_configs_list_changes(serve):
     assert ack["params"]["notifications"] == {"toolsListChanged": True}  # what the server can announce, no more
     assert changed["method"] == "notifications/tools/list_changed"
     assert changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "l1"
+
+
+def test_a_handle_less_listen_hears_a_2026_backends_list_changes(tmp_path):
+    """A 2026-07-28 backend announces a change only on a listen opened on its own instance: mcpsim opens one on
+    each instance minted while a handle-less listen of its config is open, so the change still reaches it."""
+    conformance = start_serve(tmp_path, "--server", f"{{python}} {TESTS / 'servers' / 'conformance_server.py'}")
+    try:
+        headers = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "subscriptions/listen"}
+        body = {"jsonrpc": "2.0", "id": "l2", "method": "subscriptions/listen", "params": {"_meta": ENVELOPE}}
+        body["params"]["notifications"] = {"promptsListChanged": True}
+        with httpx.stream(
+            "POST", conformance.mcp, json=body, headers={**headers, "accept": "text/event-stream"}, timeout=30
+        ) as stream:
+            lines = (line for line in stream.iter_lines() if line.startswith("data:"))
+            ack = json.loads(next(lines)[5:])
+            tools = post(conformance.mcp, "tools/call", {"name": "test_trigger_tool_change", "arguments": {}})
+            prompts = post(conformance.mcp, "tools/call", {"name": "test_trigger_prompt_change", "arguments": {}})
+            assert tools.status_code == prompts.status_code == 200, (tools.text, prompts.text)
+            changed = json.loads(next(lines)[5:])
+    finally:
+        conformance.stop()
+    assert ack["method"] == "notifications/subscriptions/acknowledged"
+    assert changed["method"] == "notifications/prompts/list_changed"  # the tools change was not asked for
+    assert changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "l2"
+    assert not survivors(conformance.seen_descendants)
