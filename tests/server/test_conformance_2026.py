@@ -2,8 +2,8 @@
 
 `tests/node/run_conformance.py` runs `@modelcontextprotocol/conformance@0.2.0-alpha.12` (`conformance-next`,
 Node 22) with `--requirements 2026-07-28` and `2025-11-25` against `tests/servers/conformance_server.py` alone
-(streamable HTTP) and through `mcpsim serve` on `/mcp` (stdio and HTTP backends) and on one instance's
-`/envs/{id}/mcp`. The scenario set is the suite's own, not a list here. The claim tested: every scenario green
+(streamable HTTP) and through `mcpsim serve` on `/mcp` and on one instance's `/envs/{id}/mcp` (stdio and
+HTTP backends each). The scenario set is the suite's own, not a list here. The claim tested: every scenario green
 alone is green through mcpsim with every check at the same verdict, except the gaps listed in `KNOWN_GAPS`
 with their reason (and a listed gap must still be a gap, so the list cannot go stale). The tables are written
 to `test-artifacts/conformance-2026/` (markdown), which is where the issue's note takes them from.
@@ -32,6 +32,7 @@ TARGETS = {
     "mcpsim /mcp, stdio": ["--target", "mcpsim", "--backend", "stdio", "--front", "mcp"],
     "mcpsim /mcp, HTTP": ["--target", "mcpsim", "--backend", "http", "--front", "mcp"],
     "mcpsim /envs/{id}/mcp, stdio": ["--target", "mcpsim", "--backend", "stdio", "--front", "envs"],
+    "mcpsim /envs/{id}/mcp, HTTP": ["--target", "mcpsim", "--backend", "http", "--front", "envs"],
     "mcpsim /mcp, handshake-only stdio": ["--target", "mcpsim", "--backend", "stdio", "--backend-era", "handshake"],
 }
 MODERN_ONLY = {"mcpsim /mcp, handshake-only stdio"}
