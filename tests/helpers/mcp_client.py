@@ -3,6 +3,7 @@
 from typing import Any
 
 from mcp import Client
+from mcp.types import CreateMessageResult, ElicitResult, TextContent
 
 
 def lake(url: str, seed: int | None = None, config: str | None = None) -> Client:
@@ -51,3 +52,14 @@ def answer_of(response: Any) -> dict[str, Any]:
     answers = [message for message in messages if "id" in message and ("result" in message or "error" in message)]
     assert answers, f"no answer in the SSE body: {response.text[:500]}"
     return answers[-1]
+
+
+async def model(context: Any, params: Any) -> CreateMessageResult:
+    """A sampling callback whose "model" answers with the prompt in capitals: what the server got is visible."""
+    prompt = params.messages[0].content.text
+    return CreateMessageResult(role="assistant", content=TextContent(type="text", text=prompt.upper()), model="m")
+
+
+async def user(context: Any, params: Any) -> ElicitResult:
+    """An elicitation callback whose "user" accepts, naming the question asked."""
+    return ElicitResult(action="accept", content={"answer": f"yes to {params.message}"})

@@ -9,22 +9,12 @@ by the official Python SDK client (`mode="legacy"`) pointed at the handle URL, a
 
 import httpx
 from mcp import Client
-from mcp.types import CreateMessageResult, ElicitResult, TextContent
 
-from helpers.mcp_client import ACCEPT, INIT, answer_of
+from helpers.mcp_client import ACCEPT, INIT, answer_of, model, user
 from helpers.serve import TESTS
 from mcpsim.server.fronts.handle_sessions import MAX_SESSIONS_PER_HANDLE
 
 ASKING = TESTS / "servers" / "asking.cjs"
-
-
-async def model(context, params):
-    prompt = params.messages[0].content.text
-    return CreateMessageResult(role="assistant", content=TextContent(type="text", text=prompt.upper()), model="m")
-
-
-async def user(context, params):
-    return ElicitResult(action="accept", content={"answer": f"yes to {params.message}"})
 
 
 async def test_server_requests_progress_and_logs_reach_a_handshake_client_on_a_handle(serve_factory):

@@ -11,8 +11,9 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
-from mcp.types import CreateMessageResult, ElicitResult, ListRootsResult, Root, TextContent
+from mcp.types import ListRootsResult, Root
 
+from helpers.mcp_client import model, user
 from helpers.serve import TESTS, start_serve, survivors
 
 SERVER = TESTS / "servers" / "asking.cjs"
@@ -31,15 +32,6 @@ def serve(tmp_path_factory):
     finally:
         serve.stop()
     assert not survivors(serve.seen_descendants)
-
-
-async def model(context, params):
-    prompt = params.messages[0].content.text
-    return CreateMessageResult(role="assistant", content=TextContent(type="text", text=prompt.upper()), model="m")
-
-
-async def user(context, params):
-    return ElicitResult(action="accept", content={"answer": f"yes to {params.message}"})
 
 
 async def roots(context):
