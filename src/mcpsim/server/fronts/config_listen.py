@@ -74,25 +74,33 @@ class ConfigListens:
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Hold a listen open on a minted 2026-07-28 instance for its life (at most `MAX_LISTEN` seconds); started
-        once the backend acknowledged it, refused it, or `ACK_TIMEOUT` passed."""
+        once the backend acknowledged it, refused it, or `ACK_TIMEOUT` passed.
+
+        It runs in the modern front's task group: an error before it started goes to the minting request (which
+        `start` waits in), and once started nothing it does may end that group, so a failure is logged and
+        counted, ending this listen only."""
         params = {"notifications": asked.model_dump(by_alias=True, exclude_none=True), "_meta": envelope()}
         call = await open_call(
             instance, "config listen", "subscriptions/listen", params, f"mcpsim-listen-{instance.id}"
         )
-        started = False
         try:
             with anyio.move_on_after(ACK_TIMEOUT):
                 async for message in call.events:
                     if not isinstance(message, JSONRPCNotification) or message.method == ACKNOWLEDGED:
                         break  # acknowledged, or answered (refused, ended): either way the request goes on
-            task_status.started()
-            started = True
+        except BaseException:
+            await call.close()
+            raise
+        task_status.started()
+        try:
             with anyio.move_on_after(MAX_LISTEN):
                 await instance.ended.wait()
         finally:
-            if not started:
-                task_status.started()
-            await call.close()
+            try:
+                await call.close()
+            except Exception:
+                instance.log.exception("mcpsim's own listen on the instance failed to close")
+                instance.count_internal_error("config listen")
 
     def changed(self, instance: Instance, method: str) -> None:
         for listener in self._by_config.get(config_key(instance.config), []):
