@@ -57,10 +57,6 @@ KNOWN_GAPS[("2026-07-28", "mcpsim /mcp, handshake-only stdio")] = {
     ),
 }
 """(requirements, target) -> scenario -> why it passes alone but not (or not every check alike) through mcpsim."""
-CHECK_GAPS: dict[str, dict[str, str]] = {}
-"""Target -> check id -> why that check (a warning, not a failure) differs at 2026-07-28 in `server-stateless`."""
-
-
 PARALLEL_RUNS = 1
 """Suite runs at once, each on its own port base. The SEP-2243 header checks that differed through the HTTP
 backend in CI (parallel or not) were `--port-range` exhaustion in the runner (49 ports for instances that live
@@ -140,8 +136,6 @@ def test_every_scenario_green_alone_is_green_through_mcpsim(requirements, tmp_pa
             mine = verdicts(result.get(scenario, []))
             theirs = verdicts(alone[scenario])
             differing = {c for c in theirs.keys() | mine.keys() if theirs.get(c) != mine.get(c)}
-            if requirements == "2026-07-28":
-                differing -= set(CHECK_GAPS.get(target, {}))
             if scenario in gaps:
                 if not differing and not any(s == "FAILURE" for s in mine.values()):
                     problems.append(f"{target}: {scenario} is listed as a gap but passes now: remove it")
