@@ -119,8 +119,6 @@ class InstancePool(PoolHooks):
             if self.config.sandbox.enabled:  # SandboxUnavailable here: never run instances without it
                 root = str(self.dirs.root) if self.dirs.root is not None else None
                 self.sandbox = self.preparation.sandbox = await open_sandbox(self.config.sandbox, stack, root)
-                if self.tracker.root is not None:
-                    self.preparation.cgroup_dirs = [str(self.tracker.root.path)]
             if self.tracker.root is not None:
                 self._tell_watchdog(f"cgroup {self.tracker.root.path}\n")
             self.http_client = await stack.enter_async_context(shared_http_client())

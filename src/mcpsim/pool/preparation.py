@@ -36,8 +36,6 @@ class Preparation:
         self.config = config
         self.sandbox: Sandbox | None = None
         """Set by the pool once its sandbox passed its probe: the fork template then runs inside one."""
-        self.cgroup_dirs: list[str] = []
-        """The pool's tracking group, which a sandboxed template's children must be able to join."""
         self.spawner = spawner
         self.observer = observer
         self.prepared: Prepared | None = None
@@ -82,7 +80,6 @@ class Preparation:
                     label=command.label,
                     preload=self.config.fork_preload,
                     sandbox=self.sandbox,
-                    cgroup_dirs=self.cgroup_dirs,
                     isolating=self.sandbox is not None and command.transport != "stdio",
                 )
                 await self.forker.start(task_group)

@@ -7,8 +7,9 @@ instance is exactly the set of processes the instance started, and killing the g
 Layout: the pool makes one group of its own, `mcpsim-<pid>-<n>`, under the cgroup its process runs in, and one
 subgroup per instance. An instance's first process joins its subgroup itself, before it runs any code of the
 server - in `preexec` between fork and exec for a spawn, in the forked child before it runs the server for the
-fork server (both write `b"0"`, "the writer", to `procs_file`) - so nothing it starts, even in its first
-microsecond, is outside.
+fork server (both write `b"0"`, "the writer", to `procs_file`; a sandboxed template's child, which is `nobody`,
+waits instead until the pool has written its pid) - so nothing it starts, even in its first microsecond, is
+outside.
 
 Hierarchies, in order of preference (`hierarchies()` lists the ones this process can see; whether one is
 writable is only known by trying, which `tracking.py` does at pool start): cgroup v2 (pure, or the `unified`

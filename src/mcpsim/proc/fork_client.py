@@ -13,17 +13,20 @@ signal) and is marked exited here.
 """
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
 import os
 import re
 import shutil
+import signal
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from anyio.abc import TaskGroup
 
 from mcpsim.proc import fork_template
@@ -88,16 +91,14 @@ class ForkServer:
         label: str = "",
         preload: Sequence[str] = (),
         sandbox: "Sandbox | None" = None,
-        cgroup_dirs: Sequence[str] = (),
         isolating: bool = False,
     ) -> None:
         self.argv = tuple(argv)
         self.sandbox = sandbox
         self.isolating = isolating
         """Sandboxed HTTP/SSE backends: each child makes namespaces of its own (`sandbox/isolate.py`)."""
-        """With `--sandbox`: the template runs inside a sandbox its children share (see `sandbox/bwrap.py`);
-        `cgroup_dirs` (the pool's tracking group) stay writable in it so a child can join its group."""
-        self.cgroup_dirs = list(cgroup_dirs)
+        """With `--sandbox`: the template runs inside a sandbox its children share (see `sandbox/bwrap.py`), as
+        `nobody`; its children wait at their gate until `spawn` has moved them into their control groups."""
         self.cwd = cwd
         self.label = label or " ".join(self.argv[:3])
         self.python = python
@@ -146,9 +147,7 @@ class ForkServer:
         env = inherited_environment({"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
         extra_fds: list[int] = []
         if self.sandbox is not None:
-            argv, extra_fds = self.sandbox.template_command(
-                argv, self.cwd, self.python, self.cgroup_dirs, self.isolating
-            )
+            argv, extra_fds = self.sandbox.template_command(argv, self.cwd, self.python, self.isolating)
         try:
             self._template = await self.spawner.spawn(
                 argv,
@@ -275,42 +274,42 @@ class ForkServer:
         }
         control, control_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         control.setblocking(False)
+        groups: list[Cgroup] = []
+        gate_r = gate_w = -1
         if sandbox is not None:
             request["env"].update(sandbox.env)
             request["cwd"] = cwd or self.cwd or sandbox.work_dir
-            request["sandbox"] = {
-                "cgroups": sandbox.procs_files,
-                "rlimits": sandbox.child_rlimits,
-                "user": sandbox.drop_to,
-            }
+            request["sandbox"] = {"rlimits": sandbox.child_rlimits}
             if sandbox.isolate is not None:
                 request["sandbox"]["isolate"] = sandbox.isolate
+            # the template is nobody: we move the child into its groups, then open its gate
+            groups = [*(() if cgroup is None else (cgroup,)), *sandbox.limits.groups.values()]
+            request["cgroup"], request["gate"] = None, True
+            gate_r, gate_w = os.pipe()
         relay_fds = [sandbox.relay_fd] if sandbox is not None and sandbox.relay_fd is not None else []
         if relay_fds:
             request["fds"] = 5
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        ours = [in_w, out_r, err_r, *([gate_w] if gate_w >= 0 else [])]
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         try:
-            fds = [in_r, out_w, err_w, control_child.fileno(), *relay_fds]
+            fds = [in_r, out_w, err_w, control_child.fileno(), *relay_fds, *([gate_r] if gate_r >= 0 else [])]
             await self.spawner.run(_send, self._requests, request, fds)
         except OSError:
             self._waiting.pop(request_id, None)
-            for fd in (in_w, out_r, err_r):
-                os.close(fd)
+            _close(ours)
             control.close()
             raise
         finally:
-            for fd in (in_r, out_w, err_w):
-                os.close(fd)
+            _close([in_r, out_w, err_w, *([gate_r] if gate_r >= 0 else [])])
             control_child.close()
         try:
             pid = await future
         except OSError:
-            for fd in (in_w, out_r, err_r):
-                os.close(fd)
+            _close(ours)
             control.close()
             raise
         if sandbox is not None:
@@ -320,6 +319,8 @@ class ForkServer:
             child.mark_exited(self._early_exits.pop(pid))
         else:
             self._children[pid] = child
+        if gate_w >= 0:
+            await self._open_gate(pid, groups, gate_w, ours[:3])
         await child.attach_pipes(
             os.fdopen(in_w, "wb", buffering=0),
             os.fdopen(out_r, "rb", buffering=0),
@@ -330,6 +331,22 @@ class ForkServer:
         )
         return child
 
+    async def _open_gate(self, pid: int, groups: Sequence[Cgroup], gate_w: int, pipes: Sequence[int]) -> None:
+        """A gated child waits, before any server code, until it is in its control groups: move it there, then
+        let it go. If it cannot be moved, it is killed (closing the gate ends it too) and the start fails."""
+        try:
+            for group in groups:  # a move may wait for an RCU grace period: not on the spawner's thread either
+                await anyio.to_thread.run_sync(group.join, pid)
+            os.write(gate_w, b"x")
+        except OSError as exc:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            _close(pipes)
+            reason = f"cannot put the forked instance (pid {pid}) in its control groups: {exc}"
+            raise OSError(exc.errno, reason) from exc
+        finally:
+            os.close(gate_w)
+
     async def close(self) -> None:
         self._closing = True
         if self._requests is not None:
@@ -338,6 +355,12 @@ class ForkServer:
             await self._template.stop(eof_grace=2.0)
         if self._events is not None:
             self._events.close()
+
+
+def _close(fds: Sequence[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _send(sock: socket.socket, request: dict[str, Any], fds: list[int]) -> None:

@@ -14,8 +14,11 @@ has no mcpsim installed). Protocol, over two Unix socket pairs given as file des
   `{"id": n, "kind": "module"|"script", "target": ..., "argv": [...], "env": {...}, "cwd": ..., "cgroup": ...}`
   (`cgroup`: the `cgroup.procs` file of the instance's control group, or null; the child joins it before it
   signals it is ready and long before it runs the server, so everything the server starts is in it;
-  optional `sandbox`: `{"cgroups": [limit groups' procs files], "rlimits": [[name, soft, hard]], "user": uid}`,
-  applied by the child before it signals ready, see `enter_sandbox`)
+  optional `sandbox`: `{"rlimits": [[name, soft, hard]], "isolate": {...}}`, applied by the child before it
+  signals ready; `"gate": true`: one more fd, the read end of a pipe, on which the child waits after it signals
+  ready and before anything else runs: a sandboxed template is `nobody` without capabilities (the code it
+  preloads is the server's, nobody vetted it), so the pool, outside, moves the child into its control groups by
+  pid and then writes one byte; end of file instead means the child exits at once)
 - events (to the pool): JSON lines: `{"hello": ...}` once, `{"id": n, "pid": p}` or `{"id": n, "error": ...}`
   per request, `{"exit": pid, "code": c}` when a child ends.
 When the request socket closes (the pool ended, however) every child's group is killed and the template exits.
@@ -30,6 +33,7 @@ import importlib
 import importlib.util
 import json
 import os
+import resource
 import runpy
 import selectors
 import signal
@@ -61,7 +65,6 @@ CONTROL_FD = 1000
 """Where a child keeps its live-fork control socket: above the fds a server opens, below the usual 1024 limit."""
 RELAY_FD = 1001
 """Where an isolated child keeps its relay's Unix socket until it forks the relay."""
-PR_SET_NO_NEW_PRIVS = 38
 ALWAYS_PRELOAD = (
     "anyio._backends._asyncio",
     "mcp.server.stdio",
@@ -228,17 +231,20 @@ class Template:
             control = None
             box = request.get("sandbox") or {}
             isolated = box.get("isolate")
-            if len(fds) >= 4 and not isolated:  # an isolated child is not forked live (its copies' pids are its own)
+            # an isolated child is not forked live (its copies' pids are its own)
+            if request.get("fds") in (4, 5) and not isolated:
                 with contextlib.suppress(OSError):  # a file limit at or below CONTROL_FD: no live fork, that is all
                     control = os.dup2(fds[3], CONTROL_FD, inheritable=False)
-            relay_fd = os.dup2(fds[4], RELAY_FD, inheritable=False) if len(fds) == 5 else None
+            relay_fd = os.dup2(fds[4], RELAY_FD, inheritable=False) if request.get("fds") == 5 else None
             if request.get("cgroup"):  # after the dup2s, so a failure is reported on the instance's stderr
                 join = os.open(request["cgroup"], os.O_WRONLY)
                 os.write(join, b"0")
                 os.close(join)
-            if box:
-                self.enter_sandbox(box)
+            for name, soft, hard in box.get("rlimits") or []:
+                resource.setrlimit(getattr(resource, name), (soft, hard))
             os.write(ready_w, b"x")
+            if request.get("gate") and os.read(fds[-1], 1) != b"x":
+                os._exit(1)  # the pool could not put it in its control groups: nothing of the server may run
             os.closerange(3, CONTROL_FD)  # close_range(2): one system call each
             os.closerange(CONTROL_FD + 1 if relay_fd is None else RELAY_FD + 1, 65536)
             if isolated:
@@ -277,27 +283,6 @@ class Template:
                 sys.stderr.flush()
             os._exit(code)
 
-    def enter_sandbox(self, sandbox: dict) -> None:
-        """In a sandboxed template (`mcpsim.proc.sandbox`): join the instance's limit groups, set its rlimits,
-        then become `nobody` for good (no capability, no_new_privs) before any server code runs."""
-        import resource
-
-        for procs_file in sandbox.get("cgroups") or []:
-            join = os.open(procs_file, os.O_WRONLY)
-            os.write(join, b"0")
-            os.close(join)
-        for name, soft, hard in sandbox.get("rlimits") or []:
-            resource.setrlimit(getattr(resource, name), (soft, hard))
-        user = sandbox.get("user")
-        if user is not None:
-            os.setgroups([])
-            os.setresgid(user, user, user)
-            os.setresuid(user, user, user)  # clears every capability
-            self.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-            self.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # a change of credentials cleared it
-            if os.getppid() != self.pid:
-                os._exit(1)
-
     def reap(self) -> None:
         while self.children:
             try:
@@ -324,9 +309,10 @@ class Template:
 
 
 def _fd_count(request: dict) -> int:
-    """3 (stdio), 4 (and the live-fork control socket), 5 (and an isolated child's relay socket)."""
+    """3 (stdio), 4 (and the live-fork control socket), 5 (and an isolated child's relay socket); one more, last,
+    for a gated child's gate."""
     count = request.get("fds")
-    return count if count in (4, 5) else 3
+    return (count if count in (4, 5) else 3) + (1 if request.get("gate") else 0)
 
 
 def start_relay(listen_fd: int, port: int) -> None:

@@ -13,8 +13,7 @@ and no other instance's work dir is visible), then what the server needs from th
 interpreter's prefix, its Node project copy, its npm cache, its script), and its private work dir read-write.
 
 The fork server's template is wrapped differently (`template_argv`): it keeps the host's pid namespace (children
-report real pids and drop to `nobody` themselves after the fork, see `fork_template.py`), so it gets only the
-two capabilities that drop needs.
+report real pids, which the pool moves into their control groups), and drops to `nobody` like an instance.
 """
 
 import errno
@@ -255,27 +254,28 @@ def template_argv(
     argv: Sequence[str],
     *,
     work_roots: Sequence[str],
-    cgroup_dirs: Sequence[str],
     cwd: str | None,
     ro_paths: Sequence[str],
     seccomp_fd: int | None,
     host_proc: str | None = None,
 ) -> list[str]:
     """The fork server's template in a sandbox its children share: mount, ipc, uts and network namespaces, the
-    same filesystem rules, every instance's work dir (under one of `work_roots`) and the instance control groups
-    writable (a child joins its groups, then drops to `nobody`), CAP_SETUID/CAP_SETGID and no other capability.
-    It keeps the host's pid namespace, so the pids the children report are real. Only for root: a user
-    namespace would map a single uid, leaving a child nothing to drop to.
+    same filesystem rules, every instance's work dir (under one of `work_roots`). It keeps the host's pid
+    namespace, so the pids the children report are real, and it runs as `nobody` without any capability, as an
+    instance does: what it preloads is the server's own code and dependencies, nobody vetted them, and a child
+    inherits whatever they did. So a child cannot join its control groups itself: the pool moves it by pid
+    before letting it run (the gate in `fork_template.py`). Only for root (bwrap builds it with real
+    privileges, see `_namespaces`).
 
     `host_proc`: where to bind the host's /proc read-only, for children that make namespaces of their own
     (`isolate.py`: a new /proc may be mounted in a user namespace only where a whole procfs is visible)."""
     out = ["bwrap", *_namespaces(True), *_common(config, ro_paths)]
     if host_proc is not None:
         out += ["--ro-bind", "/proc", host_proc]
-    for directory in [*work_roots, *cgroup_dirs]:
+    for directory in work_roots:
         out += ["--bind", directory, directory]
     if cwd:
         out += ["--chdir", cwd]
     if seccomp_fd is not None:
         out += ["--seccomp", str(seccomp_fd)]
-    return [*out, "--", *argv]
+    return [*out, "--", *_drop_privileges(True), *argv]

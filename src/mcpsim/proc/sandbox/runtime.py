@@ -56,8 +56,7 @@ class SandboxedStart:
     procs_files: list[str] = field(default_factory=list)
     """Limit groups the child joins before exec (besides its tracking group)."""
     child_rlimits: list[tuple[str, int, int]] = field(default_factory=list)
-    """For a forked child: rlimits it sets on itself, and then `drop_to`."""
-    drop_to: int | None = None
+    """For a forked child: rlimits it sets on itself (the pool moves it into its groups)."""
     preexec_rlimits: list[tuple[str, int, int]] = field(default_factory=list)
     """For a spawn as root: rlimits the child sets on itself before exec'ing bwrap (inherited by the server)."""
     socket_path: str | None = None
@@ -244,7 +243,7 @@ class Sandbox:
         relay_port: int | None = None,
     ) -> SandboxedStart:
         """Blocking: one instance's work dir, limit groups, and how to start it: `argv` (spawned), or
-        `child_rlimits` and `drop_to` (forked from the sandboxed template). `work_dir`: the instance's own
+        `child_rlimits` (forked from the sandboxed template). `work_dir`: the instance's own
         directory (`pool/workdir.py`), whose variables its environment already has; else one is made here.
         `relay_port`: an HTTP/SSE backend listening there on its own loopback, reached through `relay.py`
         (spawned only)."""
@@ -315,7 +314,6 @@ class Sandbox:
             pass_fds=pass_fds,
             procs_files=limits.procs_files,
             child_rlimits=child_rlimits,
-            drop_to=bwrap.NOBODY if self.as_root else None,
             preexec_rlimits=preexec_rlimits,
             socket_path=socket_path,
             relay_fd=pass_fds[0] if relay_port is not None else None,
@@ -327,20 +325,17 @@ class Sandbox:
         argv: Sequence[str],
         cwd: str | None,
         python: str,
-        cgroup_dirs: Sequence[str],
         isolating: bool = False,
     ) -> tuple[list[str], list[int]]:
         """The fork server template's command line in its sandbox, and the fds it must inherit. `isolating`:
         its children make namespaces of their own (an HTTP/SSE backend, `isolate.py`)."""
         assert self.root is not None, "Sandbox.start first"
-        dirs = [*cgroup_dirs, *(str(root.path) for root in self.groups.roots.values())]
         seccomp = self._seccomp_fd(relaying=isolating)
         ro_paths = bwrap.needed_paths(argv, cwd, self._extra_paths(python, {}))
         command = bwrap.template_argv(
             self.config,
             argv,
             work_roots=self._work_roots(),
-            cgroup_dirs=dirs,
             cwd=cwd,
             ro_paths=ro_paths,
             seccomp_fd=seccomp,
