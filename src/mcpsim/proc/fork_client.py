@@ -335,15 +335,17 @@ class ForkServer:
         """A gated child waits, before any server code, until it is in its control groups: move it there, then
         let it go. If it cannot be moved, it is killed (closing the gate ends it too) and the start fails."""
         try:
-            for group in groups:  # a move may wait for an RCU grace period: not on the spawner's thread either
-                await anyio.to_thread.run_sync(group.join, pid)
+            # a move may wait for an RCU grace period (docs/performance.md): not on the spawner's thread either
+            await anyio.to_thread.run_sync(_join, pid, groups)
             os.write(gate_w, b"x")
-        except OSError as exc:
+        except BaseException as exc:  # cancelled too: the child must not run outside its groups, nor our fds stay
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
             _close(pipes)
-            reason = f"cannot put the forked instance (pid {pid}) in its control groups: {exc}"
-            raise OSError(exc.errno, reason) from exc
+            if isinstance(exc, OSError):
+                reason = f"cannot put the forked instance (pid {pid}) in its control groups: {exc}"
+                raise OSError(exc.errno, reason) from exc
+            raise
         finally:
             os.close(gate_w)
 
@@ -355,6 +357,11 @@ class ForkServer:
             await self._template.stop(eof_grace=2.0)
         if self._events is not None:
             self._events.close()
+
+
+def _join(pid: int, groups: Sequence[Cgroup]) -> None:
+    for group in groups:
+        group.join(pid)
 
 
 def _close(fds: Sequence[int]) -> None:
