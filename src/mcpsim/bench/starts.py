@@ -187,7 +187,7 @@ def print_starts(report: dict[str, Any]) -> None:
     console = Console(width=None if sys.stdout.isatty() else 150)
     console.print(table)
     for line in summary_lines(report):
-        console.print(line)
+        console.print(line, soft_wrap=True)  # one line per mode, however long
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
