@@ -1,22 +1,10 @@
 """The sandbox tests need bwrap able to build namespaces here; they are skipped, saying why, only if it cannot."""
 
-import shutil
-import subprocess
-
 import pytest
 
+from helpers.sandbox import bwrap_problem
 
-def _bwrap_problem() -> str | None:
-    if shutil.which("bwrap") is None:
-        return "bwrap is not installed (`make sandbox-tools` installs Debian's bubblewrap)"
-    probe = ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--", "true"]
-    result = subprocess.run(probe, capture_output=True, timeout=20)
-    if result.returncode != 0:
-        return f"bwrap cannot build namespaces here: {result.stderr.decode(errors='replace').strip()}"
-    return None
-
-
-PROBLEM = _bwrap_problem()
+PROBLEM = bwrap_problem()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

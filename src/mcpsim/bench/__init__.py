@@ -14,8 +14,11 @@ open session).
 
 `settings.py` (what to run, `MODES`), `run.py` (`run_bench`), `targets.py` (the servers measured), `measure.py`
 (the phases), `report.py` (the table), `matrix.py` (`--matrix`), `rollout.py` and `rollout_client.py`
-(`--rollout N`: whole rollouts end to end, CPU per step by process). `run_bench` and `print_report` are imported on
-first use (`mcpsim.faces`), so the command line builds its parser from `MODES` without importing the MCP SDK.
+(`--rollout N`: whole rollouts end to end, CPU per step by process), `starts.py` (`--starts A,B`: starts and
+per-call latency of modes kept up at once and measured in alternating rounds, paired against the first),
+`eras.py` (`--protocol`), `branching.py` (`--branch`), `gateway.py` (`--gateway`), `cluster.py` (`ray-fork`),
+`ports.py` (`--port-base`). `run_bench` and `print_report` are imported on first use (`mcpsim.faces`), so the
+command line builds its parser from `MODES` without importing the MCP SDK.
 """
 
 from typing import TYPE_CHECKING

@@ -93,6 +93,11 @@ async def bench_direct(settings: BenchSettings) -> ModeResult:
     return result
 
 
+def machine_info() -> dict[str, Any]:
+    """What a report names the machine by: its figures only compare with runs on the same kind of machine."""
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
 async def run_bench(modes: list[str], settings: BenchSettings) -> dict[str, Any]:
     results = []
     for mode in modes:
@@ -104,7 +109,7 @@ async def run_bench(modes: list[str], settings: BenchSettings) -> dict[str, Any]
             results.append(await bench_managed(mode, settings))
     return {
         "mcpsim": VERSION,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": machine_info(),
         "settings": asdict(settings),
         "results": [asdict(r) for r in results],
         "time": time.time(),

@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=MODES, default="managed")
     p.add_argument("--compare", metavar="MODES", help=f"comma-separated modes to run in one go, e.g. {','.join(MODES)}")
     p.add_argument("--sessions", type=int, default=20, help="sequential new sessions timed to first tool result")
-    p.add_argument("--steps", type=int, default=200, help="calls per session in the latency phase")
+    p.add_argument(
+        "--steps", type=int, help="calls per session in the latency phase (default 200; --starts: per round, 50)"
+    )
     p.add_argument("--concurrency", type=int, default=1, help="sessions calling at once in the latency phase")
     p.add_argument("--burst", type=int, default=64, help="new sessions opened at once (0 to skip)")
     p.add_argument("--memory-sessions", type=int, default=16, help="sessions held open to measure RSS/USS")
@@ -46,7 +48,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="--rollout modes, interleaved per round: managed-fork, in-process, managed, managed-fork-json "
         "(--json-response), managed-fork-fast (--fast-io)",
     )
-    p.add_argument("--rounds", type=int, default=1, help="--rollout/--gateway rounds (medians, per-round ratios)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        help="--rollout/--gateway/--starts rounds (medians, per-round ratios; default 1, --starts 20)",
+    )
+    p.add_argument(
+        "--starts",
+        metavar="MODES",
+        help="instead: new session to first result (minimal HTTP and SDK client) and per-call latency of these "
+        "modes, all servers up at once and measured in turn each round, reported as per-round differences "
+        "against the first mode (paired medians), e.g. managed-fork,managed-fork-strict",
+    )
     p.add_argument(
         "--branch",
         action="store_true",
@@ -81,10 +94,24 @@ def run(args: argparse.Namespace) -> int:
     from mcpsim.bench.ports import use_port_base
 
     use_port_base(args.port_base)  # refuses a base whose span does not fit, before anything starts
+    if args.starts is not None:
+        from mcpsim.bench.starts import StartsSettings, print_starts, run_starts
+
+        starts_settings = StartsSettings(
+            modes=tuple(args.starts.split(",")),
+            rounds=20 if args.rounds is None else args.rounds,
+            steps=50 if args.steps is None else args.steps,
+        )
+        starts = anyio.run(run_starts, starts_settings)
+        _write(args.json, starts)
+        print_starts(starts)
+        return 0
+    rounds = 1 if args.rounds is None else args.rounds
+    steps = 200 if args.steps is None else args.steps
     if args.protocol:
         from mcpsim.bench.eras import print_protocol, run_protocol
 
-        result = anyio.run(run_protocol, args.protocol, args.steps)
+        result = anyio.run(run_protocol, args.protocol, steps)
         _write(args.json, result)
         print_protocol(result)
         return 0
@@ -95,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             episodes=args.rollout,
             concurrency=args.rollout_concurrency,
             steps=args.rollout_steps,
-            rounds=args.rounds,
+            rounds=rounds,
             modes=tuple(args.rollout_modes.split(",")),
         )
         rollout_report = anyio.run(run_rollout_bench, rollout_settings)
@@ -109,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             counts = tuple(int(n) for n in args.gateway.split(","))
         except ValueError:
             raise ConfigError(f"--gateway takes session counts such as 4,16,64, got {args.gateway!r}") from None
-        gateway_settings = GatewaySettings(counts, args.gateway_seconds, args.rounds, args.gateway_bin)
+        gateway_settings = GatewaySettings(counts, args.gateway_seconds, rounds, args.gateway_bin)
         gateway_report = anyio.run(run_gateway_bench, gateway_settings)
         _write(args.json, gateway_report)
         print_gateway(gateway_report)
@@ -117,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     if args.matrix:
         from mcpsim.bench.matrix import print_matrix, run_matrix
 
-        matrix = anyio.run(run_matrix, args.steps)
+        matrix = anyio.run(run_matrix, steps)
         _write(args.json, matrix)
         print_matrix(matrix)
         return 0
@@ -128,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         unknown = [method for method in methods if method not in ("fork", "replay", "client")]
         if unknown:
             raise ConfigError(f"unknown --branch-methods {', '.join(unknown)}; choose from fork, replay, client")
-        branching = anyio.run(run_branching, args.steps, (1, 8, 64), 3, methods)
+        branching = anyio.run(run_branching, steps, (1, 8, 64), 3, methods)
         _write(args.json, branching)
         print_branching(branching)
         return 0
@@ -136,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = [mode for mode in modes if mode not in MODES]
     if unknown:
         raise ConfigError(f"unknown bench mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
-    settings = BenchSettings(args.sessions, args.steps, args.concurrency, args.burst, args.memory_sessions, args.live)
+    settings = BenchSettings(args.sessions, steps, args.concurrency, args.burst, args.memory_sessions, args.live)
     report = anyio.run(run_bench, modes, settings)
     _write(args.json, report)
     print_report(report)
