@@ -17,6 +17,8 @@ from helpers.procs import running
 from helpers.serve import server_script, start_serve, survivors
 from mcpsim.proc.fork_client import fork_target
 
+TOOLBOX = f"python {server_script('toolbox.py')}"
+
 ACTIONS = ["RIGHT", "DOWN", "RIGHT", "DOWN", "LEFT", "DOWN", "RIGHT", "RIGHT", "UP", "DOWN"]
 
 
@@ -103,15 +105,36 @@ async def test_an_interpreter_named_by_absolute_path_is_forked(serve_factory):
         template = psutil.Process(psutil.Process(item["pid"]).ppid())
         assert "fork_template" in " ".join(template.cmdline())
         assert template.cmdline()[0] == sys.executable
-    fork = serve.get("/health").json()["fork_server"]
-    assert fork == {
+    health = serve.get("/health").json()
+    tracking = health["server"]["process_tracking"]
+    assert health["fork_server"] == {
         "enabled": True,
         "active": True,
         "state": "active",
         "fallback_reason": None,
         "spawned_instead": 0,
         "last_fork_error": None,
+        "cgroup_placement": "clone3" if tracking == "cgroup2" else "move" if tracking.startswith("cgroup") else None,
     }
+
+
+@pytest.mark.parametrize("tracking", ["cgroup2", "cgroup1:pids"])
+async def test_a_forked_instance_is_in_its_tracking_group_from_birth_or_moved_there(serve_factory, tracking):
+    """cgroup v2: created in its group by clone3 (no move, no wait for an RCU grace period); a v1 group refuses
+    that, so the child moves itself, as before: either way it is in its group before the server runs."""
+    serve = serve_factory("--server", TOOLBOX, "--fork-server", env={"MCPSIM_PROCESS_TRACKING": tracking})
+    if serve.get("/health").json()["server"]["process_tracking"] != tracking:
+        pytest.skip(f"{tracking} is not usable here")
+    for seed in (1, 2):  # the second start too: a refused clone3 is not retried, and moves still work
+        async with Client(f"{serve.mcp}?seed={seed}", mode="legacy") as client:
+            await client.call_tool("echo", {"text": "hi"})
+            (item,) = serve.get("/api/instances").json()
+            hierarchy = "" if tracking == "cgroup2" else "pids"
+            lines = Path(f"/proc/{item['pid']}/cgroup").read_text().splitlines()
+            group = next(line.split(":", 2)[2] for line in lines if line.split(":")[1] == hierarchy)
+            assert group.endswith(f"/i-{item['id']}"), lines
+    placement = serve.get("/health").json()["fork_server"]["cgroup_placement"]
+    assert placement == ("clone3" if tracking == "cgroup2" else "move")
 
 
 def test_health_reports_the_fork_server_off_when_not_asked_for(frozen_lake_server, serve_factory):

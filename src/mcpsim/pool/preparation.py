@@ -145,6 +145,7 @@ class Preparation:
             "fallback_reason": reason,
             "spawned_instead": self.fork_fallbacks,
             "last_fork_error": self.fork_error,
+            "cgroup_placement": forker.placement if forker is not None else None,
         }
 
     async def close(self) -> None:

@@ -113,10 +113,13 @@ class ForkServer:
         self._requests: socket.socket | None = None
         self._events: socket.socket | None = None
         self._ids = itertools.count(1)
-        self._waiting: dict[int, asyncio.Future[int]] = {}
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._children: dict[int, ForkedProcess] = {}
         self._early_exits: dict[int, int] = {}
         self.hello: dict[str, Any] = {}
+        self.placement: str | None = None
+        """How the last child got into its tracking group: "clone3" (created in it, `clone_into.py`) or "move"
+        (it, or for a sandboxed child the pool, wrote its pid to `cgroup.procs`: an RCU grace period's wait)."""
 
     async def start(self, task_group: TaskGroup) -> bool:
         """Start the template and, in `task_group` (the pool's), the task that reads its events; False (and
@@ -222,7 +225,7 @@ class ForkServer:
                         self._early_exits[event["exit"]] = event["code"]
                 elif (future := self._waiting.pop(event.get("id"), None)) is not None and not future.done():
                     if "pid" in event:
-                        future.set_result(event["pid"])
+                        future.set_result(event)
                     else:
                         future.set_exception(OSError(event.get("error", "the fork server refused the request")))
         except (OSError, ValueError) as exc:
@@ -293,7 +296,7 @@ class ForkServer:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         ours = [in_w, out_r, err_r, *([gate_w] if gate_w >= 0 else [])]
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         try:
             fds = [in_r, out_w, err_w, control_child.fileno(), *relay_fds, *([gate_r] if gate_r >= 0 else [])]
@@ -307,11 +310,14 @@ class ForkServer:
             _close([in_r, out_w, err_w, *([gate_r] if gate_r >= 0 else [])])
             control_child.close()
         try:
-            pid = await future
+            forked = await future
         except OSError:
             _close(ours)
             control.close()
             raise
+        pid = forked["pid"]
+        if cgroup is not None:
+            self.placement = "clone3" if forked.get("placed") else "move"
         if sandbox is not None:
             sandbox.started()  # the child has its copies (the relay's socket); a failed fork kept ours for a spawn
         child = ForkedProcess(pid, control)

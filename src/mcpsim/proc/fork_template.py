@@ -19,8 +19,9 @@ has no mcpsim installed). Protocol, over two Unix socket pairs given as file des
   ready and before anything else runs: a sandboxed template is `nobody` without capabilities (the code it
   preloads is the server's, nobody vetted it), so the pool, outside, moves the child into its control groups by
   pid and then writes one byte; end of file instead means the child exits at once)
-- events (to the pool): JSON lines: `{"hello": ...}` once, `{"id": n, "pid": p}` or `{"id": n, "error": ...}`
-  per request, `{"exit": pid, "code": c}` when a child ends.
+- events (to the pool): JSON lines: `{"hello": ...}` once, `{"id": n, "pid": p, "placed": bool}` (`placed`:
+  created in its `cgroup` by `clone_into.py`, so it never moved) or `{"id": n, "error": ...}` per request,
+  `{"exit": pid, "code": c}` when a child ends.
 When the request socket closes (the pool ended, however) every child's group is killed and the template exits.
 """
 
@@ -58,6 +59,7 @@ def _load(name: str, path: Path):  # noqa: ANN202 - a module loaded by path, sta
 
 _SANDBOX = Path(__file__).with_name("sandbox")
 isolation = _load("mcpsim_sandbox_isolate", _SANDBOX / "isolate.py")
+clone_into = _load("mcpsim_clone_into", Path(__file__).with_name("clone_into.py"))
 relay = _load("mcpsim_sandbox_relay", _SANDBOX / "relay.py")
 
 PR_SET_PDEATHSIG = 1
@@ -159,6 +161,8 @@ class Template:
         self.children: set[int] = set()
         self.prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
         self.pid = os.getpid()
+        self.clone_into = True
+        """Children whose request names a cgroup v2 group are created in it, until the kernel refuses once."""
 
     def send(self, message: dict) -> None:
         self.events.sendall((json.dumps(message) + "\n").encode())
@@ -203,17 +207,27 @@ class Template:
         ready_r, ready_w = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        pid = None
+        group = request.get("cgroup")
+        if group and self.clone_into:  # born in its group: no move, no wait for the kernel (`clone_into.py`)
+            try:
+                pid = clone_into.fork_into(str(Path(group).parent))
+                self.clone_into = pid is not None  # refused once, refused always: fork from now on
+            except OSError:  # no such group: forked, the child's own join reports it
+                pid = None
+        placed = pid is not None
+        if pid is None:
+            pid = os.fork()
         if pid == 0:
             os.close(ready_r)
-            self.become_child(request, fds, ready_w)  # never returns
+            self.become_child({**request, "cgroup": None} if placed else request, fds, ready_w)  # never returns
         os.close(ready_w)
         for fd in fds:
             os.close(fd)
         os.read(ready_r, 1)  # the child has its own session and process group now
         os.close(ready_r)
         self.children.add(pid)
-        self.send({"id": request["id"], "pid": pid})
+        self.send({"id": request["id"], "pid": pid, "placed": placed})
 
     def become_child(self, request: dict, fds: list[int], ready_w: int) -> None:
         code = 1
