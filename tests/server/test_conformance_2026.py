@@ -64,9 +64,11 @@ until the 5 s orphan timeout: a fast machine mints more than that), fixed there;
 keep the 2-core machine's load down."""
 
 
-def run(requirements: str, target: str, out: Path, slot: int = 0) -> dict[str, list[dict]]:
-    """One suite run; scenario -> its checks (a crashed scenario: one failed check)."""
+def run(requirements: str, target: str, out: Path, slot: int = 0, *extra: str) -> dict[str, list[dict]]:
+    """One suite run (`extra`: more runner arguments, e.g. `--scenario`); scenario -> its checks (a crashed
+    scenario: one failed check)."""
     command = [sys.executable, str(RUNNER), *TARGETS[target], "--requirements", requirements, "--out", str(out)]
+    command += extra
     # runs at once never share ports; runs one after another reuse the base (inside this run's 2000-port range)
     base = int(os.environ.get("MCPSIM_TEST_PORT_BASE", "12000")) + 2000 * (slot % PARALLEL_RUNS)
     env = {**os.environ, "MCPSIM_TEST_PORT_BASE": str(base)}
@@ -74,6 +76,14 @@ def run(requirements: str, target: str, out: Path, slot: int = 0) -> dict[str, l
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     output = (out / "suite-output.txt").read_text()
     return {**runner.crashed(output), **runner.read_checks(out / "results")}
+
+
+def late_only(differing: set[str], theirs: dict[str, str], mine: dict[str, str]) -> bool:
+    """Every difference is a check the suite passed alone and only warned about through mcpsim: what it does when
+    a notification it waits for comes after its fixed window (1500 ms for a list change, which under `make
+    test`'s load mcpsim's extra hops can miss; measured idle: p50 190 ms). Such a scenario is run once more, alone
+    on the machine's remaining load, and then compared as strictly as every other; a FAILURE is never re-run."""
+    return all(theirs.get(check) == "SUCCESS" and mine.get(check) == "WARNING" for check in differing)
 
 
 def verdicts(checks: list[dict]) -> dict[str, str]:
@@ -136,6 +146,18 @@ def test_every_scenario_green_alone_is_green_through_mcpsim(requirements, tmp_pa
             mine = verdicts(result.get(scenario, []))
             theirs = verdicts(alone[scenario])
             differing = {c for c in theirs.keys() | mine.keys() if theirs.get(c) != mine.get(c)}
+            if differing and scenario not in gaps and late_only(differing, theirs, mine):
+                again = run(
+                    requirements,
+                    target,
+                    tmp_path / f"again-{list(runs).index(target)}-{scenario}",
+                    0,
+                    "--scenario",
+                    scenario,
+                )
+                mine = verdicts(again.get(scenario, []))
+                differing = {c for c in theirs.keys() | mine.keys() if theirs.get(c) != mine.get(c)}
+                print(f"{target}: {scenario}: a late notification (WARNING) re-run alone: {differing or 'same now'}")
             if scenario in gaps:
                 if not differing and not any(s == "FAILURE" for s in mine.values()):
                     problems.append(f"{target}: {scenario} is listed as a gap but passes now: remove it")
