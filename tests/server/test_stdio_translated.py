@@ -15,8 +15,8 @@ import anyio
 import psutil
 import pytest
 from mcp import Client, StdioServerParameters
-from mcp.types import CreateMessageResult, ElicitResult, TextContent
 
+from helpers.mcp_client import model, user
 from helpers.serve import REPO, TESTS
 
 LAKE = REPO / "examples" / "js_frozen_lake"
@@ -83,15 +83,6 @@ async def test_a_2026_client_plays_a_handshake_only_server_like_a_legacy_client(
     assert len(modern) > 2 and modern == legacy
     assert modern[1][1]["step"] == 1
     await assert_nothing_left()
-
-
-async def model(context, params):
-    prompt = params.messages[0].content.text
-    return CreateMessageResult(role="assistant", content=TextContent(type="text", text=prompt.upper()), model="m")
-
-
-async def user(context, params):
-    return ElicitResult(action="accept", content={"answer": f"yes to {params.message}"})
 
 
 async def test_server_requests_become_input_required_rounds_over_stdio():
