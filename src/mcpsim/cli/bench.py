@@ -97,17 +97,14 @@ def run(args: argparse.Namespace) -> int:
     if args.starts is not None:
         from mcpsim.bench.starts import StartsSettings, print_starts, run_starts
 
-        starts_settings = StartsSettings(
-            modes=tuple(args.starts.split(",")),
-            rounds=20 if args.rounds is None else args.rounds,
-            steps=50 if args.steps is None else args.steps,
-        )
+        given = {name: value for name in ("rounds", "steps") if (value := getattr(args, name)) is not None}
+        starts_settings = StartsSettings(modes=tuple(args.starts.split(",")), **given)  # else its own defaults
         starts = anyio.run(run_starts, starts_settings)
         _write(args.json, starts)
         print_starts(starts)
         return 0
     rounds = 1 if args.rounds is None else args.rounds
-    steps = 200 if args.steps is None else args.steps
+    steps = BenchSettings.steps if args.steps is None else args.steps
     if args.protocol:
         from mcpsim.bench.eras import print_protocol, run_protocol
 
