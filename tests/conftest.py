@@ -70,6 +70,7 @@ FIRST_VARIANT_ONLY = {
     "tests/stress/test_hostile_starts.py::test_each_client_gets_the_protocol_version_it_asked_for",
     "tests/server/test_js_frozen_lake.py::test_a_2026_client_plays_the_handshake_only_server_through_translation",
     "tests/proc/test_shutdown.py::test_stopping_serve_leaves_no_process_behind",
+    "tests/proc/test_fork_server.py::test_a_forked_instance_is_in_its_tracking_group_from_birth_or_moved_there",
 }
 """Parametrized tests whose variants repeat one feature: `make test` runs the first variant, `make stress` all of
 them (marker `long`), so that `make test` stays under its 20-minute budget on a slow 2-core CI machine."""
