@@ -11,9 +11,6 @@ import subprocess
 import sys
 import time
 
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import SamplingMessage, TextContent
-
 config = json.loads(os.environ.get("MCPSIM_CONFIG") or "{}")
 seed = int(os.environ.get("MCPSIM_SEED", "0"))
 
@@ -25,6 +22,12 @@ if config.get("start_delay"):
 if config.get("never_ready"):
     print("toolbox: never becoming ready", file=sys.stderr, flush=True)
     time.sleep(3600)
+
+# The SDK is imported only now: its import takes seconds under a loaded suite, and the start behaviours above must
+# show within a short startup timeout all the same.
+from mcp.server.mcpserver import Context, MCPServer  # noqa: E402
+from mcp.types import SamplingMessage, TextContent  # noqa: E402
+
 if config.get("stderr_at_start_kb"):
     for _ in range(int(config["stderr_at_start_kb"])):
         sys.stderr.write("s" * 1023 + "\n")
