@@ -71,6 +71,7 @@ FIRST_VARIANT_ONLY = {
     "tests/server/test_js_frozen_lake.py::test_a_2026_client_plays_the_handshake_only_server_through_translation",
     "tests/proc/test_shutdown.py::test_stopping_serve_leaves_no_process_behind",
     "tests/proc/test_fork_server.py::test_a_forked_instance_is_in_its_tracking_group_from_birth_or_moved_there",
+    "tests/server/test_transports.py::test_all_front_back_pairs_give_the_same_trajectory",
 }
 """Parametrized tests whose variants repeat one feature: `make test` runs the first variant, `make stress` all of
 them (marker `long`), so that `make test` stays under its 20-minute budget on a slow 2-core CI machine."""
