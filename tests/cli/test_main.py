@@ -29,9 +29,9 @@ def test_other_exceptions_are_not_swallowed(monkeypatch, bug):
         cli.main(["render", "run.jsonl"])
 
 
-@pytest.mark.parametrize(("flags", "forks"), [((), False), (("--fork-server",), True), (("--no-fork-server",), False)])
-def test_fork_server_is_opt_in_and_can_be_refused_explicitly(flags, forks):
-    # the contract's --fork-server stays; --no-fork-server says "spawn" explicitly (docs/performance.md: the default)
+@pytest.mark.parametrize(("flags", "forks"), [((), True), (("--fork-server",), True), (("--no-fork-server",), False)])
+def test_fork_server_is_the_default_and_can_be_refused_explicitly(flags, forks):
+    # the contract's --fork-server stays (and changes nothing now); --no-fork-server says "spawn" explicitly
     from mcpsim.cli import build_parser
 
     args = build_parser().parse_args(["serve", "--env", "frozen_lake", *flags])

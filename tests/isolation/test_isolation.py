@@ -58,7 +58,7 @@ async def test_venv_isolation_builds_once_and_instances_use_it(tmp_path, require
         str(requirements),
     )
     # two servers on one cache and two sessions each, all at once: one build
-    first, second = serve_factory(*args, env=env), serve_factory(*args, "--fork-server", env=env)
+    first, second = serve_factory(*args, "--no-fork-server", env=env), serve_factory(*args, "--fork-server", env=env)
     results: list[dict] = []
 
     async def session(url: str, seed: int) -> None:

@@ -52,7 +52,7 @@ def assert_gone(daemons: dict[int, float], pids: list[int], what: str, within: f
 
 
 def start(serve_factory, mode: str, fork: bool):
-    serve = serve_factory("--server", TOOLBOX, *(["--fork-server"] if fork else []), env=tracking_env(mode))
+    serve = serve_factory("--server", TOOLBOX, "--fork-server" if fork else "--no-fork-server", env=tracking_env(mode))
     skip_unless_tracked_by(mode, serve.get("/health").json()["server"].get("process_tracking"))
     return serve
 

@@ -39,7 +39,7 @@ async def trajectories(url: str, seeds: range) -> dict[int, list]:
 
 
 async def test_forked_instances_give_the_same_trajectories_as_spawned_ones(serve_factory):
-    spawned = serve_factory("--env", "frozen_lake")
+    spawned = serve_factory("--env", "frozen_lake", "--no-fork-server")
     forked = serve_factory("--env", "frozen_lake", "--fork-server")
     seeds = range(4)
     expected = await trajectories(spawned.url, seeds)
@@ -137,13 +137,13 @@ async def test_a_forked_instance_is_in_its_tracking_group_from_birth_or_moved_th
     assert placement == ("clone3" if tracking == "cgroup2" else "move")
 
 
-def test_health_reports_the_fork_server_off_when_not_asked_for(frozen_lake_server, serve_factory):
+def test_health_reports_the_fork_server_off_when_refused(frozen_lake_server, serve_factory):
     deadline = time.monotonic() + 60
     while (state := frozen_lake_server.get("/health").json()["fork_server"]["state"]) == "preparing":
         assert time.monotonic() < deadline, "the fork template did not finish preloading"
         time.sleep(0.1)
     assert state == "active"
-    plain = serve_factory("--server", f"python {server_script('toolbox.py')}")
+    plain = serve_factory("--server", f"python {server_script('toolbox.py')}", "--no-fork-server")
     fork = plain.get("/health").json()["fork_server"]
     assert not fork["enabled"] and not fork["active"] and fork["state"] == "off"
 
@@ -220,10 +220,10 @@ async def test_every_shipped_env_gives_the_same_episodes_forked_and_spawned(serv
     import mcpsim
 
     episodes = {}
-    for flags in ((), ("--fork-server",)):
+    for flags in (("--no-fork-server",), ("--fork-server",)):
         serve = serve_factory("--env", env, *flags)
         envs = mcpsim.make(serve.mcp, seeds=[3, 11])
         got = await mcpsim.rollout(envs, mcpsim.RandomPolicy(5), steps=6, max_concurrency=2, progress=False)
         episodes[flags] = [_comparable(t) for t in got]
-    assert episodes[()] == episodes[("--fork-server",)]
-    assert all(len(steps) > 1 for steps in episodes[()])
+    assert episodes[("--no-fork-server",)] == episodes[("--fork-server",)]
+    assert all(len(steps) > 1 for steps in episodes[("--no-fork-server",)])

@@ -35,9 +35,9 @@ ATTACKS = [
     ("write a 10 GB file", "write_big", {"gigabytes": 10}),
 ]
 COLUMNS = {
-    "none": [],
-    "standard": ["--sandbox", "standard"],
-    "strict": ["--sandbox", "strict"],
+    "none": ["--no-fork-server"],
+    "standard": ["--sandbox", "standard", "--no-fork-server"],
+    "strict": ["--sandbox", "strict", "--no-fork-server"],
     "strict + fork server": ["--sandbox", "strict", "--fork-server"],
 }
 UNSAFE_WITHOUT_SANDBOX = {"fork_bomb", "memory_hog", "cpu_spin", "write_big", "write", "work_dir"}

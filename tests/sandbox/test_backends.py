@@ -70,7 +70,7 @@ async def test_a_sandboxed_http_backend_reaches_nothing_but_what_its_level_allow
     serve_factory, transport, level, fork
 ):
     command = f"python {server_script('hostile.py')} --transport {transport} --port {{port}}"
-    extra = ("--fork-server",) if fork == "forked" else ()
+    extra = ("--fork-server",) if fork == "forked" else ("--no-fork-server",)
     serve = serve_factory("--server", command, "--backend-transport", transport, "--sandbox", level, *extra)
     async with Client(f"{serve.mcp}?seed=1", mode="legacy") as client:
         own_port = await client.call_tool("connect", {"host": "127.0.0.1", "port": port_of(serve.url)})

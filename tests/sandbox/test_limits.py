@@ -67,7 +67,7 @@ async def attack_while_another_session_works(mcp_url: str, tool: str, args: dict
 
 @pytest.mark.parametrize("fork_server", [False, True], ids=["spawn", "fork-server"])
 async def test_each_attack_ends_only_its_instance_with_the_limit_named(serve_factory, fork_server):
-    flags = ("--fork-server",) if fork_server else ()
+    flags = ("--fork-server",) if fork_server else ("--no-fork-server",)
     serve = serve_factory("--server", HOSTILE, "--sandbox", "strict", *LIMITS, *flags)
     for tool, args, expected in ATTACKS:
         error, echoes = await attack_while_another_session_works(serve.mcp, tool, args)

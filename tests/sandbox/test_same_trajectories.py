@@ -13,7 +13,7 @@ from helpers.serve import REPO
 JS_SERVER = REPO / "examples" / "js_frozen_lake"
 LAKE = ("lake_move", ["RIGHT", "DOWN", "RIGHT", "DOWN", "LEFT", "DOWN", "RIGHT", "RIGHT"])
 CASES = {
-    "frozen_lake": (("--env", "frozen_lake"), LAKE),
+    "frozen_lake": (("--env", "frozen_lake", "--no-fork-server"), LAKE),
     "frozen_lake-fork": (("--env", "frozen_lake", "--fork-server"), LAKE),
     "taxi": (("--env", "taxi"), ("taxi_move", ["NORTH", "WEST", "SOUTH", "PICKUP", "EAST", "DROPOFF", "SOUTH"])),
     "lunar_lander": (("--env", "lunar_lander"), ("lander_action", ["FIRE_MAIN", "FIRE_LEFT", "NOTHING"] * 2)),

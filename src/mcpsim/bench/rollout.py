@@ -32,7 +32,7 @@ from mcpsim.errors import ConfigError
 ROLLOUT_MODES: dict[str, tuple[str, ...] | None] = {
     "managed-fork": ("--fork-server",),
     "in-process": None,
-    "managed": (),
+    "managed": ("--no-fork-server",),
     "managed-fork-json": ("--fork-server", "--json-response"),
     "managed-fork-fast": ("--fork-server", "--fast-io"),
 }

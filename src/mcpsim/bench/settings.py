@@ -18,14 +18,17 @@ MODES = (
     "ray-fork",
 )
 MODE_FLAGS = {
+    "managed": ["--no-fork-server"],
     "managed-fork": ["--fork-server"],
-    "managed-strict": ["--sandbox", "strict"],
+    "managed-strict": ["--no-fork-server", "--sandbox", "strict"],
     "managed-fork-strict": ["--fork-server", "--sandbox", "strict"],
     "managed-fork-standard": ["--fork-server", "--sandbox", "standard"],
+    "ray": ["--no-fork-server"],
     "ray-fork": ["--fork-server"],
 }
-"""`mcpsim serve` flags of the managed modes that have any (`-strict`, `-standard`: every instance in its
-sandbox; `-standard` beside `-strict` separates what strict's seccomp filter costs)."""
+"""`mcpsim serve` flags of each managed mode (plain `managed`, `managed-strict` and `ray` spawn, `-fork` forks;
+`-strict`, `-standard`: every instance in its sandbox; `-standard` beside `-strict` separates what strict's seccomp
+filter costs)."""
 BENCH_CONFIG = '{"max_steps": 1000000}'
 
 

@@ -41,7 +41,7 @@ class PoolConfig:
     """Extra environment variables of every instance."""
     isolation: IsolationConfig = field(default_factory=IsolationConfig)
     """Where instances' interpreter and files come from (`--isolation`, `--requirements`)."""
-    fork_server: bool = False
+    fork_server: bool = True
     """Start Python servers as forks of a template that imported them once (`--fork-server`)."""
     warm: int | None = None
     """Unclaimed instances kept started ahead of sessions (announced seeds, else random seeds); None = no bound."""

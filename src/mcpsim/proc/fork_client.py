@@ -126,8 +126,10 @@ class ForkServer:
         the reason logged) when it cannot be used."""
         target = fork_target(self.argv)
         if target is None:
+            # expected, not a fault: the fork server is the default and most non-Python servers are Node's
             return self._unusable(
-                f"{self.label!r} does not run Python code (a python interpreter with -m module or a .py script)"
+                f"{self.label!r} does not run Python code (a python interpreter with -m module or a .py script)",
+                level=logging.INFO,
             )
         kind, name, _ = target
         program = self.argv[0]
@@ -190,9 +192,9 @@ class ForkServer:
     def template_pid(self) -> int | None:
         return self._template.pid if self._template is not None and self._template.running else None
 
-    def _unusable(self, reason: str) -> bool:
+    def _unusable(self, reason: str, level: int = logging.WARNING) -> bool:
         self.reason = reason
-        logger.warning("fork server not used: %s; instances start with a plain spawn", reason)
+        logger.log(level, "fork server not used: %s; instances start with a plain spawn", reason)
         self.usable = False
         return False
 
