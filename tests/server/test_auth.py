@@ -124,7 +124,9 @@ async def test_with_a_token_every_endpoint_but_health_needs_it(serve_factory):
 def test_no_child_inherits_the_token(serve_factory, fork):
     """A token from MCPSIM_AUTH_TOKEN reached every backend (and the watchdog, the fork template) in its
     environment, where the backend's own code, or anyone reading /proc as its user, could take it."""
-    serve = serve_factory("--server", PAINTER, "--fork-server" if fork else "--no-fork-server", env={"MCPSIM_AUTH_TOKEN": TOKEN})
+    serve = serve_factory(
+        "--server", PAINTER, "--fork-server" if fork else "--no-fork-server", env={"MCPSIM_AUTH_TOKEN": TOKEN}
+    )
     bearer = {"authorization": f"Bearer {TOKEN}"}
     created = httpx.post(f"{serve.url}/api/instances", json={"seed": 3}, headers=bearer, timeout=60)
     assert created.status_code == 201, created.text
