@@ -29,10 +29,21 @@ def test_other_exceptions_are_not_swallowed(monkeypatch, bug):
         cli.main(["render", "run.jsonl"])
 
 
-@pytest.mark.parametrize(("flags", "forks"), [((), True), (("--fork-server",), True), (("--no-fork-server",), False)])
-def test_fork_server_is_the_default_and_can_be_refused_explicitly(flags, forks):
-    # the contract's --fork-server stays (and changes nothing now); --no-fork-server says "spawn" explicitly
+FORK_DEFAULTS = [
+    ((), True),
+    (("--fork-server",), True),
+    (("--no-fork-server",), False),
+    (("--sandbox", "strict"), False),
+    (("--sandbox", "standard", "--fork-server"), True),
+]
+
+
+@pytest.mark.parametrize(("flags", "forks"), FORK_DEFAULTS)
+def test_fork_server_is_the_default_without_a_sandbox_and_either_way_can_be_asked_for(flags, forks):
+    # forked siblings share their template's sandbox (docs/isolation.md), so `--sandbox` alone spawns; the
+    # contract's --fork-server stays, and --no-fork-server says "spawn" explicitly
     from mcpsim.cli import build_parser
+    from mcpsim.cli.serve import pool_config
 
     args = build_parser().parse_args(["serve", "--env", "frozen_lake", *flags])
-    assert args.fork_server is forks
+    assert pool_config(args).fork_server is forks

@@ -86,12 +86,21 @@ def test_a_command_that_does_not_exist_is_refused_at_start_up():
     assert "command not found: 'no-such-command-xyz'" in result.stderr
 
 
-async def test_a_script_that_does_not_exist_fails_each_session_clearly(serve_factory):
-    serve = serve_factory("--server", "python /nonexistent/server.py --seed {seed}")
+MISSING = [
+    ("python /nonexistent/server.py --seed {seed}", "--fork-server", "exited with code 2", "can't open file"),
+    ("python /nonexistent/server.py --seed {seed}", "--no-fork-server", "exited with code 2", "can't open file"),
+    ("python -m no_such_module_xyz", "--fork-server", "exited with code 1", "No module named no_such_module_xyz"),
+]
+
+
+@pytest.mark.parametrize(("command", "start", "code", "says"), MISSING, ids=["script", "script-spawned", "module"])
+async def test_a_script_that_does_not_exist_fails_each_session_clearly(serve_factory, command, start, code, says):
+    # forked or spawned, the same exit code and the interpreter's own line
+    serve = serve_factory("--server", command, start)
     response = open_session(serve.url)
     assert response.status_code == 502
-    assert "exited with code 2" in response.json()["error"]["message"]
-    assert "can't open file" in response.json()["error"]["message"]
+    assert code in response.json()["error"]["message"]
+    assert says in response.json()["error"]["message"]
     health = serve.get("/health").json()
     assert health["status"] == "degraded" and health["recent_spawn_failures"]
 

@@ -3,7 +3,8 @@
 `tests/node/run_conformance.py` runs `@modelcontextprotocol/conformance@0.2.0-alpha.12` (`conformance-next`,
 Node 22) with `--requirements 2026-07-28` and `2025-11-25` against `tests/servers/conformance_server.py` alone
 (streamable HTTP) and through `mcpsim serve` on `/mcp` and on one instance's `/envs/{id}/mcp` (stdio and
-HTTP backends each). The scenario set is the suite's own, not a list here. The claim tested: every scenario green
+HTTP backends each; `make test` runs the covering four of these targets at 2026-07-28, `make stress` all of them at
+both revisions). The scenario set is the suite's own, not a list here. The claim tested: every scenario green
 alone is green through mcpsim with every check at the same verdict, except the gaps listed in `KNOWN_GAPS`
 with their reason (and a listed gap must still be a gap, so the list cannot go stale). The tables are written
 to `test-artifacts/conformance-2026/` (markdown), which is where the issue's note takes them from.
@@ -35,6 +36,10 @@ TARGETS = {
     "mcpsim /envs/{id}/mcp, HTTP": ["--target", "mcpsim", "--backend", "http", "--front", "envs"],
     "mcpsim /mcp, handshake-only stdio": ["--target", "mcpsim", "--backend", "stdio", "--backend-era", "handshake"],
 }
+COVERING = ("alone", "mcpsim /mcp, stdio", "mcpsim /envs/{id}/mcp, HTTP", "mcpsim /mcp, handshake-only stdio")
+"""What `make test` runs (each front, each backend and the translation at least once); `make stress` runs every
+target at both revisions (tests/conftest.py FIRST_VARIANT_ONLY)."""
+VARIANTS = [("2026-07-28", COVERING), ("2026-07-28", tuple(TARGETS)), ("2025-11-25", tuple(TARGETS))]
 MODERN_ONLY = {"mcpsim /mcp, handshake-only stdio"}
 """Targets run at 2026-07-28 only: the server behind `tests/servers/handshake_only.py` refuses server/discover,
 so mcpsim translates (MRTR rounds from its server requests, listen events from its notifications); at
@@ -124,14 +129,14 @@ def write_table(requirements: str, runs: dict[str, dict[str, list[dict]]]) -> st
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("requirements", ["2026-07-28", "2025-11-25"])
-def test_every_scenario_green_alone_is_green_through_mcpsim(requirements, tmp_path):
+@pytest.mark.parametrize(("requirements", "targets"), VARIANTS, ids=["2026-07-28-covering", "2026-07-28", "2025-11-25"])
+def test_every_scenario_green_alone_is_green_through_mcpsim(requirements, targets, tmp_path):
     if not runner.NODE22.exists() or not runner.SUITE_NEXT.exists():
         pytest.fail("conformance-next or Node 22 is missing: run `make node-tools` (npm ci --prefix tests/node)")
     with ThreadPoolExecutor(PARALLEL_RUNS) as workers:
         futures = {
             target: workers.submit(run, requirements, target, tmp_path / f"run{i}", i)
-            for i, target in enumerate(TARGETS)
+            for i, target in enumerate(targets)
             if requirements == "2026-07-28" or target not in MODERN_ONLY
         }
         runs = {target: future.result() for target, future in futures.items()}

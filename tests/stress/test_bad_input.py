@@ -175,7 +175,8 @@ def test_random_api_requests(serve, payload):
 
 
 def test_the_query_string_cannot_inject_arguments_or_environment(tmp_path):
-    serve = start_serve(tmp_path, "--env", "frozen_lake")  # spawned, not forked: its command line is its own
+    # spawned, not forked: its command line and /proc environment are its own
+    serve = start_serve(tmp_path, "--env", "frozen_lake", "--no-fork-server")
     try:
         check_no_injection(serve, tmp_path)
     finally:

@@ -75,9 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fork-server",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="start Python servers as forks of one template that imported them once (the default; other "
-        "servers, and any the template cannot preload safely, spawn); --no-fork-server: always spawn",
+        default=None,
+        help="start Python servers as forks of one template that imported them once (the default without "
+        "--sandbox; other servers, and any the template cannot preload safely, spawn); --no-fork-server: spawn",
     )
     p.add_argument(
         "--warm",

@@ -41,8 +41,10 @@ class PoolConfig:
     """Extra environment variables of every instance."""
     isolation: IsolationConfig = field(default_factory=IsolationConfig)
     """Where instances' interpreter and files come from (`--isolation`, `--requirements`)."""
-    fork_server: bool = True
-    """Start Python servers as forks of a template that imported them once (`--fork-server`)."""
+    fork_server: bool | None = None
+    """Start Python servers as forks of a template that imported them once (`--fork-server`). None (the default)
+    means yes unless a sandbox is asked for: forked siblings share the template's sandbox (docs/isolation.md), so
+    `--sandbox` alone keeps spawned instances, which share nothing; `--fork-server --sandbox ...` opts in."""
     warm: int | None = None
     """Unclaimed instances kept started ahead of sessions (announced seeds, else random seeds); None = no bound."""
     fork_preload: tuple[str, ...] = ()
@@ -60,6 +62,8 @@ class PoolConfig:
     `MCPSIM_PROCESS_TRACKING`, else auto (see `mcpsim.proc.tracking`)."""
 
     def __post_init__(self) -> None:
+        if self.fork_server is None:
+            object.__setattr__(self, "fork_server", self.sandbox.level == "none")
         object.__setattr__(self, "fork_preload", tuple(self.fork_preload))
         object.__setattr__(self, "env", dict(self.env))
         program = self.command.argv[0] if self.command.argv else ""

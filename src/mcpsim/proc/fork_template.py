@@ -274,6 +274,7 @@ class Template:
             if request.get("cwd"):
                 os.chdir(request["cwd"])
             reseed_numpy()
+            _fail_like_the_interpreter(request["kind"], request["target"])
             if request["kind"] == "module":
                 sys.argv = [request["target"], *request["argv"]]
                 runpy.run_module(request["target"], run_name="__main__", alter_sys=True)
@@ -343,6 +344,26 @@ def start_relay(listen_fd: int, port: int) -> None:
         finally:
             os._exit(0)
     os.close(listen_fd)
+
+
+def _fail_like_the_interpreter(kind: str, target: str) -> None:
+    """A missing script or module ends the child as `python script.py` / `python -m module` would (same exit code,
+    same one line), so a forked start fails with the message a spawned one gives, not a runpy traceback."""
+    if kind == "module":
+        try:
+            found = importlib.util.find_spec(target) is not None
+        except ImportError:
+            found = False
+        if not found:
+            print(f"{sys.executable}: No module named {target}", file=sys.stderr)
+            raise SystemExit(1)
+        return
+    try:
+        with Path(target).open("rb"):
+            pass
+    except OSError as exc:
+        print(f"{sys.executable}: can't open file {target!r}: [Errno {exc.errno}] {exc.strerror}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def reseed_numpy() -> None:
