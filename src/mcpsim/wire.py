@@ -110,6 +110,10 @@ HANDLE_META_KEY = "mcpsim/handle"
 """`_meta` key naming an episode's handle: on every 2026-07-28 result of an episode, and on requests to it."""
 URL_META_KEY = "mcpsim/url"
 """`_meta` key of a 2026-07-28 result: the absolute `/envs/<handle>/mcp` URL of its episode."""
+CLIENT_PROTOCOLS = ("auto", "2026-07-28", "legacy")
+"""What `make(..., protocol=)` and `--protocol` accept: the SDK client's modes (auto, its modern revisions, the
+handshake). Here, not read from the SDK, so that building the command line imports no SDK (every `mcpsim serve`
+start paid ~0.15 s of CPU for the client side); a test keeps it equal to the SDK's own list."""
 
 # -- sizes --------------------------------------------------------------------------------------------------------
 

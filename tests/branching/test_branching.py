@@ -17,6 +17,7 @@ import psutil
 import pytest
 from mcp import Client
 
+from helpers.http import HTTP
 from helpers.procs import running
 from helpers.serve import REPO, port_range, server_script
 
@@ -46,7 +47,7 @@ def session(url: str, seed: int, config: dict[str, Any]) -> Client:
 
 
 def branch(url: str, instance_id: str, count: int) -> httpx.Response:
-    return httpx.post(f"{url}/api/instances/{instance_id}/branch", json={"count": count}, timeout=120)
+    return HTTP.post(f"{url}/api/instances/{instance_id}/branch", json={"count": count}, timeout=120)
 
 
 def source_id(serve: Any, seed: int) -> str:
@@ -113,7 +114,7 @@ async def test_replay_for_a_node_server_over_http(serve_factory):
         copies = response.json()["instances"]
         assert [copy["method"] for copy in copies] == ["replay", "replay"]
         body = {"count": 1, "method": "fork"}
-        forced = httpx.post(f"{serve.url}/api/instances/{source_id(serve, seed)}/branch", json=body, timeout=30)
+        forced = HTTP.post(f"{serve.url}/api/instances/{source_id(serve, seed)}/branch", json=body, timeout=30)
         assert forced.status_code == 409 and "cannot be forked live" in forced.json()["error"]["message"]
         expected = await play(source, "lake_move", ["DOWN"])
         for copy in copies:
@@ -187,7 +188,7 @@ async def test_64_copies_at_once_a_branch_of_a_branch_and_nothing_left(serve_fac
         async with Client(serve.url + grandchild["url"], mode="legacy") as client:
             assert await play(client, "lake_move", ["RIGHT"]) == await play(source, "lake_move", ["RIGHT"])
         for copy in [*copies, grandchild]:
-            assert httpx.delete(f"{serve.url}/envs/{copy['id']}/mcp", timeout=30).status_code == 200
+            assert HTTP.delete(f"{serve.url}/envs/{copy['id']}/mcp", timeout=30).status_code == 200
         with anyio.fail_after(15):  # each was its source's child, so its exit code was read from its zombie
             while len(ends := ended(serve, [copy["id"] for copy in [*copies, grandchild]])) < 65:
                 await anyio.sleep(0.1)
@@ -230,21 +231,21 @@ async def test_copies_idle_out_and_bad_requests_name_the_cause(serve_factory):
             ({"count": 65}, 409, "count must be an integer from 1 to 64"),
             ({"count": "two"}, 400, "count must be an integer"),
         ]:
-            response = httpx.post(f"{serve.url}/api/instances/{instance}/branch", json=body, timeout=30)
+            response = HTTP.post(f"{serve.url}/api/instances/{instance}/branch", json=body, timeout=30)
             assert response.status_code == status and text in response.json()["error"]["message"], response.text
             await play(source, "lake_move", ["LEFT"])  # the source stays busy, so it does not idle out
-        missing = httpx.post(f"{serve.url}/api/instances/000000000000/branch", json={"count": 1}, timeout=30)
+        missing = HTTP.post(f"{serve.url}/api/instances/000000000000/branch", json={"count": 1}, timeout=30)
         assert missing.status_code == 404
         # the source ended right after a branch: its copies live on (a copy is its child, outside its group)
         async with session(serve.url, 7, {"frozen_probability": 1.0}) as other:
             await play(other, "lake_move", ["RIGHT"])
             other_id = source_id(serve, 7)
             orphans = branch(serve.url, other_id, 2).json()["instances"]
-            assert httpx.delete(f"{serve.url}/api/instances/{other_id}", timeout=30).status_code == 200
+            assert HTTP.delete(f"{serve.url}/api/instances/{other_id}", timeout=30).status_code == 200
         for orphan in orphans:
             async with Client(serve.url + orphan["url"], mode="legacy") as client:
                 assert "Steps taken: 2." in (await play(client, "lake_move", ["LEFT"]))[0][0][0]["text"]
-            assert httpx.delete(f"{serve.url}/api/instances/{orphan['id']}", timeout=30).status_code == 200
+            assert HTTP.delete(f"{serve.url}/api/instances/{orphan['id']}", timeout=30).status_code == 200
         with anyio.fail_after(10):
             while len(ends := ended(serve, [orphan["id"] for orphan in orphans])) < len(orphans):
                 await anyio.sleep(0.1)

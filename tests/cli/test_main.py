@@ -47,3 +47,22 @@ def test_fork_server_is_the_default_without_a_sandbox_and_either_way_can_be_aske
 
     args = build_parser().parse_args(["serve", "--env", "frozen_lake", *flags])
     assert pool_config(args).fork_server is forks
+
+
+def test_building_the_command_line_imports_no_client_and_the_protocols_match_the_sdk():
+    # every `mcpsim serve` start builds the whole parser; the client side (SDK client, httpcore2) cost it ~0.1 s
+    import subprocess
+    import sys
+
+    from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+    from mcpsim.wire import CLIENT_PROTOCOLS
+
+    sdk_modes = ("auto", *MODERN_PROTOCOL_VERSIONS, "legacy")
+    assert sdk_modes == CLIENT_PROTOCOLS
+    probe = (
+        "import sys; from mcpsim.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in sys.modules if m.startswith(('mcpsim.client', 'mcp.client'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]", result.stdout

@@ -15,6 +15,7 @@ import pytest
 from mcp import Client
 
 import mcpsim
+from helpers.http import HTTP
 from helpers.mcp_client import ACCEPT
 from helpers.mcp_client import INIT as INITIALIZE
 from mcpsim.envs.frozen_lake import ACTIONS as LAKE_ACTIONS
@@ -38,7 +39,7 @@ def session_server_process(tmp_path_factory):
     while True:
         assert process.poll() is None, log_path.read_text()
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+            if HTTP.get(f"{url}/health", timeout=1).status_code == 200:
                 break
         except httpx.HTTPError:
             assert time.monotonic() < deadline, "session server did not start"
@@ -85,9 +86,9 @@ async def test_thirty_two_concurrent_sessions_stay_independent(session_server_pr
         actions = [LAKE_ACTIONS[(i + k * (1 + i % 3)) % 4] for k in range(12)]
         assert first == LAKE.render_observation(Episode(LAKE, seed))[0].text
         assert trace == solo_replay(seed, actions), f"session {i} (seed {seed}) differs from a solo replay"
-    health = httpx.get(f"{url}/health").json()
+    health = HTTP.get(f"{url}/health").json()
     assert health["sessions"] == 0 and health["opened"] >= 32 and health["closed"] == health["opened"]
-    assert httpx.get(f"{url}/api/sessions").json() == []
+    assert HTTP.get(f"{url}/api/sessions").json() == []
 
 
 async def test_sessions_are_listed_with_their_seeds(session_server_process):
@@ -95,7 +96,7 @@ async def test_sessions_are_listed_with_their_seeds(session_server_process):
     async with Client(f"{url}/mcp?seed=77", mode="legacy") as a, Client(f"{url}/mcp", mode="legacy") as b:
         await a.call_tool("lake_move", {"action": "DOWN"})
         await b.call_tool("lake_move", {"action": "DOWN"})
-        listing = {item["seed"]: item for item in httpx.get(f"{url}/api/sessions").json()}
+        listing = {item["seed"]: item for item in HTTP.get(f"{url}/api/sessions").json()}
         assert len(listing) == 2 and listing[77]["step"] == 1
         (random_seed,) = set(listing) - {77}
         assert isinstance(random_seed, int)
@@ -112,24 +113,24 @@ async def test_sessions_are_listed_with_their_seeds(session_server_process):
     ],
 )
 def test_bad_seed_or_config_is_a_400_naming_the_cause(session_server_process, query, needle):
-    response = httpx.post(f"{session_server_process}/mcp?{query}", json=INITIALIZE, headers=ACCEPT)
+    response = HTTP.post(f"{session_server_process}/mcp?{query}", json=INITIALIZE, headers=ACCEPT)
     assert response.status_code == 400
     assert needle in response.json()["error"]["message"]
-    assert httpx.get(f"{session_server_process}/health").json()["sessions"] == 0
+    assert HTTP.get(f"{session_server_process}/health").json()["sessions"] == 0
 
 
 def test_a_config_nested_too_deeply_is_a_400_not_a_500(session_server_process):
     """json.loads raised RecursionError past the config parser: the request got a 500 and a traceback."""
     deep = "%5B" * 1100 + "%5D" * 1100
-    response = httpx.post(f"{session_server_process}/mcp?config={deep}", json=INITIALIZE, headers=ACCEPT)
+    response = HTTP.post(f"{session_server_process}/mcp?config={deep}", json=INITIALIZE, headers=ACCEPT)
     assert response.status_code == 400
     assert "invalid config" in response.json()["error"]["message"] and "nested" in response.json()["error"]["message"]
-    assert httpx.get(f"{session_server_process}/health").json()["sessions"] == 0
+    assert HTTP.get(f"{session_server_process}/health").json()["sessions"] == 0
 
 
 def test_unknown_session_is_a_404(session_server_process):
     headers = {**ACCEPT, "mcp-session-id": "feedface"}
-    response = httpx.post(f"{session_server_process}/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
+    response = HTTP.post(f"{session_server_process}/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
                           headers=headers)  # fmt: skip
     assert response.status_code == 404 and "Session not found" in response.json()["error"]["message"]
 

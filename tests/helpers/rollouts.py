@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from helpers.http import HTTP
+
 MOVES = {"LEFT": (0, -1), "DOWN": (1, 0), "RIGHT": (0, 1), "UP": (-1, 0)}
 
 
@@ -46,7 +48,7 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 30) -> No
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
         try:
-            httpx.post(url, timeout=1, json={})
+            HTTP.post(url, timeout=1, json={})
             return
         except httpx.HTTPError:
             time.sleep(0.1)

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from helpers.http import HTTP
 from mcpsim.proc import free_port
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -74,7 +75,7 @@ class ServeProcess:
         return self.log_path.read_text(errors="replace")
 
     def get(self, path: str, **kwargs) -> httpx.Response:
-        return httpx.get(f"{self.url}{path}", timeout=30, **kwargs)
+        return HTTP.get(f"{self.url}{path}", timeout=30, **kwargs)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         self.descendants()
@@ -137,7 +138,7 @@ def start_serve(
         if process.poll() is not None:
             raise RuntimeError(f"mcpsim serve exited with {process.returncode}:\n{serve.log()}")
         try:
-            if httpx.get(f"{serve.url}/health", timeout=1).status_code == 200:
+            if HTTP.get(f"{serve.url}/health", timeout=1).status_code == 200:
                 return serve
         except httpx.HTTPError:
             pass

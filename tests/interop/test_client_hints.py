@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from helpers.http import HTTP
 from helpers.mcp_client import ACCEPT
 from helpers.serve import ServeProcess, port_range
 from interop.clients import ep_server_command, lake_module
@@ -36,7 +37,7 @@ def answer_of(response: httpx.Response) -> dict[str, Any]:
 
 def open_session(serve: ServeProcess, path: str, client_info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Open a session at `path`; its session id and its instance as `/api/instances` lists it."""
-    response = httpx.post(f"{serve.url}{path}", json=initialize(client_info), headers=JSON, timeout=60)
+    response = HTTP.post(f"{serve.url}{path}", json=initialize(client_info), headers=JSON, timeout=60)
     assert response.status_code == 200, response.text
     session_id = response.headers["mcp-session-id"]
     listed = [item for item in serve.get("/api/instances").json() if item["session_id"] == session_id]
@@ -48,15 +49,15 @@ def move(serve: ServeProcess, session_id: str, action: str) -> None:
     """One `lake_move` on the session, raw (after the `initialized` notification its client owes)."""
     headers = {**JSON, "mcp-session-id": session_id, "mcp-protocol-version": "2025-06-18"}
     note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    assert httpx.post(serve.mcp, json=note, headers=headers, timeout=30).status_code == 202
+    assert HTTP.post(serve.mcp, json=note, headers=headers, timeout=30).status_code == 202
     params = {"name": "lake_move", "arguments": {"action": action}}
     call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": params}
-    answer = answer_of(httpx.post(serve.mcp, json=call, headers=headers, timeout=60))
+    answer = answer_of(HTTP.post(serve.mcp, json=call, headers=headers, timeout=60))
     assert not answer["result"].get("isError"), answer
 
 
 def close(serve: ServeProcess, session_id: str) -> None:
-    httpx.delete(f"{serve.mcp}", headers={**ACCEPT, "mcp-session-id": session_id}, timeout=30)
+    HTTP.delete(f"{serve.mcp}", headers={**ACCEPT, "mcp-session-id": session_id}, timeout=30)
 
 
 @pytest.mark.parametrize(
@@ -81,25 +82,25 @@ def test_bad_hints_in_client_info_are_refused_naming_them(frozen_lake_server):
     bad = [({"seed": "abc"}, "clientInfo: invalid seed 'abc'"), ({"config": [1]}, "clientInfo: invalid config")]
     for extra, named in bad:
         body = initialize({"name": "t", "version": "1", "_extra": extra})
-        response = httpx.post(frozen_lake_server.mcp, json=body, headers=JSON, timeout=30)
+        response = HTTP.post(frozen_lake_server.mcp, json=body, headers=JSON, timeout=30)
         assert response.status_code == 400
         assert named in response.json()["error"]["message"]
 
 
 def test_control_requests_need_a_known_session_with_an_http_backend(frozen_lake_server):
     url = f"{frozen_lake_server.url}/control/reward"
-    missing = httpx.get(url, timeout=30)
+    missing = HTTP.get(url, timeout=30)
     assert missing.status_code == 400 and "mcp-session-id" in missing.json()["error"]["message"]
-    unknown = httpx.get(url, headers={"mcp-session-id": "nobody"}, timeout=30)
+    unknown = HTTP.get(url, headers={"mcp-session-id": "nobody"}, timeout=30)
     assert unknown.status_code == 404 and "nobody" in unknown.json()["error"]["message"]
     session_id, _ = open_session(frozen_lake_server, "/mcp", {"name": "t", "version": "1", "session_id": "key-1"})
     try:
         for key in (session_id, "key-1"):
-            stdio = httpx.get(url, headers={"mcp-session-id": key}, timeout=30)
+            stdio = HTTP.get(url, headers={"mcp-session-id": key}, timeout=30)
             assert stdio.status_code == 404 and "stdio server" in stdio.json()["error"]["message"]
     finally:
         close(frozen_lake_server, session_id)
-    gone = httpx.get(url, headers={"mcp-session-id": "key-1"}, timeout=30)
+    gone = HTTP.get(url, headers={"mcp-session-id": "key-1"}, timeout=30)
     assert gone.status_code == 404  # the key went with its session
 
 
@@ -110,24 +111,24 @@ def test_control_requests_reach_the_sessions_own_instance(serve_factory):
     other, _ = open_session(serve, "/mcp", {**info, "_extra": {"seed": 31, "session_id": "client-key-b"}})
     try:
         control = f"{serve.url}/control"
-        by_key = httpx.get(f"{control}/initial_state", headers={"mcp-session-id": "client-key-a"}, timeout=30)
+        by_key = HTTP.get(f"{control}/initial_state", headers={"mcp-session-id": "client-key-a"}, timeout=30)
         assert by_key.status_code == 200
         assert by_key.json()["grid"] == "\n".join(LAKE.generate_map(12))
-        b = httpx.get(f"{control}/initial_state", headers={"mcp-session-id": "client-key-b"}, timeout=30)
+        b = HTTP.get(f"{control}/initial_state", headers={"mcp-session-id": "client-key-b"}, timeout=30)
         assert b.json()["grid"] == "\n".join(LAKE.generate_map(31))
         move(serve, first, LAKE.shortest_path(LAKE.generate_map(12))[0])
         # the step is in the episode the server keeps under the client's key, whichever name the client uses:
         # mcpsim's own session id is asked for under the client's key
         for key in ("client-key-a", first):
-            status = httpx.get(f"{control}/status", headers={"mcp-session-id": key}, timeout=30)
+            status = HTTP.get(f"{control}/status", headers={"mcp-session-id": key}, timeout=30)
             assert status.json() == {"terminated": False, "truncated": False, "step_count": 1, "total_reward": 0.0}
-        b_status = httpx.get(f"{control}/status", headers={"mcp-session-id": "client-key-b"}, timeout=30)
+        b_status = HTTP.get(f"{control}/status", headers={"mcp-session-id": "client-key-b"}, timeout=30)
         assert b_status.json()["step_count"] == 0  # b's own instance, untouched
-        reset = httpx.post(
+        reset = HTTP.post(
             f"{control}/reset_session", headers={"mcp-session-id": "client-key-a"}, json={"seed": 12}, timeout=30
         )
         assert reset.status_code == 200 and reset.json() == {"message": "Session reset successfully"}
-        status = httpx.get(f"{control}/status", headers={"mcp-session-id": first}, timeout=30)
+        status = HTTP.get(f"{control}/status", headers={"mcp-session-id": first}, timeout=30)
         assert status.json()["step_count"] == 0
         # reward-kit 0.4 sends no session_id: its key is the MD5 of seed, config, name and version
         rk_info = {"name": "reward-kit", "version": "1.0.0", "_extra": {"seed": 44, "config": {"seed": 44}}}
@@ -135,11 +136,11 @@ def test_control_requests_reach_the_sessions_own_instance(serve_factory):
         stable = {"seed": 44, "config": {"seed": 44}, "name": "reward-kit", "version": "1.0.0"}
         rk_key = hashlib.md5(json.dumps(stable, sort_keys=True).encode()).hexdigest()
         move(serve, rk_session, LAKE.shortest_path(LAKE.generate_map(44))[0])
-        rk_status = httpx.get(f"{control}/status", headers={"mcp-session-id": rk_key}, timeout=30)
+        rk_status = HTTP.get(f"{control}/status", headers={"mcp-session-id": rk_key}, timeout=30)
         assert rk_status.status_code == 200 and rk_status.json()["step_count"] == 1
         close(serve, rk_session)
         # the server's own answers pass through as they are, status included
-        unknown_route = httpx.get(f"{control}/nothing", headers={"mcp-session-id": "client-key-a"}, timeout=30)
+        unknown_route = HTTP.get(f"{control}/nothing", headers={"mcp-session-id": "client-key-a"}, timeout=30)
         assert unknown_route.status_code == 404
     finally:
         close(serve, first)

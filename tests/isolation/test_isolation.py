@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import anyio
-import httpx
 import pytest
 from mcp import Client
 
+from helpers.http import HTTP
 from helpers.serve import server_script, start_serve
 from mcpsim.errors import StartError
 from mcpsim.isolation import EnvCache
@@ -137,7 +137,7 @@ async def test_a_requirements_file_that_cannot_install_is_a_clear_error_and_leav
         "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
     }
-    response = httpx.post(
+    response = HTTP.post(
         f"{serve.mcp}?seed=1", json=init, timeout=300, headers={"accept": "application/json, text/event-stream"}
     )
     assert response.status_code == 502

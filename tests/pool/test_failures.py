@@ -12,6 +12,7 @@ import psutil
 import pytest
 from mcp import Client
 
+from helpers.http import HTTP
 from helpers.mcp_client import ACCEPT as HEADERS
 from helpers.mcp_client import INIT
 from helpers.procs import running
@@ -20,7 +21,7 @@ from helpers.serve import port_range, ports, server_script
 
 def open_session(url: str, seed: int = 1, config: dict | None = None) -> httpx.Response:
     query = f"seed={seed}" + (f"&config={quote(json.dumps(config))}" if config else "")
-    return httpx.post(f"{url}/mcp?{query}", json=INIT, headers=HEADERS, timeout=60)
+    return HTTP.post(f"{url}/mcp?{query}", json=INIT, headers=HEADERS, timeout=60)
 
 
 @pytest.fixture
@@ -111,7 +112,7 @@ async def test_max_instances_reached_is_a_503_and_others_keep_working(serve_fact
         response = open_session(serve.url, seed=3)
         assert response.status_code == 503
         assert "--max-instances reached: 2 of 2" in response.json()["error"]["message"]
-        api = httpx.post(f"{serve.url}/api/instances", json={"seed": 4}, timeout=30)
+        api = HTTP.post(f"{serve.url}/api/instances", json={"seed": 4}, timeout=30)
         assert api.status_code == 503 and "--max-instances" in api.json()["error"]["message"]
         for client, seed in ((a, 1), (b, 2)):
             result = await client.call_tool("echo", {"text": "ok"})

@@ -3,10 +3,10 @@
 import time
 
 import anyio
-import httpx
 import pytest
 from mcp import Client
 
+from helpers.http import HTTP
 from helpers.mcp_client import initial_map, lake, move
 from helpers.procs import running
 from mcpsim.errors import QueueFull, TooManySeeds
@@ -28,7 +28,7 @@ async def wait_for(predicate, timeout: float = 20) -> None:
 async def test_announced_seeds_are_started_ahead_and_claimed_by_their_sessions(serve_factory):
     serve = serve_factory("--env", "frozen_lake", "--fork-server", "--warm", "3")
     cold = serve_factory("--env", "frozen_lake")
-    response = httpx.post(f"{serve.url}/api/instances", json={"seeds": [1, 2, 3, 4], "config": {"map_size": 5}})
+    response = HTTP.post(f"{serve.url}/api/instances", json={"seeds": [1, 2, 3, 4], "config": {"map_size": 5}})
     assert response.status_code == 202 and response.json()["announced"] == 4
     await wait_for(lambda: sum(i["state"] == "ready" for i in instances(serve)) == 3)  # --warm 3 bounds the lookahead
     warm = {i["seed"]: i["pid"] for i in instances(serve)}
@@ -52,7 +52,7 @@ async def test_announced_seeds_are_started_ahead_and_claimed_by_their_sessions(s
 
 async def test_unclaimed_warm_instances_end_by_idle_timeout(serve_factory):
     serve = serve_factory("--env", "frozen_lake", "--fork-server", "--idle-timeout", "1.5")
-    httpx.post(f"{serve.url}/api/instances", json={"seeds": [7, 8]})
+    HTTP.post(f"{serve.url}/api/instances", json={"seeds": [7, 8]})
     await wait_for(lambda: len(listed := instances(serve)) == 2 and all(i["pid"] for i in listed))  # pids once spawned
     pids = [i["pid"] for i in instances(serve)]
     await wait_for(lambda: instances(serve) == [], timeout=10)
@@ -61,7 +61,7 @@ async def test_unclaimed_warm_instances_end_by_idle_timeout(serve_factory):
 
 async def test_warm_instances_make_room_for_real_sessions_at_max_instances(serve_factory):
     serve = serve_factory("--env", "frozen_lake", "--fork-server", "--max-instances", "2")
-    httpx.post(f"{serve.url}/api/instances", json={"seeds": [11, 12]})
+    HTTP.post(f"{serve.url}/api/instances", json={"seeds": [11, 12]})
     await wait_for(lambda: sum(i["state"] == "ready" for i in instances(serve)) == 2)
     async with lake(serve.url, 30) as client:  # not announced: an unclaimed warm instance gives way
         await move(client, "LEFT")
@@ -83,10 +83,10 @@ async def test_seedless_sessions_claim_spares_kept_by_warm(serve_factory):
 def test_announcements_are_validated(frozen_lake_server):
     url = f"{frozen_lake_server.url}/api/instances"
     for body in ({"seeds": "1,2"}, {"seeds": [1, "x"]}, {"seeds": [1], "config": [2]}, {"seeds": [-1]}):
-        response = httpx.post(url, json=body)
+        response = HTTP.post(url, json=body)
         assert response.status_code == 400, body
         assert response.json()["error"]["message"]
-    refused = httpx.post(url, json={"seeds": [1], "protocol": "2099-01-01"})
+    refused = HTTP.post(url, json={"seeds": [1], "protocol": "2099-01-01"})
     assert refused.status_code == 400 and "protocol must be one of 2026-07-28" in refused.json()["error"]["message"]
 
 
@@ -135,17 +135,17 @@ async def test_announcements_are_bounded_and_a_session_takes_its_seed_from_a_ful
         ]
         return float(value)
 
-    over = httpx.post(url, json={"seeds": [7] * (MAX_SEEDS_PER_ANNOUNCE + 1)}, timeout=30)
+    over = HTTP.post(url, json={"seeds": [7] * (MAX_SEEDS_PER_ANNOUNCE + 1)}, timeout=30)
     assert over.status_code == 413 and "at most" in over.json()["error"]["message"]
     assert queued() == 0
     for start in range(0, MAX_QUEUED_SEEDS, MAX_SEEDS_PER_ANNOUNCE):
         seeds = list(range(start, start + MAX_SEEDS_PER_ANNOUNCE))
-        response = httpx.post(url, json={"seeds": seeds, "config": config}, timeout=30)
+        response = HTTP.post(url, json={"seeds": seeds, "config": config}, timeout=30)
         assert response.status_code == 202, response.text
     # one instance (--max-instances 1) took the first seed; the rest wait
     await wait_for(lambda: [i["seed"] for i in instances(serve) if i["state"] == "ready"] == [0])
     assert queued() == MAX_QUEUED_SEEDS - 1
-    refused = httpx.post(url, json={"seeds": [1, 2]}, timeout=30)
+    refused = HTTP.post(url, json={"seeds": [1, 2]}, timeout=30)
     assert refused.status_code == 429, refused.text
     assert f"at most {MAX_QUEUED_SEEDS}" in refused.json()["error"]["message"]
     assert queued() == MAX_QUEUED_SEEDS - 1

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import anyio
-import httpx
 import psutil
 import pytest
 from mcp import Client
 
+from helpers.http import HTTP
 from helpers.mcp_client import initial_map, lake, move
 from helpers.procs import running
 from helpers.serve import server_script, start_serve, survivors
@@ -73,7 +73,7 @@ async def test_config_read_at_module_level_is_per_instance(serve_factory):
     for seed in (3, 5):
         async with Client(f"{serve.mcp}?seed={seed}", mode="legacy") as client:
             assert client.instructions == f"toolbox seed {seed}"
-    response = httpx.post(f"{serve.url}/api/instances", json={"seed": 6, "config": {"exit_at_start": 4}}, timeout=30)
+    response = HTTP.post(f"{serve.url}/api/instances", json={"seed": 6, "config": {"exit_at_start": 4}}, timeout=30)
     assert response.status_code == 502
     assert "exited with code 4 before it was ready" in response.json()["error"]["message"]
 

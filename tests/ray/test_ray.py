@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 import ray
+from helpers.http import HTTP
 from helpers.mcp_client import ACCEPT, INIT
 
 pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray")]  # one cluster, one worker (--dist loadfile or loadgroup)
@@ -34,12 +35,12 @@ def _answer(reply: httpx.Response) -> dict[str, Any]:
 
 
 def open_session(url: str, seed: int = 0) -> str:
-    reply = httpx.post(f"{url}/mcp?seed={seed}", json=INIT, headers=ACCEPT, timeout=60)
+    reply = HTTP.post(f"{url}/mcp?seed={seed}", json=INIT, headers=ACCEPT, timeout=60)
     assert reply.status_code == 200, reply.text
     session = reply.headers["mcp-session-id"]
     note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
     headers = {**ACCEPT, "mcp-session-id": session, "mcp-protocol-version": "2025-11-25"}
-    httpx.post(f"{url}/mcp", json=note, headers=headers, timeout=30)
+    HTTP.post(f"{url}/mcp", json=note, headers=headers, timeout=30)
     return session
 
 
@@ -51,7 +52,7 @@ def move(url: str, session: str, action: str = "LEFT") -> tuple[int, dict[str, A
         "params": {"name": "lake_move", "arguments": {"action": action}},
     }
     headers = {**ACCEPT, "mcp-session-id": session, "mcp-protocol-version": "2025-11-25"}
-    reply = httpx.post(f"{url}/mcp", json=body, headers=headers, timeout=30)
+    reply = HTTP.post(f"{url}/mcp", json=body, headers=headers, timeout=30)
     return reply.status_code, _answer(reply)
 
 
@@ -60,12 +61,12 @@ def modern_move(url: str, handle: str | None = None) -> tuple[int, dict[str, Any
     params = {"name": "lake_move", "arguments": {"action": "LEFT"}, "_meta": meta}
     headers = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "lake_move", **ACCEPT}
     body = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": params}
-    reply = httpx.post(f"{url}/mcp", json=body, headers=headers, timeout=30)
+    reply = HTTP.post(f"{url}/mcp", json=body, headers=headers, timeout=30)
     return reply.status_code, _answer(reply)
 
 
 def instances(url: str) -> list[dict[str, Any]]:
-    return httpx.get(f"{url}/api/instances", timeout=30).json()
+    return HTTP.get(f"{url}/api/instances", timeout=30).json()
 
 
 def of_session(url: str, session: str) -> dict[str, Any]:
@@ -73,7 +74,7 @@ def of_session(url: str, session: str) -> dict[str, Any]:
 
 
 def end(url: str, session: str) -> None:
-    httpx.delete(f"{url}/mcp", headers={"mcp-session-id": session}, timeout=30)
+    HTTP.delete(f"{url}/mcp", headers={"mcp-session-id": session}, timeout=30)
 
 
 def test_sessions_spread_over_nodes_and_ops_show_every_node(ray_cluster, front):
@@ -86,16 +87,16 @@ def test_sessions_spread_over_nodes_and_ops_show_every_node(ray_cluster, front):
         for item in listed:
             ray_cluster.note(item["pid"])
         assert len({item["node"] for item in listed}) == 3, "6 sessions on 3 nodes of 3 slots each use all three"
-        health = httpx.get(f"{front.url}/health", timeout=30).json()
+        health = HTTP.get(f"{front.url}/health", timeout=30).json()
         assert len(health["nodes"]) == 3 and health["limits"]["max_instances"] == 9
         assert health["instances"]["live"] >= 6
-        metrics = httpx.get(f"{front.url}/metrics", timeout=30).text
+        metrics = HTTP.get(f"{front.url}/metrics", timeout=30).text
         assert "mcpsim_ray_nodes 3" in metrics
         assert len({line.split('node="')[1].split('"')[0] for line in metrics.splitlines() if 'node="' in line}) == 3
-        overview = httpx.get(f"{front.url}/api/overview", timeout=30).json()
+        overview = HTTP.get(f"{front.url}/api/overview", timeout=30).json()
         assert {item["node"] for item in overview["instances"]} >= {item["node"] for item in listed}
         assert overview["health"]["fork_server"]  # what the page reads besides the instances
-        assert 'class="node-col"' in httpx.get(f"{front.url}/", timeout=30).text
+        assert 'class="node-col"' in HTTP.get(f"{front.url}/", timeout=30).text
     finally:
         for session in sessions:
             end(front.url, session)
@@ -105,7 +106,7 @@ def test_a_full_cluster_refuses_clearly(ray_cluster, front):
     sessions, refusal = [], None
     try:
         for seed in range(12):
-            reply = httpx.post(f"{front.url}/mcp?seed={seed}", json=INIT, headers=ACCEPT, timeout=60)
+            reply = HTTP.post(f"{front.url}/mcp?seed={seed}", json=INIT, headers=ACCEPT, timeout=60)
             if reply.status_code != 200:
                 refusal = reply
                 break
@@ -128,7 +129,7 @@ def test_two_fronts_share_sessions_and_handles(ray_cluster, front, tmp_path):
     assert minted["result"]["_meta"]["mcpsim/url"] == f"{other.url}/envs/{handle}/mcp"
     status, again = modern_move(front.url, handle)  # ...continued on the first
     assert status == 200 and again["result"]["_meta"]["mcpsim/handle"] == handle, again
-    via_url = httpx.delete(f"{front.url}/envs/{handle}/mcp", timeout=30)
+    via_url = HTTP.delete(f"{front.url}/envs/{handle}/mcp", timeout=30)
     assert via_url.status_code < 300
     status, gone = modern_move(other.url, handle)
     assert status == 404 and "error" in gone

@@ -4,10 +4,10 @@ import json
 import time
 
 import anyio
-import httpx
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from helpers.http import HTTP
 from helpers.mcp_client import answer_of
 from helpers.procs import running
 from helpers.serve import server_script
@@ -16,7 +16,7 @@ HEADERS = {"accept": "application/json, text/event-stream"}
 
 
 def rpc(url: str, method: str, params: dict | None = None, request_id: int = 1) -> dict:
-    response = httpx.post(
+    response = HTTP.post(
         url,
         json={"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}},
         headers=HEADERS,
@@ -27,7 +27,7 @@ def rpc(url: str, method: str, params: dict | None = None, request_id: int = 1) 
 
 
 def test_create_use_and_delete_an_instance_through_its_handle(frozen_lake_server):
-    created = httpx.post(
+    created = HTTP.post(
         f"{frozen_lake_server.url}/api/instances", json={"seed": 42, "config": {"map_size": 5}}, timeout=30
     )
     assert created.status_code == 201
@@ -43,17 +43,17 @@ def test_create_use_and_delete_an_instance_through_its_handle(frozen_lake_server
     assert second["result"]["_meta"]["mcpsim"]["step"] == 2  # same instance, state kept
     initial = rpc(handle, "resources/read", {"uri": "game://initial_state"})["result"]["contents"][0]["text"]
     assert len(initial.split("\n")[1:6]) == 5  # config reached the instance
-    listed = httpx.get(f"{frozen_lake_server.url}/api/instances/{item['id']}").json()
+    listed = HTTP.get(f"{frozen_lake_server.url}/api/instances/{item['id']}").json()
     assert listed["pid"] == item["pid"] and listed["last_used_at"] >= item["started_at"]
-    deleted = httpx.delete(f"{frozen_lake_server.url}/api/instances/{item['id']}", timeout=30)
+    deleted = HTTP.delete(f"{frozen_lake_server.url}/api/instances/{item['id']}", timeout=30)
     assert deleted.status_code == 200 and deleted.json()["state"] == "exited"
     assert not running(item["pid"])
-    gone = httpx.post(handle, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=HEADERS)
+    gone = HTTP.post(handle, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=HEADERS)
     assert gone.status_code == 404 and "no instance" in gone.json()["error"]["message"]
 
 
 async def test_a_handle_works_with_the_official_client_and_concurrent_callers(frozen_lake_server):
-    item = httpx.post(f"{frozen_lake_server.url}/api/instances", json={"seed": 5}, timeout=30).json()
+    item = HTTP.post(f"{frozen_lake_server.url}/api/instances", json={"seed": 5}, timeout=30).json()
     handle = frozen_lake_server.url + item["url"]
 
     async def caller(results: list) -> None:
@@ -69,7 +69,7 @@ async def test_a_handle_works_with_the_official_client_and_concurrent_callers(fr
         for _ in range(4):  # ids from the four callers collide (all start at 0/1); the handle keeps them apart
             tg.start_soon(caller, results)
     assert len(results) == 4 and all(r.tools[0].name == "lake_move" for r in results)
-    assert httpx.delete(handle, timeout=30).status_code == 200
+    assert HTTP.delete(handle, timeout=30).status_code == 200
 
 
 def test_api_rejects_bad_input_with_readable_errors(frozen_lake_server):
@@ -81,21 +81,21 @@ def test_api_rejects_bad_input_with_readable_errors(frozen_lake_server):
         ({"config": [1]}, "must be a JSON object"),
         ([1, 2], "must be a JSON object"),
     ]:
-        response = httpx.post(url, json=body, timeout=30)
+        response = HTTP.post(url, json=body, timeout=30)
         assert response.status_code == 400, body
         assert needle in response.json()["error"]["message"]
-    response = httpx.post(url, content=b"{nope", timeout=30)
+    response = HTTP.post(url, content=b"{nope", timeout=30)
     assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
-    assert httpx.get(f"{url}/0123456789ab").status_code == 404
-    assert httpx.post(f"{frozen_lake_server.url}/envs/../../etc/passwd/mcp", json={}).status_code == 404
+    assert HTTP.get(f"{url}/0123456789ab").status_code == 404
+    assert HTTP.post(f"{frozen_lake_server.url}/envs/../../etc/passwd/mcp", json={}).status_code == 404
 
 
 def test_health_and_metrics_follow_sessions(frozen_lake_server):
     def health() -> dict:
-        return httpx.get(f"{frozen_lake_server.url}/health").json()
+        return HTTP.get(f"{frozen_lake_server.url}/health").json()
 
     def metric(name: str) -> float:
-        text = httpx.get(f"{frozen_lake_server.url}/metrics").text
+        text = HTTP.get(f"{frozen_lake_server.url}/metrics").text
         values = [
             line.split()[-1] for line in text.splitlines() if line.startswith(name + " ") or line.startswith(name + "{")
         ]

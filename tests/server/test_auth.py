@@ -13,6 +13,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from helpers.http import HTTP
 from helpers.serve import server_script
 from mcpsim.errors import TokenFileError
 from mcpsim.proc import free_port
@@ -50,11 +51,9 @@ def test_loopback_needs_no_token_but_refuses_other_sites_and_rebound_names(serve
     assert serve.get("/api/instances").status_code == 200
     assert serve.get("/", headers={"accept": "text/html"}).status_code == 200
     same_origin = {"origin": serve.url}
-    assert (
-        httpx.post(f"{serve.url}/api/instances", json={"seed": 1}, headers=same_origin, timeout=30).status_code == 201
-    )
+    assert HTTP.post(f"{serve.url}/api/instances", json={"seed": 1}, headers=same_origin, timeout=30).status_code == 201
     # a page of another site posting to the local server (no preflight for a text/plain body)
-    forged = httpx.post(
+    forged = HTTP.post(
         f"{serve.url}/api/instances",
         content=b'{"seed": 2}',
         headers={"origin": "http://evil.example", "content-type": "text/plain"},
@@ -88,19 +87,19 @@ async def test_with_a_token_every_endpoint_but_health_needs_it(serve_factory):
     wrong = serve.get("/api/instances?token=nope")
     assert wrong.status_code == 401 and "token is wrong" in wrong.json()["error"]["message"]
 
-    created = httpx.post(f"{serve.url}/api/instances", json={"seed": 4}, timeout=30)
+    created = HTTP.post(f"{serve.url}/api/instances", json={"seed": 4}, timeout=30)
     assert created.status_code == 401
-    created = httpx.post(f"{serve.url}/api/instances", json={"seed": 4}, headers=bearer, timeout=30)
+    created = HTTP.post(f"{serve.url}/api/instances", json={"seed": 4}, headers=bearer, timeout=30)
     assert created.status_code == 201
     handle = serve.url + created.json()["url"]
     message = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     accept = {"accept": "application/json, text/event-stream"}
-    assert httpx.post(handle, json=message, headers=accept, timeout=30).status_code == 401
-    assert httpx.post(handle, json=message, headers={**accept, **bearer}, timeout=30).status_code == 200
-    assert httpx.delete(handle, headers=bearer, timeout=30).status_code == 200
+    assert HTTP.post(handle, json=message, headers=accept, timeout=30).status_code == 401
+    assert HTTP.post(handle, json=message, headers={**accept, **bearer}, timeout=30).status_code == 200
+    assert HTTP.delete(handle, headers=bearer, timeout=30).status_code == 200
 
     # /mcp: refused without the token, served with it (header, or ?token= for clients that take only a URL)
-    assert httpx.post(f"{serve.mcp}?seed=1", json=message, headers=accept, timeout=30).status_code == 401
+    assert HTTP.post(f"{serve.mcp}?seed=1", json=message, headers=accept, timeout=30).status_code == 401
     async with (
         httpx2.AsyncClient(headers=bearer, timeout=30) as http,
         Client(streamable_http_client(f"{serve.mcp}?seed=1", http_client=http), mode="legacy") as client,
@@ -128,7 +127,7 @@ def test_no_child_inherits_the_token(serve_factory, fork):
         "--server", PAINTER, "--fork-server" if fork else "--no-fork-server", env={"MCPSIM_AUTH_TOKEN": TOKEN}
     )
     bearer = {"authorization": f"Bearer {TOKEN}"}
-    created = httpx.post(f"{serve.url}/api/instances", json={"seed": 3}, headers=bearer, timeout=60)
+    created = HTTP.post(f"{serve.url}/api/instances", json={"seed": 3}, headers=bearer, timeout=60)
     assert created.status_code == 201, created.text
     [listed] = serve.get("/api/instances", headers=bearer).json()
     backend = psutil.Process(listed["pid"])
@@ -155,7 +154,7 @@ def test_the_token_redirect_goes_only_to_a_path_of_this_server(serve_factory):
         ("/%5C/evil.example/", "/evil.example/"),
         ("/api/overview", "/api/overview"),
     ]:
-        redirect = httpx.get(f"{serve.url}{path}?token={TOKEN}&x=1", headers=html, timeout=30)
+        redirect = HTTP.get(f"{serve.url}{path}?token={TOKEN}&x=1", headers=html, timeout=30)
         assert redirect.status_code == 303, path
         location = redirect.headers["location"]
         assert location == f"{expected}?x=1", (path, location)

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers.http import HTTP
 from helpers.mcp_client import answer_of
 from helpers.procs import running
 from helpers.serve import ARTIFACTS, server_script
@@ -61,15 +62,15 @@ def page(browser) -> Iterator:
 
 def call_tool(handle: str, tool: str, arguments: dict) -> dict:
     message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
-    response = httpx.post(handle, json=message, headers=HEADERS, timeout=30)
+    response = HTTP.post(handle, json=message, headers=HEADERS, timeout=30)
     assert response.status_code == 200, response.text
     return answer_of(response)
 
 
 def test_dashboard_lists_live_instances_and_ends_one(serve_factory, page):
     serve = serve_factory("--server", PAINTER)
-    first = httpx.post(f"{serve.url}/api/instances", json={"seed": 1}, timeout=30).json()
-    second = httpx.post(f"{serve.url}/api/instances", json={"seed": 2}, timeout=30).json()
+    first = HTTP.post(f"{serve.url}/api/instances", json={"seed": 1}, timeout=30).json()
+    second = HTTP.post(f"{serve.url}/api/instances", json={"seed": 2}, timeout=30).json()
     call_tool(serve.url + second["url"], "paint", {"shade": 200})
 
     page.goto(f"{serve.url}/")
@@ -91,9 +92,9 @@ def test_dashboard_lists_live_instances_and_ends_one(serve_factory, page):
     )
     assert not rows[first["id"]].query_selector("img.frame")
     # live: an instance started after the page loaded shows up by itself
-    third = httpx.post(f"{serve.url}/api/instances", json={"seed": 3}, timeout=30).json()
+    third = HTTP.post(f"{serve.url}/api/instances", json={"seed": 3}, timeout=30).json()
     page.wait_for_selector(f"#instances tr[data-id='{third['id']}']", timeout=5_000)
-    httpx.delete(f"{serve.url}/api/instances/{third['id']}", timeout=30)
+    HTTP.delete(f"{serve.url}/api/instances/{third['id']}", timeout=30)
     page.wait_for_selector(f"#instances tr[data-id='{third['id']}']", state="detached", timeout=5_000)
     page.wait_for_function("document.querySelector('#call-chart circle') !== null")
     ARTIFACTS.mkdir(exist_ok=True)
@@ -190,7 +191,7 @@ def viewer(tmp_path: Path) -> Iterator:
     deadline = time.monotonic() + 30
     while True:
         try:
-            if httpx.get(f"{url}/api/trajectory", timeout=2).status_code == 200:
+            if HTTP.get(f"{url}/api/trajectory", timeout=2).status_code == 200:
                 break
         except httpx.HTTPError:
             pass

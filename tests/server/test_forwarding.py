@@ -8,6 +8,7 @@ import pytest
 from mcp import Client
 from mcp.types import CreateMessageResult, TextContent
 
+from helpers.http import HTTP
 from helpers.serve import port_range, server_script
 
 
@@ -91,7 +92,7 @@ async def test_server_to_client_sampling_request_round_trips(toolbox):
 
 
 def _fast_requests(serve) -> float:
-    text = httpx.get(f"{serve.url}/metrics").text
+    text = HTTP.get(f"{serve.url}/metrics").text
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("mcpsim_session_requests_fast"))
 
 

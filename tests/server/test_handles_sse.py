@@ -7,9 +7,9 @@ Real processes: `mcpsim serve` over the handshake-only TypeScript SDK server `te
 by the official Python SDK client (`mode="legacy"`) pointed at the handle URL, and by raw HTTP.
 """
 
-import httpx
 from mcp import Client
 
+from helpers.http import HTTP
 from helpers.mcp_client import ACCEPT, INIT, answer_of, model, user
 from helpers.serve import TESTS
 from mcpsim.server.fronts.handle_sessions import MAX_SESSIONS_PER_HANDLE
@@ -19,7 +19,7 @@ ASKING = TESTS / "servers" / "asking.cjs"
 
 async def test_server_requests_progress_and_logs_reach_a_handshake_client_on_a_handle(serve_factory):
     serve = serve_factory("--server", f"node {ASKING}")
-    item = httpx.post(f"{serve.url}/api/instances", json={"seed": 3}, timeout=60).json()
+    item = HTTP.post(f"{serve.url}/api/instances", json={"seed": 3}, timeout=60).json()
     handle = serve.url + item["url"]
     logs, progress = [], []
 
@@ -39,7 +39,7 @@ async def test_server_requests_progress_and_logs_reach_a_handshake_client_on_a_h
         assert progress == [(1, 3), (2, 3), (3, 3)]
     # JSON for a client that takes only JSON: the answer alone, and a server request is refused, not left hanging
     json_only = {"accept": "application/json"}
-    listed = httpx.post(handle, json={**INIT, "id": 2, "method": "tools/list", "params": {}}, headers=json_only)
+    listed = HTTP.post(handle, json={**INIT, "id": 2, "method": "tools/list", "params": {}}, headers=json_only)
     assert listed.headers["content-type"].startswith("application/json") and "ask_model" in listed.text
     call = {
         "jsonrpc": "2.0",
@@ -47,33 +47,33 @@ async def test_server_requests_progress_and_logs_reach_a_handshake_client_on_a_h
         "method": "tools/call",
         "params": {"name": "ask_model", "arguments": {"prompt": "x"}},
     }
-    refused = httpx.post(handle, json=call, headers=json_only, timeout=60).json()
+    refused = HTTP.post(handle, json=call, headers=json_only, timeout=60).json()
     assert "no connected client can answer" in str(refused), refused
-    streamed = httpx.post(handle, json={**INIT, "id": 4, "method": "tools/list", "params": {}}, headers=ACCEPT)
+    streamed = HTTP.post(handle, json={**INIT, "id": 4, "method": "tools/list", "params": {}}, headers=ACCEPT)
     assert streamed.headers["content-type"].startswith("text/event-stream")
-    assert httpx.delete(handle, timeout=30).status_code == 200
+    assert HTTP.delete(handle, timeout=30).status_code == 200
 
 
 def test_initialize_on_a_handle_opens_a_session_whose_delete_leaves_the_episode(serve_factory):
     serve = serve_factory("--server", f"node {ASKING}")
-    handle = serve.url + httpx.post(f"{serve.url}/api/instances", json={"seed": 3}, timeout=60).json()["url"]
-    opened = httpx.post(handle, json=INIT, headers=ACCEPT, timeout=30)
+    handle = serve.url + HTTP.post(f"{serve.url}/api/instances", json={"seed": 3}, timeout=60).json()["url"]
+    opened = HTTP.post(handle, json=INIT, headers=ACCEPT, timeout=30)
     session = {"mcp-session-id": opened.headers["mcp-session-id"], **ACCEPT}
     assert opened.status_code == 200 and answer_of(opened)["result"]["serverInfo"]["name"] == "asking"
-    with httpx.stream("GET", handle, headers=session, timeout=30) as stream:  # the session's own GET stream
+    with HTTP.stream("GET", handle, headers=session, timeout=30) as stream:  # the session's own GET stream
         assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
-    listed = httpx.post(handle, json={**INIT, "id": 2, "method": "tools/list", "params": {}}, headers=session)
+    listed = HTTP.post(handle, json={**INIT, "id": 2, "method": "tools/list", "params": {}}, headers=session)
     assert "ask_model" in str(answer_of(listed))
-    assert httpx.delete(handle, headers=session, timeout=30).status_code == 200  # ends the session only
-    gone = httpx.post(handle, json={**INIT, "id": 3, "method": "tools/list", "params": {}}, headers=session)
+    assert HTTP.delete(handle, headers=session, timeout=30).status_code == 200  # ends the session only
+    gone = HTTP.post(handle, json={**INIT, "id": 3, "method": "tools/list", "params": {}}, headers=session)
     assert gone.status_code == 404 and "Session not found" in gone.text
-    still = httpx.post(handle, json={**INIT, "id": 4, "method": "tools/list", "params": {}}, headers=ACCEPT)
+    still = HTTP.post(handle, json={**INIT, "id": 4, "method": "tools/list", "params": {}}, headers=ACCEPT)
     assert "ask_model" in str(answer_of(still))  # the episode goes on
-    others = [httpx.post(handle, json=INIT, headers=ACCEPT, timeout=30) for _ in range(MAX_SESSIONS_PER_HANDLE + 1)]
+    others = [HTTP.post(handle, json=INIT, headers=ACCEPT, timeout=30) for _ in range(MAX_SESSIONS_PER_HANDLE + 1)]
     assert all(each.status_code == 200 for each in others)  # past the limit the least recently used one ends
     ids = [{"mcp-session-id": each.headers["mcp-session-id"], **ACCEPT} for each in others]
     ping = {**INIT, "id": 5, "method": "ping", "params": {}}
-    assert httpx.post(handle, json=ping, headers=ids[0], timeout=30).status_code == 404
-    assert all(httpx.post(handle, json=ping, headers=each, timeout=30).status_code == 200 for each in ids[1:])
-    assert httpx.delete(handle, timeout=30).status_code == 200  # without a session id: the episode ends
-    assert httpx.post(handle, json=INIT, headers=ACCEPT, timeout=30).status_code == 404
+    assert HTTP.post(handle, json=ping, headers=ids[0], timeout=30).status_code == 404
+    assert all(HTTP.post(handle, json=ping, headers=each, timeout=30).status_code == 200 for each in ids[1:])
+    assert HTTP.delete(handle, timeout=30).status_code == 200  # without a session id: the episode ends
+    assert HTTP.post(handle, json=INIT, headers=ACCEPT, timeout=30).status_code == 404

@@ -5,10 +5,10 @@ import re
 import time
 from collections import deque
 
-import httpx
 import pytest
 from mcp import Client, StdioServerParameters
 
+from helpers.http import HTTP
 from helpers.mcp_client import initial_map, lake, move
 from helpers.serve import REPO, port_range, ports
 
@@ -141,9 +141,9 @@ async def test_a_2026_client_plays_the_handshake_only_server_through_translation
     }
     discover = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": envelope}}
     headers = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "server/discover"}
-    found = httpx.post(serve.mcp, json=discover, headers=headers, timeout=60).json()["result"]  # the server has none
+    found = HTTP.post(serve.mcp, json=discover, headers=headers, timeout=60).json()["result"]  # the server has none
     assert found["supportedVersions"] == ["2026-07-28"] and "tools" in found["capabilities"]
-    announced = httpx.post(f"{serve.url}/api/instances", json={"seeds": [5], "protocol": "2026-07-28"}, timeout=30)
+    announced = HTTP.post(f"{serve.url}/api/instances", json={"seeds": [5], "protocol": "2026-07-28"}, timeout=30)
     assert announced.status_code == 202
     warmed = None
     for _ in range(600):  # a warm instance opened for 2026: discover refused, initialized, translated

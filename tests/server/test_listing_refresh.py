@@ -12,6 +12,7 @@ import json
 import httpx
 import pytest
 
+from helpers.http import HTTP
 from helpers.serve import TESTS, start_serve, survivors
 
 SERVER = TESTS / "servers" / "growing.cjs"
@@ -40,7 +41,7 @@ def post(url: str, method: str, params: dict, headers: dict | None = None) -> ht
         "method": method,
         "params": {**params, "_meta": {**ENVELOPE, **params.get("_meta", {})}},
     }
-    return httpx.post(url, json=body, headers={**sent, **(headers or {})}, timeout=60)
+    return HTTP.post(url, json=body, headers={**sent, **(headers or {})}, timeout=60)
 
 
 def names(response: httpx.Response) -> list[str]:
@@ -72,7 +73,7 @@ def test_a_handle_less_listen_hears_its_configs_list_changes(serve):
     body = {"jsonrpc": "2.0", "id": "l1", "method": "subscriptions/listen", "params": {"_meta": ENVELOPE}}
     body["params"]["notifications"] = asked
     frames = []
-    with httpx.stream("POST", serve.mcp, json=body, headers=headers, timeout=60) as stream:
+    with HTTP.stream("POST", serve.mcp, json=body, headers=headers, timeout=60) as stream:
         lines = (line for line in stream.iter_lines() if line.startswith("data:"))
         frames.append(json.loads(next(lines)[5:]))
         grown = post(serve.mcp, "tools/call", {"name": "grow", "arguments": {}})  # another episode: no handle
@@ -93,7 +94,7 @@ def test_a_handle_less_listen_hears_a_2026_backends_list_changes(tmp_path):
         headers = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "subscriptions/listen"}
         body = {"jsonrpc": "2.0", "id": "l2", "method": "subscriptions/listen", "params": {"_meta": ENVELOPE}}
         body["params"]["notifications"] = {"promptsListChanged": True}
-        with httpx.stream(
+        with HTTP.stream(
             "POST", conformance.mcp, json=body, headers={**headers, "accept": "text/event-stream"}, timeout=30
         ) as stream:
             lines = (line for line in stream.iter_lines() if line.startswith("data:"))

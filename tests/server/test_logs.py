@@ -2,8 +2,7 @@
 
 import json
 
-import httpx
-
+from helpers.http import HTTP
 from helpers.mcp_client import ACCEPT as HEADERS
 from helpers.mcp_client import INIT
 from helpers.serve import server_script
@@ -12,7 +11,7 @@ PAINTER = f"python {server_script('painter.py')}"
 
 
 def post(url: str, session_id: str, message: dict) -> dict:
-    response = httpx.post(url, json=message, headers={**HEADERS, "mcp-session-id": session_id}, timeout=30)
+    response = HTTP.post(url, json=message, headers={**HEADERS, "mcp-session-id": session_id}, timeout=30)
     assert response.status_code == 200, response.text
     if response.headers["content-type"].startswith("text/event-stream"):  # the answer as one SSE event
         [data] = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
@@ -27,7 +26,7 @@ def call(url: str, session_id: str, request_id: int, tool: str, arguments: dict)
 
 def test_json_lines_carry_session_instance_and_request_ids(serve_factory):
     serve = serve_factory("--server", PAINTER, "--log-format", "json", "--log-level", "debug")
-    opened = httpx.post(f"{serve.mcp}?seed=7", json=INIT, headers=HEADERS, timeout=30)
+    opened = HTTP.post(f"{serve.mcp}?seed=7", json=INIT, headers=HEADERS, timeout=30)
     assert opened.status_code == 200
     session_id = opened.headers["mcp-session-id"]
     [instance] = serve.get("/api/instances").json()
@@ -37,7 +36,7 @@ def test_json_lines_carry_session_instance_and_request_ids(serve_factory):
     assert call(serve.mcp, session_id, 4242, "refuse", {})["result"]["isError"] is True
     unknown = post(serve.mcp, session_id, {"jsonrpc": "2.0", "id": 4244, "method": "no/such_method"})
     assert unknown["error"]["code"] == -32601
-    ended = httpx.delete(serve.mcp, headers={"mcp-session-id": session_id}, timeout=30)
+    ended = HTTP.delete(serve.mcp, headers={"mcp-session-id": session_id}, timeout=30)
     assert ended.status_code in (200, 204)
     serve.stop()
 
@@ -75,7 +74,7 @@ def test_json_lines_carry_session_instance_and_request_ids(serve_factory):
 
 def test_text_lines_name_the_ids(serve_factory):
     serve = serve_factory("--server", PAINTER, "--log-format", "text")
-    opened = httpx.post(f"{serve.mcp}?seed=3", json=INIT, headers=HEADERS, timeout=30)
+    opened = HTTP.post(f"{serve.mcp}?seed=3", json=INIT, headers=HEADERS, timeout=30)
     session_id = opened.headers["mcp-session-id"]
     [instance] = serve.get("/api/instances").json()
     call(serve.mcp, session_id, 11, "paint", {"shade": 9})

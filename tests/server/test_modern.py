@@ -13,6 +13,7 @@ import httpx
 import pytest
 from mcp import Client
 
+from helpers.http import HTTP
 from helpers.rollouts import solve
 from helpers.serve import start_serve, survivors
 
@@ -25,7 +26,7 @@ def post(url: str, method: str, params: dict | None = None, *, name: str | None 
         headers["Mcp-Name"] = name
     body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**(params or {})}}
     body["params"]["_meta"] = {**ENVELOPE, **body["params"].get("_meta", {})}
-    return httpx.post(url, json=body, headers=headers, timeout=30)
+    return HTTP.post(url, json=body, headers=headers, timeout=30)
 
 
 def move_call(url: str, action: str, handle: str | None = None) -> httpx.Response:
@@ -89,7 +90,7 @@ async def test_same_seed_episodes_stay_independent(frozen_lake_server):
     on_url = move_call(f"{frozen_lake_server.url}/envs/{a}/mcp", "DOWN").json()["result"]
     assert on_url["_meta"]["mcpsim"]["step"] == 3 and on_url["resultType"] == "complete"
     for handle in (a, b):
-        assert httpx.delete(f"{frozen_lake_server.url}/envs/{handle}/mcp", timeout=30).status_code == 200
+        assert HTTP.delete(f"{frozen_lake_server.url}/envs/{handle}/mcp", timeout=30).status_code == 200
     ended = move_call(frozen_lake_server.mcp, "UP", handle=a)
     assert ended.status_code == 404 and ended.json()["error"]["code"] == -31011
 
@@ -115,13 +116,13 @@ def test_the_2026_wire_of_the_fronts(frozen_lake_server):
     body = {"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"_meta": {**ENVELOPE}}}
     body["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = "2099-01-01"
     headers = {"MCP-Protocol-Version": "2099-01-01", "Mcp-Method": "tools/list"}
-    error = httpx.post(mcp, json=body, headers=headers, timeout=30).json()["error"]
+    error = HTTP.post(mcp, json=body, headers=headers, timeout=30).json()["error"]
     assert error["code"] == -32022 and error["data"] == {"supported": ["2026-07-28"], "requested": "2099-01-01"}
     removed = post(mcp, "initialize")
     assert removed.status_code == 404 and removed.json()["error"]["code"] == -32601
-    mismatch = httpx.post(mcp, json={**body, "method": "tools/call"}, headers=headers, timeout=30)
+    mismatch = HTTP.post(mcp, json={**body, "method": "tools/call"}, headers=headers, timeout=30)
     assert mismatch.status_code == 400 and mismatch.json()["error"]["code"] == -32020
-    no_header = httpx.post(mcp, json={**body, "params": {"_meta": ENVELOPE}}, timeout=30)
+    no_header = HTTP.post(mcp, json={**body, "params": {"_meta": ENVELOPE}}, timeout=30)
     assert no_header.status_code == 400 and no_header.json()["error"]["code"] == -32020
     unknown = move_call(mcp, "UP", handle="0" * 32)
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == -31010
@@ -134,7 +135,7 @@ def test_the_2026_wire_of_the_fronts(frozen_lake_server):
     }
     body = {"jsonrpc": "2.0", "id": "l1", "method": "subscriptions/listen", "params": {"_meta": ENVELOPE}}
     body["params"]["notifications"] = {"toolsListChanged": True}
-    with httpx.stream("POST", mcp, json=body, headers=headers, timeout=30) as stream:
+    with HTTP.stream("POST", mcp, json=body, headers=headers, timeout=30) as stream:
         first = next(line for line in stream.iter_lines() if line.startswith("data:"))
     ack = json.loads(first[5:])
     assert ack["method"] == "notifications/subscriptions/acknowledged"
@@ -198,14 +199,14 @@ def test_a_handle_is_bound_to_its_token(tmp_path, front):
         headers = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "lake_move"}
         alice = {**headers, "authorization": "Bearer alice-token-0123456789"}
         bob = {**headers, "authorization": "Bearer bob-token-0123456789"}
-        first = httpx.post(serve.mcp + "?seed=13", json=body, headers=alice, timeout=30)
+        first = HTTP.post(serve.mcp + "?seed=13", json=body, headers=alice, timeout=30)
         assert first.status_code == 200
         handle = first.json()["result"]["_meta"]["mcpsim/handle"]
         target = serve.mcp if front == "mcp" else f"{serve.url}/envs/{handle}/mcp"
         body["params"]["_meta"] = {**ENVELOPE, "mcpsim/handle": handle}
-        stolen = httpx.post(target, json=body, headers=bob, timeout=30)
+        stolen = HTTP.post(target, json=body, headers=bob, timeout=30)
         assert stolen.status_code == 404 and stolen.json()["error"]["code"] == -31010  # as if it did not exist
-        own = httpx.post(target, json=body, headers=alice, timeout=30).json()["result"]
+        own = HTTP.post(target, json=body, headers=alice, timeout=30).json()["result"]
         assert own["_meta"]["mcpsim"]["step"] == 2
     finally:
         serve.stop()

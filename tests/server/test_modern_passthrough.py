@@ -13,6 +13,7 @@ import pytest
 from mcp import Client
 from mcp.types import ElicitResult
 
+from helpers.http import HTTP
 from helpers.serve import server_script, start_serve, survivors
 
 ENVELOPE = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
@@ -22,7 +23,7 @@ def call(url: str, name: str, rpc_id: int = 1) -> httpx.Response:
     headers = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": name}
     body = {"jsonrpc": "2.0", "id": rpc_id, "method": "tools/call", "params": {"name": name, "arguments": {}}}
     body["params"]["_meta"] = ENVELOPE
-    return httpx.post(url, json=body, headers={**headers, "accept": "application/json"}, timeout=60)
+    return HTTP.post(url, json=body, headers={**headers, "accept": "application/json"}, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +50,12 @@ def test_a_handle_less_call_with_bad_param_headers_starts_no_instance(serve):
     headers = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "test_custom_header"}
     for region in ("eu-north1", None):  # a mismatch, then a missing header
         sent = {**headers, **({"Mcp-Param-Region": region} if region else {}), "accept": "application/json"}
-        answer = httpx.post(serve.mcp, json=body, headers=sent, timeout=60)
+        answer = HTTP.post(serve.mcp, json=body, headers=sent, timeout=60)
         assert answer.status_code == 400, answer.text
         assert answer.json()["error"]["code"] == -32020
     assert serve.log().count("handle minted") == minted
     sent = {**headers, "Mcp-Param-Region": "us-west1", "accept": "application/json"}
-    answer = httpx.post(serve.mcp, json=body, headers=sent, timeout=60).json()
+    answer = HTTP.post(serve.mcp, json=body, headers=sent, timeout=60).json()
     assert answer["result"]["content"][0]["text"] == "region: us-west1"
     assert serve.log().count("handle minted") == minted + 1  # the count above can fail
 
@@ -81,7 +82,7 @@ async def test_mrtr_round_trip_and_listen_through_mcpsim(serve):
         headers = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "subscriptions/listen"}
         body = {"jsonrpc": "2.0", "id": "mine", "method": "subscriptions/listen", "params": {"_meta": ENVELOPE}}
         body["params"]["notifications"] = {"toolsListChanged": True}
-        with httpx.stream("POST", envs, json=body, headers={**headers, "accept": "text/event-stream"}) as s:
+        with HTTP.stream("POST", envs, json=body, headers={**headers, "accept": "text/event-stream"}) as s:
             for line in s.iter_lines():
                 if line.startswith("data:"):
                     frames.append(json.loads(line[5:]))

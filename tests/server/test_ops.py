@@ -12,6 +12,7 @@ import httpx
 from mcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 
+from helpers.http import HTTP
 from helpers.mcp_client import ACCEPT as HEADERS
 from helpers.mcp_client import INIT
 from helpers.serve import server_script
@@ -118,7 +119,7 @@ async def test_health_and_metrics_follow_a_scripted_sequence_of_sessions(serve_f
 
     # a start that fails turns the server degraded and is counted, with its cause
     config = quote(json.dumps({"exit_at_start": 3}))
-    refused = httpx.post(f"{serve.mcp}?seed=9&config={config}", json=INIT, headers=HEADERS, timeout=30)
+    refused = HTTP.post(f"{serve.mcp}?seed=9&config={config}", json=INIT, headers=HEADERS, timeout=30)
     assert refused.status_code == 502 and "exited with code 3" in refused.json()["error"]["message"]
     after = serve.get("/health").json()
     assert after["status"] == "degraded" and after["instances"]["live"] == 0
@@ -126,7 +127,7 @@ async def test_health_and_metrics_follow_a_scripted_sequence_of_sessions(serve_f
     assert "exited with code 3" in after["recent_spawn_failures"][0]["error"]
     m4 = metrics(serve)
     assert metric(m4, "mcpsim_spawn_failures_total") == 1 and metric(m4, "mcpsim_sessions_created_total") == 2
-    errors = httpx.get(f"{serve.url}/api/overview").json()["errors"]
+    errors = HTTP.get(f"{serve.url}/api/overview").json()["errors"]
     assert [e["event"] for e in errors] == ["instance.start_failed", "request.error"]
     assert errors[1]["tool"] == "refuse" and "refuse" in errors[1]["message"] and errors[1]["instance_id"]
 
@@ -165,10 +166,10 @@ async def test_resource_pass_measures_instances_and_reports_an_orphan():
 
 def test_health_is_degraded_near_the_instance_limit(serve_factory):
     serve = serve_factory("--server", PAINTER, "--max-instances", "2")
-    created = [httpx.post(f"{serve.url}/api/instances", json={"seed": s}, timeout=30).json() for s in (1, 2)]
+    created = [HTTP.post(f"{serve.url}/api/instances", json={"seed": s}, timeout=30).json() for s in (1, 2)]
     body = serve.get("/health").json()
     assert body["status"] == "degraded" and body["instances"]["live"] == 2
-    assert httpx.delete(f"{serve.url}/api/instances/{created[0]['id']}", timeout=30).status_code == 200
+    assert HTTP.delete(f"{serve.url}/api/instances/{created[0]['id']}", timeout=30).status_code == 200
     assert serve.get("/health").json()["status"] == "ok"
 
 
@@ -187,7 +188,7 @@ def test_client_chosen_names_do_not_become_metric_labels(serve_factory):
     """Unique 2 kB tool names and unknown methods count under `other`: the series, the `/metrics` body and what
     the dashboard keeps stay bounded; tools the server declared keep their own label (issue 13, item 3)."""
     serve = serve_factory("--server", PAINTER)
-    opened = httpx.post(f"{serve.mcp}?seed=3", json=INIT, headers=HEADERS, timeout=30)
+    opened = HTTP.post(f"{serve.mcp}?seed=3", json=INIT, headers=HEADERS, timeout=30)
     assert opened.status_code == 200
     calls = 150
     with httpx.Client(headers={**HEADERS, "mcp-session-id": opened.headers["mcp-session-id"]}, timeout=30) as http:
@@ -197,7 +198,7 @@ def test_client_chosen_names_do_not_become_metric_labels(serve_factory):
             rpc(http, serve.mcp, "tools/call", {"name": f"{n:04d}" + "t" * 2000, "arguments": {}})
             assert rpc(http, serve.mcp, f"{n:04d}/" + "m" * 2000)["error"]["code"] == -32601
         listing = serve.get("/api/instances").json()
-        overview = httpx.get(f"{serve.url}/api/overview", timeout=30)
+        overview = HTTP.get(f"{serve.url}/api/overview", timeout=30)
     response = serve.get("/metrics")
     assert len(response.content) < 100_000, len(response.content)
     values = metrics(serve)

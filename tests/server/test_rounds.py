@@ -13,6 +13,7 @@ import pytest
 from mcp import Client
 from mcp.types import ListRootsResult, Root
 
+from helpers.http import HTTP
 from helpers.mcp_client import model, user
 from helpers.serve import TESTS, start_serve, survivors
 
@@ -64,7 +65,7 @@ def result_of(response: httpx.Response) -> dict:
 def post(url: str, params: dict, rpc_id: int = 1, name: str = "ask_user") -> httpx.Response:
     headers = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": name}
     body = {"jsonrpc": "2.0", "id": rpc_id, "method": "tools/call", "params": {"name": name, **params}}
-    return httpx.post(url, json=body, headers={**headers, "accept": "application/json"}, timeout=60)
+    return HTTP.post(url, json=body, headers={**headers, "accept": "application/json"}, timeout=60)
 
 
 def test_the_wire_of_a_round(serve):

@@ -3,11 +3,11 @@
 import time
 
 import anyio
-import httpx
 import psutil
 import pytest
 from mcp import Client
 
+from helpers.http import HTTP
 from helpers.mcp_client import initial_map, lake, move
 from helpers.procs import running
 
@@ -145,7 +145,7 @@ async def test_default_client_mode_speaks_2026_through_discover(frozen_lake_serv
 
 
 async def test_unknown_session_id_is_404_with_a_json_rpc_error(frozen_lake_server):
-    response = httpx.post(
+    response = HTTP.post(
         frozen_lake_server.mcp,
         json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
         headers={"mcp-session-id": "deadbeef", "accept": "application/json, text/event-stream"},
@@ -173,7 +173,7 @@ async def test_malformed_seed_or_config_is_a_400_naming_the_cause(frozen_lake_se
         "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
     }
-    response = httpx.post(
+    response = HTTP.post(
         f"{frozen_lake_server.mcp}?{query}", json=body, headers={"accept": "application/json, text/event-stream"}
     )
     assert response.status_code == 400
@@ -188,7 +188,7 @@ def test_a_first_request_with_an_id_that_is_no_json_rpc_id_gets_a_400_not_a_500(
     frozen_lake_server, request_id, method, code
 ):
     """The error answer used to carry the id as sent, which no JSON-RPC error can: building it failed with a 500."""
-    response = httpx.post(
+    response = HTTP.post(
         frozen_lake_server.mcp,
         json={"jsonrpc": "2.0", "id": request_id, "method": method},
         headers={"accept": "application/json, text/event-stream"},

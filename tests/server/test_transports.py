@@ -12,6 +12,7 @@ import pytest
 from mcp import Client, ClientSession, StdioServerParameters
 from mcp.client.sse import sse_client
 
+from helpers.http import HTTP
 from helpers.serve import port_range, start_serve, survivors
 
 BACKENDS = ["stdio", "http", "sse"]
@@ -185,13 +186,13 @@ async def test_invalid_json_on_mcp_is_a_parse_error_and_other_sessions_go_on(ser
     serve = servers["stdio"]
     headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
     async with Client(f"{serve.mcp}?seed=5", mode="legacy") as other:
-        fresh = httpx.post(serve.mcp, content=b'{"jsonrpc": "2.0", "id": 1, "method": "initi', headers=headers)
+        fresh = HTTP.post(serve.mcp, content=b'{"jsonrpc": "2.0", "id": 1, "method": "initi', headers=headers)
         assert fresh.status_code == 400 and fresh.json()["error"]["code"] == -32700
         listing = serve.get("/api/instances").json()
         (item,) = [i for i in listing if i["seed"] == 5]
-        broken = httpx.post(serve.mcp, content=b"{not json", headers={**headers, "mcp-session-id": item["session_id"]})
+        broken = HTTP.post(serve.mcp, content=b"{not json", headers={**headers, "mcp-session-id": item["session_id"]})
         assert broken.status_code == 400 and broken.json()["error"]["code"] == -32700
-        no_type = httpx.post(serve.mcp, content=b"{}", headers={"accept": headers["accept"]})
+        no_type = HTTP.post(serve.mcp, content=b"{}", headers={"accept": headers["accept"]})
         assert no_type.status_code == 415 and "Content-Type" in no_type.json()["error"]["message"]
         result = await other.call_tool("lake_move", {"action": "RIGHT"})
         assert result.meta["mcpsim"]["step"] == 1
@@ -213,7 +214,7 @@ async def test_json_response_mode(tmp_path):
                 "clientInfo": {"name": "t", "version": "1"},
             },
         }
-        response = httpx.post(
+        response = HTTP.post(
             f"{serve.mcp}?seed=1", json=init, headers={"accept": "application/json, text/event-stream"}
         )
         assert response.headers["content-type"].startswith("application/json")

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers.http import HTTP
 from helpers.mcp_client import INIT
 from helpers.serve import TESTS, start_serve, survivors
 from stress.profile import PROFILE
@@ -38,7 +39,7 @@ def serve(tmp_path_factory):
 @pytest.fixture(scope="module")
 def session(serve):
     """One open session, driven by raw HTTP."""
-    response = httpx.post(f"{serve.mcp}?seed=3", json=INIT, headers=ACCEPT, timeout=60)
+    response = HTTP.post(f"{serve.mcp}?seed=3", json=INIT, headers=ACCEPT, timeout=60)
     assert response.status_code == 200
     return response.headers["mcp-session-id"]
 
@@ -56,28 +57,28 @@ def still_serving(serve, session: str) -> None:
         "method": "tools/call",
         "params": {"name": "lake_move", "arguments": {"action": "LEFT"}},
     }
-    response = httpx.post(serve.mcp, json=call, headers={**ACCEPT, "mcp-session-id": session}, timeout=30)
+    response = HTTP.post(serve.mcp, json=call, headers={**ACCEPT, "mcp-session-id": session}, timeout=30)
     assert response.status_code == 200 and '"mcpsim"' in response.text
 
 
 @FUZZ
 @given(body=st.binary(max_size=300))
 def test_random_bytes_opening_a_session(serve, body):
-    response = httpx.post(serve.mcp, content=body, headers=ACCEPT, timeout=30)
+    response = HTTP.post(serve.mcp, content=body, headers=ACCEPT, timeout=30)
     assert_clear_error(response)
 
 
 @FUZZ
 @given(message=json_values)
 def test_random_json_opening_a_session(serve, message):
-    response = httpx.post(serve.mcp, json=message, headers=ACCEPT, timeout=30)
+    response = HTTP.post(serve.mcp, json=message, headers=ACCEPT, timeout=30)
     assert_clear_error(response)
 
 
 @FUZZ
 @given(message=json_values)
 def test_random_json_inside_a_session(serve, session, message):
-    response = httpx.post(serve.mcp, json=message, headers={**ACCEPT, "mcp-session-id": session}, timeout=30)
+    response = HTTP.post(serve.mcp, json=message, headers={**ACCEPT, "mcp-session-id": session}, timeout=30)
     assert response.status_code < 500, response.text[:300]
     if response.status_code >= 400:
         assert_clear_error(response)
@@ -87,7 +88,7 @@ def test_random_json_inside_a_session(serve, session, message):
 @given(method=st.text(min_size=1, max_size=30), params=st.dictionaries(st.text(max_size=8), json_values, max_size=3))
 def test_unknown_methods_and_odd_params_get_json_rpc_errors(serve, session, method, params):
     message = {"jsonrpc": "2.0", "id": 7, "method": method, "params": params}
-    response = httpx.post(serve.mcp, json=message, headers={**ACCEPT, "mcp-session-id": session}, timeout=30)
+    response = HTTP.post(serve.mcp, json=message, headers={**ACCEPT, "mcp-session-id": session}, timeout=30)
     assert response.status_code < 500
     if response.status_code == 200 and method not in (
         "initialize",
@@ -103,11 +104,11 @@ def test_unknown_methods_and_odd_params_get_json_rpc_errors(serve, session, meth
 @FUZZ
 @given(seed=st.text(max_size=25), config=st.text(max_size=25))
 def test_query_strings_never_break_anything(serve, seed, config):
-    response = httpx.post(
+    response = HTTP.post(
         f"{serve.mcp}?seed={quote(seed)}&config={quote(config)}", json=INIT, headers=ACCEPT, timeout=60
     )
     if response.status_code == 200:  # a valid seed and config: a real session, end it again
-        httpx.delete(serve.mcp, headers={"mcp-session-id": response.headers["mcp-session-id"]}, timeout=30)
+        HTTP.delete(serve.mcp, headers={"mcp-session-id": response.headers["mcp-session-id"]}, timeout=30)
     else:
         assert_clear_error(response)
 
@@ -115,7 +116,7 @@ def test_query_strings_never_break_anything(serve, seed, config):
 @FUZZ
 @given(session_id=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=80))
 def test_unknown_session_ids(serve, session_id):
-    response = httpx.post(
+    response = HTTP.post(
         serve.mcp,
         json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
         headers={**ACCEPT, "mcp-session-id": session_id},
@@ -127,7 +128,7 @@ def test_unknown_session_ids(serve, session_id):
 @FUZZ
 @given(path=st.text(max_size=40))
 def test_paths_under_envs_are_handles_or_404(serve, path):
-    response = httpx.post(f"{serve.url}/envs/{quote(path, safe='/.%')}", json={}, headers=ACCEPT, timeout=30)
+    response = HTTP.post(f"{serve.url}/envs/{quote(path, safe='/.%')}", json={}, headers=ACCEPT, timeout=30)
     assert response.status_code in (404, 405, 307), (path, response.status_code)
 
 
@@ -142,23 +143,23 @@ def test_paths_under_envs_are_handles_or_404(serve, path):
     ],
 )
 def test_path_traversal_in_handles(serve, path):
-    response = httpx.post(serve.url + path, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=ACCEPT)
+    response = HTTP.post(serve.url + path, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=ACCEPT)
     assert response.status_code in (404, 405), response.text
 
 
 def test_invalid_utf8_and_huge_or_endless_bodies(serve, session):
     for body in (b'{"jsonrpc": "2.0", "id": 1, "method": "\xff\xfe"}', b"\xc3\x28" * 50):
-        assert_clear_error(httpx.post(serve.mcp, content=body, headers=ACCEPT))
-        assert_clear_error(httpx.post(serve.mcp, content=body, headers={**ACCEPT, "mcp-session-id": session}))
+        assert_clear_error(HTTP.post(serve.mcp, content=body, headers=ACCEPT))
+        assert_clear_error(HTTP.post(serve.mcp, content=body, headers={**ACCEPT, "mcp-session-id": session}))
     huge = b'{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"x": "' + b"a" * (5 * 2**20) + b'"}}'
-    response = httpx.post(serve.mcp, content=huge, headers=ACCEPT, timeout=60)
+    response = HTTP.post(serve.mcp, content=huge, headers=ACCEPT, timeout=60)
     assert response.status_code == 413 and "larger than" in response.json()["error"]["message"]
 
     def endless():
         for _ in range(6 * 1024):  # chunked, no Content-Length: 6 MiB
             yield b"a" * 1024
 
-    response = httpx.post(serve.mcp, content=endless(), headers=ACCEPT, timeout=60)
+    response = HTTP.post(serve.mcp, content=endless(), headers=ACCEPT, timeout=60)
     assert response.status_code == 413
     still_serving(serve, session)
 
@@ -166,10 +167,10 @@ def test_invalid_utf8_and_huge_or_endless_bodies(serve, session):
 @FUZZ
 @given(payload=json_values)
 def test_random_api_requests(serve, payload):
-    response = httpx.post(f"{serve.url}/api/instances", json=payload, timeout=60)
+    response = HTTP.post(f"{serve.url}/api/instances", json=payload, timeout=60)
     if response.status_code in (201, 202):
         if response.status_code == 201:
-            httpx.delete(f"{serve.url}/api/instances/{response.json()['id']}", timeout=30)
+            HTTP.delete(f"{serve.url}/api/instances/{response.json()['id']}", timeout=30)
         return
     assert 400 <= response.status_code < 500 and response.json()["error"]["message"]
 
@@ -187,7 +188,7 @@ def test_the_query_string_cannot_inject_arguments_or_environment(tmp_path):
 def check_no_injection(serve, tmp_path) -> None:
     marker = tmp_path / "pwned"
     config = json.dumps({"x": f"$(touch {marker}); `touch {marker}`", "--seed": "9"})
-    response = httpx.post(f"{serve.mcp}?seed=42&config={quote(config)}", json=INIT, headers=ACCEPT, timeout=60)
+    response = HTTP.post(f"{serve.mcp}?seed=42&config={quote(config)}", json=INIT, headers=ACCEPT, timeout=60)
     assert response.status_code == 200
     session = response.headers["mcp-session-id"]
     (item,) = [i for i in serve.get("/api/instances").json() if i["session_id"] == session]
@@ -196,9 +197,9 @@ def check_no_injection(serve, tmp_path) -> None:
     assert proc.environ()["MCPSIM_SEED"] == "42"
     assert json.loads(proc.environ()["MCPSIM_CONFIG"]) == json.loads(config)
     assert not marker.exists()
-    httpx.delete(serve.mcp, headers={"mcp-session-id": session})
+    HTTP.delete(serve.mcp, headers={"mcp-session-id": session})
     for bad in ("42;rm -rf /", "42 --config x", "0x10", "4 2"):
-        assert_clear_error(httpx.post(f"{serve.mcp}?seed={quote(bad)}", json=INIT, headers=ACCEPT))
+        assert_clear_error(HTTP.post(f"{serve.mcp}?seed={quote(bad)}", json=INIT, headers=ACCEPT))
 
 
 def test_after_all_that_the_server_is_healthy_and_serving(serve, session):

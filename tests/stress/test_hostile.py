@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers.http import HTTP
 from helpers.mcp_client import INIT
 from helpers.serve import start_serve, survivors
 from stress.profile import PROFILE
@@ -77,14 +78,14 @@ def serve(tmp_path_factory):
 
 
 def open_session(serve, seed: int = 3) -> str:
-    response = httpx.post(f"{serve.mcp}?seed={seed}", json=INIT, headers=HEADERS, timeout=60)
+    response = HTTP.post(f"{serve.mcp}?seed={seed}", json=INIT, headers=HEADERS, timeout=60)
     assert response.status_code == 200, response.text
     return response.headers["mcp-session-id"]
 
 
 def call(serve, session: str, request_id: int = 99) -> httpx.Response:
     message = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": MOVE}
-    return httpx.post(serve.mcp, json=message, headers={**HEADERS, "mcp-session-id": session}, timeout=30)
+    return HTTP.post(serve.mcp, json=message, headers={**HEADERS, "mcp-session-id": session}, timeout=30)
 
 
 def assert_everyone_else_unharmed(serve, victim: str) -> None:
@@ -112,7 +113,7 @@ def attacker(serve):
 def test_a_malformed_cancel_ends_nothing(serve, victim, attacker, request_id):
     """The reported attack: `notifications/cancelled` with an object id stopped every session of every user."""
     cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request_id}}
-    response = httpx.post(serve.mcp, json=cancel, headers={**HEADERS, "mcp-session-id": attacker}, timeout=30)
+    response = HTTP.post(serve.mcp, json=cancel, headers={**HEADERS, "mcp-session-id": attacker}, timeout=30)
     assert response.status_code == 202, response.text
     assert_everyone_else_unharmed(serve, victim)
     assert call(serve, attacker).status_code == 200  # and the sender's own session goes on
@@ -122,14 +123,14 @@ def test_a_malformed_cancel_ends_nothing(serve, victim, attacker, request_id):
 @FUZZ
 @given(message=any_message)
 def test_fuzzed_messages_inside_an_mcp_session(serve, victim, attacker, message):
-    response = httpx.post(serve.mcp, json=message, headers={**HEADERS, "mcp-session-id": attacker}, timeout=30)
+    response = HTTP.post(serve.mcp, json=message, headers={**HEADERS, "mcp-session-id": attacker}, timeout=30)
     assert response.status_code < 500, response.text[:300]
     assert_everyone_else_unharmed(serve, victim)
 
 
 @pytest.fixture(scope="module")
 def handle(serve):
-    created = httpx.post(f"{serve.url}/api/instances", json={"seed": 4}, timeout=60)
+    created = HTTP.post(f"{serve.url}/api/instances", json={"seed": 4}, timeout=60)
     assert created.status_code == 201, created.text
     return serve.url + created.json()["url"]
 
@@ -137,10 +138,10 @@ def handle(serve):
 @FUZZ
 @given(message=any_message)
 def test_fuzzed_messages_on_an_envs_handle(serve, victim, handle, message):
-    response = httpx.post(handle, json=message, headers=HEADERS, timeout=30)
+    response = HTTP.post(handle, json=message, headers=HEADERS, timeout=30)
     assert response.status_code < 500, response.text[:300]
     assert_everyone_else_unharmed(serve, victim)
-    played = httpx.post(
+    played = HTTP.post(
         handle, json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": MOVE}, headers=HEADERS, timeout=30
     )
     assert played.status_code == 200 and '"mcpsim"' in played.text, played.text[:300]
@@ -171,7 +172,7 @@ class SseSession:
             pass
 
     def post(self, message) -> httpx.Response:
-        return httpx.post(self.messages_url, json=message, timeout=30)
+        return HTTP.post(self.messages_url, json=message, timeout=30)
 
     def close(self) -> None:
         self._client.close()
@@ -237,7 +238,7 @@ def test_fuzzed_lines_on_the_stdio_front_fail_only_themselves():
 
 def test_an_oversized_body_inside_a_session_is_refused_before_it_is_read(serve, victim, attacker):
     huge = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"x":"' + b"a" * (5 * 2**20) + b'"}}'
-    response = httpx.post(serve.mcp, content=huge, headers={**HEADERS, "mcp-session-id": attacker}, timeout=60)
+    response = HTTP.post(serve.mcp, content=huge, headers={**HEADERS, "mcp-session-id": attacker}, timeout=60)
     assert response.status_code == 413 and "max-message-bytes" in response.json()["error"]["message"]
 
     def endless():
@@ -245,7 +246,7 @@ def test_an_oversized_body_inside_a_session_is_refused_before_it_is_read(serve, 
             yield b"a" * 1024
 
     for url, headers in ((serve.mcp, {**HEADERS, "mcp-session-id": attacker}), (f"{serve.url}/api/instances", {})):
-        response = httpx.post(url, content=endless(), headers=headers, timeout=60)
+        response = HTTP.post(url, content=endless(), headers=headers, timeout=60)
         assert response.status_code == 413, (url, response.status_code)
     assert call(serve, attacker).status_code == 200
     assert_everyone_else_unharmed(serve, victim)
@@ -253,8 +254,8 @@ def test_an_oversized_body_inside_a_session_is_refused_before_it_is_read(serve, 
 
 def test_oversized_bodies_on_the_handle_and_sse_fronts(serve, victim, handle, sse_session):
     huge = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"x":"' + b"a" * (5 * 2**20) + b'"}}'
-    on_handle = httpx.post(handle, content=huge, headers=HEADERS, timeout=60)
+    on_handle = HTTP.post(handle, content=huge, headers=HEADERS, timeout=60)
     assert on_handle.status_code == 413 and "max-message-bytes" in on_handle.json()["error"]["message"]
-    on_sse = httpx.post(sse_session.messages_url, content=huge, headers=HEADERS, timeout=60)
+    on_sse = HTTP.post(sse_session.messages_url, content=huge, headers=HEADERS, timeout=60)
     assert on_sse.status_code == 413
     assert_everyone_else_unharmed(serve, victim)

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers.http import HTTP
 from helpers.serve import start_serve, survivors
 from stress.profile import PROFILE
 from stress.test_hostile import REQUEST_METHODS, json_values
@@ -97,7 +98,7 @@ def move(url: str, handle: str | None = None) -> httpx.Response:
     meta = {**ENVELOPE, **({"mcpsim/handle": handle} if handle else {})}
     body = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "lake_move", "_meta": meta}}
     body["params"]["arguments"] = {"action": "LEFT"}
-    return httpx.post(url, json=body, headers=headers, timeout=60)
+    return HTTP.post(url, json=body, headers=headers, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +132,7 @@ def assert_victim_unharmed(serve, victim: str) -> None:
 def test_fuzzed_2026_requests_affect_no_other_episode(serve, victim, attacker, body, headers, on_envs):
     url = f"{serve.url}/envs/{attacker}/mcp" if on_envs else f"{serve.mcp}?seed=7"
     try:
-        response = httpx.post(url, json=body, headers=headers, timeout=httpx.Timeout(30, read=5))
+        response = HTTP.post(url, json=body, headers=headers, timeout=httpx.Timeout(30, read=5))
         status = response.status_code
     except httpx.ReadTimeout:  # a listen stream held open: the fuzzer does not wait for it
         status = 200

@@ -9,6 +9,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from helpers.http import HTTP
 from helpers.mcp_client import INIT
 from helpers.serve import server_script
 
@@ -18,7 +19,7 @@ HEADERS = {"accept": "application/json, text/event-stream", "content-type": "app
 
 
 def open_session(url: str, query: str = "seed=1", body: dict | None = None, timeout: float = 60) -> httpx.Response:
-    return httpx.post(f"{url}/mcp?{query}", json=body or INIT, headers=HEADERS, timeout=timeout)
+    return HTTP.post(f"{url}/mcp?{query}", json=body or INIT, headers=HEADERS, timeout=timeout)
 
 
 def test_max_instances_holds_while_the_fork_server_prepares(serve_factory):
@@ -40,12 +41,12 @@ def test_a_client_that_gives_up_during_a_slow_start_leaves_no_instance(serve_fac
     for path in (f"/mcp?seed=1&config={slow}", f"/sse?seed=2&config={slow}"):
         with pytest.raises(httpx.TimeoutException):
             if path.startswith("/mcp"):
-                httpx.post(serve.url + path, json=INIT, headers=HEADERS, timeout=0.5)
+                HTTP.post(serve.url + path, json=INIT, headers=HEADERS, timeout=0.5)
             else:
-                with httpx.stream("GET", serve.url + path, timeout=0.5) as stream:
+                with HTTP.stream("GET", serve.url + path, timeout=0.5) as stream:
                     stream.read()
     with pytest.raises(httpx.TimeoutException):
-        httpx.post(f"{serve.url}/api/instances", json={"seed": 3, "config": {"start_delay": 2}}, timeout=0.5)
+        HTTP.post(f"{serve.url}/api/instances", json={"seed": 3, "config": {"start_delay": 2}}, timeout=0.5)
     deadline = time.monotonic() + 15
     while serve.get("/api/instances").json() or serve.instance_processes():
         assert time.monotonic() < deadline, (serve.get("/api/instances").json(), serve.instance_processes())
@@ -67,10 +68,10 @@ def test_pathological_seeds_and_configs_are_4xx_on_every_front(frozen_lake_serve
     response = open_session(serve.url, query)
     assert response.status_code == status, response.text[:300]
     if status == 200:
-        httpx.delete(serve.mcp, headers={"mcp-session-id": response.headers["mcp-session-id"]})
+        HTTP.delete(serve.mcp, headers={"mcp-session-id": response.headers["mcp-session-id"]})
         return
     assert needle in response.json()["error"]["message"]
-    with httpx.stream("GET", f"{serve.url}/sse?{query}", timeout=30) as sse:
+    with HTTP.stream("GET", f"{serve.url}/sse?{query}", timeout=30) as sse:
         assert sse.status_code == status
         assert needle in json.loads(sse.read())["error"]["message"]
 
@@ -84,7 +85,7 @@ def test_pathological_api_bodies_are_4xx_and_health_stays_ok(frozen_lake_server)
         (b'{"seed": 1, "config": ' + b'{"a":' * 1100 + b"1" + b"}" * 1100 + b"}", 400),
         (json.dumps({"seed": 1, "config": {"blob": "x" * 200_000}}).encode(), 413),
     ):
-        response = httpx.post(api, content=body, headers={"content-type": "application/json"}, timeout=60)
+        response = HTTP.post(api, content=body, headers={"content-type": "application/json"}, timeout=60)
         assert response.status_code == status, response.text[:300]
         assert response.json()["error"]["message"]
     assert serve.get("/health").json()["status"] == "ok"
@@ -99,6 +100,6 @@ def test_each_client_gets_the_protocol_version_it_asked_for(serve_factory, versi
     assert f'"protocolVersion":"{version}"' in response.text.replace(" ", "")
     latest = open_session(serve.url, "")  # a latest-version client still finds the warm instance
     assert '"protocolVersion":"2025-11-25"' in latest.text.replace(" ", "")
-    handle = serve.url + httpx.post(f"{serve.url}/api/instances", json={"seed": 5}, timeout=60).json()["url"]
-    on_handle = httpx.post(handle, json=body, headers=HEADERS, timeout=30)
+    handle = serve.url + HTTP.post(f"{serve.url}/api/instances", json={"seed": 5}, timeout=60).json()["url"]
+    on_handle = HTTP.post(handle, json=body, headers=HEADERS, timeout=30)
     assert f'"protocolVersion":"{version}"' in on_handle.text.replace(" ", "")

@@ -11,10 +11,10 @@ import signal
 import tempfile
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
+from helpers.http import HTTP
 from helpers.mcp_client import ACCEPT, INIT
 from helpers.serve import ports, start_serve, survivors
 
@@ -31,10 +31,10 @@ def test_local_cluster_front_leaves_nothing_behind(tmp_path):
     )  # fmt: skip
     sessions = []
     for seed in range(2):
-        reply = httpx.post(f"{serve.url}/mcp?seed={seed}", json=INIT, headers=ACCEPT, timeout=60)
+        reply = HTTP.post(f"{serve.url}/mcp?seed={seed}", json=INIT, headers=ACCEPT, timeout=60)
         assert reply.status_code == 200, reply.text
         sessions.append(reply.headers["mcp-session-id"])
-    listed = httpx.get(f"{serve.url}/api/instances", timeout=30).json()
+    listed = HTTP.get(f"{serve.url}/api/instances", timeout=30).json()
     assert len({item["node"] for item in listed}) == 2, "one slot per node: one session on each"
     tree = {p.pid: p.create_time() for p in psutil.Process(serve.process.pid).children(recursive=True)}
     assert serve.stop(signal.SIGTERM) == 0

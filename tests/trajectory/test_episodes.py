@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers.http import HTTP
 from mcpsim.errors import TrajectoryError
 from mcpsim.proc import free_port
 from mcpsim.trajectory import read_episodes
@@ -107,25 +108,25 @@ def test_viewer_serves_blobs_and_follows_a_growing_file(tmp_path):
         deadline = time.monotonic() + 30
         while True:
             try:
-                first = httpx.get(f"{url}/api/trajectory", timeout=2)
+                first = HTTP.get(f"{url}/api/trajectory", timeout=2)
                 break
             except httpx.HTTPError:
                 assert time.monotonic() < deadline and process.poll() is None, "mcpsim view did not come up"
                 time.sleep(0.05)
         assert [e["step_count"] for e in first.json()["episodes"]] == [1]
-        blob = httpx.get(f"{url}/blobs/{'cd' * 32}")
+        blob = HTTP.get(f"{url}/blobs/{'cd' * 32}")
         assert blob.status_code == 200 and blob.headers["content-type"] == "image/png"
         assert blob.content == base64.b64decode(PNG)
-        missing = httpx.get(f"{url}/blobs/{'ef' * 32}")
+        missing = HTTP.get(f"{url}/blobs/{'ef' * 32}")
         assert missing.status_code == 404 and "no blob" in missing.json()["error"]["message"]
         with path.open("a") as handle:  # the run goes on
             handle.write(json.dumps(step("a", 2)) + "\n")
-        assert [e["step_count"] for e in httpx.get(f"{url}/api/trajectory").json()["episodes"]] == [2]
+        assert [e["step_count"] for e in HTTP.get(f"{url}/api/trajectory").json()["episodes"]] == [2]
         with path.open("a") as handle:  # and breaks: the page gets the reason, the viewer keeps running
             handle.write("garbage\n" + json.dumps(step("a", 3)) + "\n")
-        broken = httpx.get(f"{url}/api/trajectory")
+        broken = HTTP.get(f"{url}/api/trajectory")
         assert broken.status_code == 422 and "run.jsonl:5: not valid JSON" in broken.json()["error"]["message"]
-        assert httpx.get(f"{url}/").status_code == 200
+        assert HTTP.get(f"{url}/").status_code == 200
     finally:
         process.terminate()
         process.wait(10)
@@ -176,7 +177,7 @@ def test_viewer_answers_422_naming_a_pathological_line_of_a_growing_file(tmp_pat
         deadline = time.monotonic() + 30
         while True:
             try:
-                assert httpx.get(url, timeout=2).status_code == 200
+                assert HTTP.get(url, timeout=2).status_code == 200
                 break
             except httpx.HTTPError:
                 assert time.monotonic() < deadline and process.poll() is None, "mcpsim view did not come up"
@@ -185,16 +186,16 @@ def test_viewer_answers_422_naming_a_pathological_line_of_a_growing_file(tmp_pat
             handle.write('{"type": "step", "env_id": "a", "step": 2, "reward": NaN}\n')
             handle.write('{"type": "step", "env_id": "a", "step": 3, "reward": 1e999}\n')
             handle.write(DEEP[:50_000])  # a pathological line still being written
-        grown = httpx.get(url, timeout=30)
+        grown = HTTP.get(url, timeout=30)
         assert grown.status_code == 200, grown.text[:300]
         assert [s["reward"] for s in grown.json()["episodes"][0]["steps"]] == [0.0, "NaN", "Infinity"]
         with path.open("a") as handle:
             handle.write(DEEP[50_000:] + "\n" + json.dumps(step("a", 4)) + "\n")
-        deep = httpx.get(url, timeout=30)
+        deep = HTTP.get(url, timeout=30)
         assert deep.status_code == 422, deep.text[:300]
         assert "run.jsonl:5: not valid JSON: nested more than 200 levels deep" in deep.json()["error"]["message"]
         path.write_text(json.dumps(HEADER) + "\n" + HUGE + "\n")
-        huge = httpx.get(url, timeout=30)
+        huge = HTTP.get(url, timeout=30)
         assert huge.status_code == 422 and "run.jsonl:2: not valid JSON: a number too large" in huge.text
         assert process.poll() is None
     finally:

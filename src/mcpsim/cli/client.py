@@ -19,6 +19,7 @@ from rich.table import Table
 
 from mcpsim.errors import ConfigError, RecordingError
 from mcpsim.trajectory import Trajectory, read_recording
+from mcpsim.wire import CLIENT_PROTOCOLS
 
 if TYPE_CHECKING:
     from mcpsim.client import Policy
@@ -271,11 +272,9 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def add_protocol_option(p: argparse.ArgumentParser) -> None:
-    from mcpsim.client.env import PROTOCOLS
-
     p.add_argument(
         "--protocol",
-        choices=PROTOCOLS,
+        choices=CLIENT_PROTOCOLS,
         default="auto",
         help="MCP revision: auto (2026-07-28 if the server speaks it, else the handshake), 2026-07-28, legacy",
     )

@@ -36,6 +36,7 @@ from mcpsim.client.urls import STDIO_PREFIX, check_url, session_url, stdio_comma
 from mcpsim.errors import ConfigError, ConnectError, EnvError, InvalidAction, describe_exception
 from mcpsim.trajectory import Action, Observation, Row
 from mcpsim.wire import (
+    CLIENT_PROTOCOLS,
     HANDLE_META_KEY,
     INITIAL_STATE_URI,
     KEEPALIVE_EXPIRY_S,
@@ -56,8 +57,7 @@ async def _note_session_id(response: httpx2.Response) -> None:
 
 
 PAGE_CAP = 100
-PROTOCOLS = ("auto", *MODERN_PROTOCOL_VERSIONS, "legacy")
-"""What `make(..., protocol=)` and `--protocol` accept: the SDK client's modes."""
+PROTOCOLS = CLIENT_PROTOCOLS
 DEFAULT_TIMEOUT = 120.0
 
 
