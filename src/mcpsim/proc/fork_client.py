@@ -116,6 +116,11 @@ class ForkServer:
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._children: dict[int, ForkedProcess] = {}
         self._early_exits: dict[int, int] = {}
+        self._abandoned: set[int] = set()
+        """Requests whose `spawn` was cancelled after the request may have gone out: their child, when its pid
+        comes, is killed at once, since nobody holds its pipes (it would run unowned until the template ends)."""
+        self._discarded: set[int] = set()
+        """Pids of those killed children, so that their exit is not taken for a later child's with the pid."""
         self.hello: dict[str, Any] = {}
         self.placement: str | None = None
         """How the last child got into its tracking group: "clone3" (created in it, `clone_into.py`) or "move"
@@ -219,7 +224,13 @@ class ForkServer:
         try:
             while (line := await self._read_line(loop)) is not None:
                 event = json.loads(line)
-                if "exit" in event:
+                if "exit" in event and event["exit"] in self._discarded:
+                    self._discarded.discard(event["exit"])
+                elif event.get("id") in self._abandoned:
+                    self._abandoned.discard(event["id"])
+                    if "pid" in event:
+                        self._discard(event["pid"])
+                elif "exit" in event:
                     child = self._children.pop(event["exit"], None)
                     if child is not None:
                         child.mark_exited(event["code"])
@@ -301,19 +312,20 @@ class ForkServer:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         try:
-            fds = [in_r, out_w, err_w, control_child.fileno(), *relay_fds, *([gate_r] if gate_r >= 0 else [])]
-            await self.spawner.run(_send, self._requests, request, fds)
-        except OSError:
-            self._waiting.pop(request_id, None)
-            _close(ours)
-            control.close()
-            raise
-        finally:
-            _close([in_r, out_w, err_w, *([gate_r] if gate_r >= 0 else [])])
-            control_child.close()
-        try:
+            try:
+                fds = [in_r, out_w, err_w, control_child.fileno(), *relay_fds, *([gate_r] if gate_r >= 0 else [])]
+                await self.spawner.run(_send, self._requests, request, fds)
+            finally:
+                _close([in_r, out_w, err_w, *([gate_r] if gate_r >= 0 else [])])
+                control_child.close()
             forked = await future
-        except OSError:
+        except BaseException as exc:
+            # refused, template gone, or cancelled (the request may have gone out all the same): our ends of
+            # the pipes close, and a child that exists or is still to come is killed, since nobody would own it
+            if self._waiting.pop(request_id, None) is not None and not isinstance(exc, OSError):
+                self._abandoned.add(request_id)
+            elif future.done() and not future.cancelled() and future.exception() is None:
+                self._discard(future.result()["pid"])  # forked, but this start was cancelled before it resumed
             _close(ours)
             control.close()
             raise
@@ -329,15 +341,29 @@ class ForkServer:
             self._children[pid] = child
         if gate_w >= 0:
             await self._open_gate(pid, groups, gate_w, ours[:3])
-        await child.attach_pipes(
-            os.fdopen(in_w, "wb", buffering=0),
-            os.fdopen(out_r, "rb", buffering=0),
-            os.fdopen(err_r, "rb", buffering=0),
-            log,
-            stdout_is_protocol,
-            line_limit,
-        )
+        try:
+            await child.attach_pipes(
+                os.fdopen(in_w, "wb", buffering=0),
+                os.fdopen(out_r, "rb", buffering=0),
+                os.fdopen(err_r, "rb", buffering=0),
+                log,
+                stdout_is_protocol,
+                line_limit,
+            )
+        except BaseException:  # cancelled with the child running: it ends here, not unowned later
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            raise
         return child
+
+    def _discard(self, pid: int) -> None:
+        """Kill a forked child nobody will own (its start was cancelled); its exit event is then dropped."""
+        self._children.pop(pid, None)
+        if self._early_exits.pop(pid, None) is not None:
+            return  # gone already, its exit seen: nothing to kill, no event to wait for
+        self._discarded.add(pid)
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)  # its own group: it and whatever it started
 
     async def _open_gate(self, pid: int, groups: Sequence[Cgroup], gate_w: int, pipes: Sequence[int]) -> None:
         """A gated child waits, before any server code, until it is in its control groups: move it there, then
