@@ -126,14 +126,7 @@ async def fork_copies(
             copy = BranchedProcess(pid, mine)
             copy.watch_exit()
             copies.append(copy)
-            await copy.attach_pipes(
-                os.fdopen(in_w, "wb", buffering=0),
-                os.fdopen(out_r, "rb", buffering=0),
-                os.fdopen(err_r, "rb", buffering=0),
-                log,
-                True,
-                line_limit,
-            )
+            await copy.attach_fds((in_w, out_r, err_r), log, True, line_limit)
         return copies
     except BaseException:
         for copy in copies:

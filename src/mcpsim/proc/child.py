@@ -135,6 +135,15 @@ class ChildProcess:
         self.stdin = asyncio.StreamWriter(w_transport, w_protocol, None, loop)
         self._transports.append(w_transport)
 
+    async def attach_fds(
+        self, fds: tuple[int, int, int], log: Callable[[str], None], stdout_is_protocol: bool, line_limit: int
+    ) -> None:
+        """`attach_pipes` for our ends (stdin, stdout, stderr) of a child's pipes as bare descriptors: a forked
+        or branched child is not our `Popen`, so nothing else holds them as file objects."""
+        stdin, stdout, stderr = fds
+        files = (os.fdopen(stdin, "wb", buffering=0), os.fdopen(stdout, "rb", buffering=0))
+        await self.attach_pipes(*files, os.fdopen(stderr, "rb", buffering=0), log, stdout_is_protocol, line_limit)
+
     def mark_exited(self, returncode: int) -> None:
         if self.exited.is_set():
             return

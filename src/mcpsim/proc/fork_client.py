@@ -342,14 +342,7 @@ class ForkServer:
         if gate_w >= 0:
             await self._open_gate(pid, groups, gate_w, ours[:3])
         try:
-            await child.attach_pipes(
-                os.fdopen(in_w, "wb", buffering=0),
-                os.fdopen(out_r, "rb", buffering=0),
-                os.fdopen(err_r, "rb", buffering=0),
-                log,
-                stdout_is_protocol,
-                line_limit,
-            )
+            await child.attach_fds((in_w, out_r, err_r), log, stdout_is_protocol, line_limit)
         except BaseException:  # cancelled with the child running: it ends here, not unowned later
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
