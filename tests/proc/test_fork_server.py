@@ -186,7 +186,9 @@ async def test_template_death_fails_its_sessions_clearly_and_new_ones_spawn(serv
 
 
 def test_sigkill_of_serve_with_a_fork_server_leaves_nothing(tmp_path):
-    serve = start_serve(tmp_path, "--server", f"python {server_script('toolbox.py')}", "--fork-server")
+    roots = tmp_path / "roots"  # where the pool makes its directory of instance directories
+    toolbox = f"python {server_script('toolbox.py')}"
+    serve = start_serve(tmp_path, "--server", toolbox, "--fork-server", "--instance-root", str(roots))
 
     async def scenario() -> list[int]:
         clients, grandchildren = [], []
@@ -205,6 +207,10 @@ def test_sigkill_of_serve_with_a_fork_server_leaves_nothing(tmp_path):
     deadline = time.monotonic() + 5
     while any(running(pid) for pid in grandchildren):
         assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # the instances' directories (3 of them, with what the servers wrote) go too: the watchdog removes them
+    while list(roots.iterdir()):
+        assert time.monotonic() < deadline, [str(p) for p in roots.rglob("*")][:10]
         time.sleep(0.05)
 
 

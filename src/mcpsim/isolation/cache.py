@@ -23,11 +23,11 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from mcpsim.proc.trees import remove_tree
 from mcpsim.wire import CACHE_VARIABLE
 
 logger = logging.getLogger(__name__)
@@ -197,20 +197,6 @@ def seal(path: Path) -> None:
                 mode = entry.lstat().st_mode
                 if not stat.S_ISLNK(mode):
                     entry.chmod(stat.S_IMODE(mode) & ~WRITE_BITS)
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a directory tree whatever its modes (sealed environments, read-only files a server left);
-    errors other than permissions are ignored, and the caller checks what is left."""
-
-    def make_writable_and_retry(function: Callable[[str], object], name: str, _exc: object) -> None:
-        with contextlib.suppress(OSError):
-            for directory in (Path(name).parent, Path(name)):
-                if directory.is_dir() and not directory.is_symlink():
-                    directory.chmod(stat.S_IMODE(directory.stat().st_mode) | stat.S_IRWXU)
-            function(name)
-
-    shutil.rmtree(path, onerror=make_writable_and_retry)
 
 
 def directory_size(path: Path) -> int:

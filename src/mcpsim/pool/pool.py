@@ -121,6 +121,8 @@ class InstancePool(PoolHooks):
                 self.sandbox = self.preparation.sandbox = await open_sandbox(self.config.sandbox, stack, root)
             if self.tracker.root is not None:
                 self._tell_watchdog(f"cgroup {self.tracker.root.path}\n")
+            if self.dirs.root is not None:
+                self._tell_watchdog(f"root {self.dirs.root}\n")
             self.http_client = await stack.enter_async_context(shared_http_client())
             stack.push_async_callback(_shielded, self.preparation.close)
             async with anyio.create_task_group() as tg:

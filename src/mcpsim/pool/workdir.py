@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mcpsim.errors import StartError
-from mcpsim.isolation.cache import remove_tree
+from mcpsim.proc.trees import remove_tree
 from mcpsim.wire import INSTANCE_DIR_VARIABLE
 
 COPIED_PARTS = frozenset({"index-v5", "_logs"})

@@ -5,11 +5,13 @@ starts `node`, an HTTP server may fork workers, a daemon leaves the group with `
 started once per pool, in its own session so a terminal's Ctrl-C or a group kill of the server does not reach
 it, and reads lines on stdin:
 - `+PGID [INSTANCE_ID]` / `-PGID`: an instance's process group (and its id) started / ended;
-- `cgroup PATH`: the pool's control group, which holds every instance's group (see `cgroups.py`).
+- `cgroup PATH`: the pool's control group, which holds every instance's group (see `cgroups.py`);
+- `root PATH`: the pool's directory of instance directories (`pool/workdir.py`), which the pool itself removes
+  at a normal end, but a killed server leaves behind with every instance's files in it.
 When stdin reaches EOF - which the kernel guarantees once the server is gone, even after SIGKILL - it sends
 SIGTERM, then SIGKILL, to every group still registered, kills the control group and removes it, then kills
 every process whose environment names a registered instance (daemons that left their group, where there is
-no control group; see `tracking.py`), and exits.
+no control group; see `tracking.py`), removes the instance directories, and exits.
 
 Run as `python -m mcpsim.proc.watchdog`; it imports nothing heavy (the `mcpsim.proc` face is lazy), so it
 starts in a few milliseconds.
@@ -24,17 +26,22 @@ from pathlib import Path
 
 from mcpsim.proc import procfs
 from mcpsim.proc.cgroups import Cgroup
+from mcpsim.proc.trees import remove_tree
 
 
 class Registry:
     def __init__(self) -> None:
         self.groups: dict[int, str | None] = {}
         self.cgroup: Cgroup | None = None
+        self.root: Path | None = None
 
     def read(self, line: bytes) -> None:
         text = line.strip().decode(errors="replace")
         if text.startswith("cgroup "):
             self.cgroup = Cgroup(Path(text[len("cgroup ") :]))
+            return
+        if text.startswith("root "):
+            self.root = Path(text[len("root ") :])
             return
         pgid, _, instance_id = text[1:].partition(" ")
         if not pgid.isdigit():
@@ -63,6 +70,8 @@ class Registry:
             for pid in found:
                 procfs.kill(pid, signal.SIGKILL)
             time.sleep(0.02)
+        if self.root is not None:  # after the kills: nothing writes there any more
+            remove_tree(self.root)
 
 
 def main() -> None:
