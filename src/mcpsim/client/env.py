@@ -57,7 +57,6 @@ async def _note_session_id(response: httpx2.Response) -> None:
 
 
 PAGE_CAP = 100
-PROTOCOLS = CLIENT_PROTOCOLS
 DEFAULT_TIMEOUT = 120.0
 
 
@@ -251,8 +250,8 @@ class Environment:
     or `legacy` (the handshake). `/sse` and `stdio:` URLs always use the handshake."""
 
     def __post_init__(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        if self.protocol not in CLIENT_PROTOCOLS:
+            raise ConfigError(f"protocol must be one of {', '.join(CLIENT_PROTOCOLS)}, got {self.protocol!r}")
 
     @property
     def env_id(self) -> str:
